@@ -1,0 +1,88 @@
+"""Reconstruction losses. Each returns the scalar loss and the per-token loss (for maskers and logs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from maskkit.masking.base import MaskPlan
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # scalar: mean over hidden tokens
+    per_token: Tensor  # (B, N) loss of every token (visible ones included, for diagnostics)
+
+
+class Loss(nn.Module):
+    """``forward(pred, targets, plan)``; ``to_sample_space`` undoes any target normalisation."""
+
+    def forward(self, pred: Tensor, targets: Tensor, plan: MaskPlan) -> LossOutput:
+        raise NotImplementedError
+
+    def to_sample_space(self, pred: Tensor, targets: Tensor) -> Tensor:
+        """Map predictions back to raw target units (for pictures); identity by default."""
+        return pred
+
+
+def masked_mean(per_token: Tensor, plan: MaskPlan) -> Tensor:
+    weight = plan.loss_weight if plan.loss_weight is not None else plan.mask.to(per_token.dtype)
+    return (per_token * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class ReconstructionMSE(Loss):
+    """MSE on hidden tokens; with ``norm_pix`` the targets are normalised per token (MAE's
+    recommended default, which sharpens high-frequency detail)."""
+
+    def __init__(self, norm_pix: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm_pix = norm_pix
+        self.eps = eps
+
+    def normalise(self, targets: Tensor) -> Tensor:
+        if not self.norm_pix:
+            return targets
+        mean = targets.mean(dim=-1, keepdim=True)
+        var = targets.var(dim=-1, keepdim=True, unbiased=True) if targets.shape[-1] > 1 else torch.ones_like(mean)
+        return (targets - mean) / (var + self.eps).sqrt()
+
+    def forward(self, pred: Tensor, targets: Tensor, plan: MaskPlan) -> LossOutput:
+        target = self.normalise(targets.float())
+        per_token = (pred.float() - target).pow(2).mean(dim=-1)
+        return LossOutput(loss=masked_mean(per_token, plan), per_token=per_token)
+
+    def to_sample_space(self, pred: Tensor, targets: Tensor) -> Tensor:
+        if not self.norm_pix:
+            return pred
+        targets = targets.float()
+        mean = targets.mean(dim=-1, keepdim=True)
+        var = targets.var(dim=-1, keepdim=True, unbiased=True) if targets.shape[-1] > 1 else torch.ones_like(mean)
+        return pred.float() * (var + self.eps).sqrt() + mean
+
+
+def chamfer_l2(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared-distance Chamfer terms between point sets (..., P, 3) and (..., Q, 3).
+
+    Returns (pred->target mean nearest sq. distance, target->pred mean nearest sq. distance),
+    each averaged over its points, shaped like the leading dims.
+    """
+    d = torch.cdist(pred.float(), target.float()).pow(2)
+    return d.min(dim=-1).values.mean(dim=-1), d.min(dim=-2).values.mean(dim=-1)
+
+
+class ChamferLoss(Loss):
+    """Chamfer distance (L2) between predicted and true local point groups (Point-MAE)."""
+
+    def __init__(self, point_dim: int = 3) -> None:
+        super().__init__()
+        self.point_dim = point_dim
+
+    def forward(self, pred: Tensor, targets: Tensor, plan: MaskPlan) -> LossOutput:
+        b, n, _ = targets.shape
+        p = pred.reshape(b, n, -1, self.point_dim)
+        t = targets.reshape(b, n, -1, self.point_dim)
+        forward, backward = chamfer_l2(p, t)
+        per_token = forward + backward
+        return LossOutput(loss=masked_mean(per_token, plan), per_token=per_token)

@@ -1,0 +1,6 @@
+"""Maskers: modality-neutral ones live here; grid-specific ones live with their modality."""
+
+from maskkit.masking import random as _random  # noqa: F401  (registers)
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, num_visible
+
+__all__ = ["MaskContext", "MaskPlan", "Masker", "TrainingProgress", "num_visible"]

@@ -1,0 +1,274 @@
+"""Masker contract: a masker reads a MaskContext and returns a MaskPlan with an exact count per sample."""
+
+from __future__ import annotations
+
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from maskkit.tokens import TokenBatch, TokenLayout
+
+
+def num_visible(num_tokens: int, mask_ratio: float) -> int:
+    """MAE's rule: ``n_keep = int(N * (1 - r))`` (floor), at least one visible token."""
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask ratio must be in (0, 1), got {mask_ratio}")
+    return max(1, int(num_tokens * (1.0 - mask_ratio)))
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training is, for maskers with schedules (start epoch, hint decay, curricula)."""
+
+    epoch: int = 0
+    step: int = 0  # global optimiser-independent step (one per batch)
+    epochs: int = 1
+    steps_per_epoch: int = 1
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, self.epochs * self.steps_per_epoch)
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return min(1.0, self.step / self.total_steps)
+
+
+@dataclass
+class MaskContext:
+    """Everything a masker may ask for. Maskers read only what they need.
+
+    ``feature_fn(layer)`` gives (B, N, D) no-grad token features of the *full* input at an
+    encoder layer (computed lazily and cached per layer); ``attention_fn(layer)`` gives
+    (B, H, N, N) head attention of the full input at an encoder layer.
+    """
+
+    batch_size: int
+    num_tokens: int
+    mask_ratio: float
+    layout: TokenLayout
+    positions: Tensor
+    generator: torch.Generator
+    device: torch.device
+    progress: TrainingProgress = field(default_factory=TrainingProgress)
+    tokens: TokenBatch | None = None
+    feature_fn: Callable[[int], Tensor] | None = None
+    attention_fn: Callable[[int], Tensor] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    _feature_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
+    _attention_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_keep(self) -> int:
+        return num_visible(self.num_tokens, self.mask_ratio)
+
+    @property
+    def n_mask(self) -> int:
+        return self.num_tokens - self.n_keep
+
+    def features(self, layer: int) -> Tensor:
+        if self.feature_fn is None:
+            raise RuntimeError("this masker needs model features, but the context has no feature_fn")
+        if layer not in self._feature_cache:
+            self._feature_cache[layer] = self.feature_fn(layer)
+        return self._feature_cache[layer]
+
+    def attention(self, layer: int) -> Tensor:
+        if self.attention_fn is None:
+            raise RuntimeError("this masker needs attention maps, but the context has no attention_fn")
+        if layer not in self._attention_cache:
+            self._attention_cache[layer] = self.attention_fn(layer)
+        return self._attention_cache[layer]
+
+    def uniform(self, *shape: int) -> Tensor:
+        """Uniform noise on the context's device from its generator."""
+        return torch.rand(*shape, generator=self.generator, device=self.device)
+
+    def batched_positions(self) -> Tensor:
+        if self.positions.dim() == 2:
+            return self.positions.unsqueeze(0).expand(self.batch_size, -1, -1)
+        return self.positions
+
+
+@dataclass
+class MaskPlan:
+    """Which tokens the encoder sees. ``mask`` is True where a token is hidden (MAE convention).
+
+    Every sample keeps the same number of tokens, so the encoder runs on dense tensors.
+    """
+
+    ids_keep: Tensor  # (B, n_keep) long, visible token indices
+    ids_mask: Tensor  # (B, n_mask) long, hidden token indices
+    ids_restore: Tensor  # (B, N) long: position of each token in cat([ids_keep, ids_mask])
+    mask: Tensor  # (B, N) bool
+    logs: dict[str, Tensor | float] = field(default_factory=dict)
+    aux_loss: Tensor | None = None
+    loss_weight: Tensor | None = None  # (B, N) optional per-token weight (default: mask)
+
+    @property
+    def n_keep(self) -> int:
+        return self.ids_keep.shape[1]
+
+    @property
+    def n_mask(self) -> int:
+        return self.ids_mask.shape[1]
+
+    @classmethod
+    def from_shuffle(cls, ids_shuffle: Tensor, n_keep: int) -> MaskPlan:
+        """MAE's construction: the first ``n_keep`` entries of a per-sample permutation stay visible."""
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        batch, n = ids_shuffle.shape
+        mask = torch.ones(batch, n, dtype=torch.bool, device=ids_shuffle.device)
+        mask[:, :n_keep] = False
+        mask = torch.gather(mask, 1, ids_restore)
+        return cls(ids_keep=ids_shuffle[:, :n_keep], ids_mask=ids_shuffle[:, n_keep:],
+                   ids_restore=ids_restore, mask=mask)
+
+    @classmethod
+    def from_scores(cls, scores: Tensor, n_mask: int) -> MaskPlan:
+        """Hide the ``n_mask`` highest-scoring tokens of each sample (ties broken by the sort)."""
+        n = scores.shape[1]
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)  # masked first
+        ids_shuffle = torch.flip(order, dims=[1])  # visible (lowest scores) first
+        return cls.from_shuffle(ids_shuffle, n - n_mask)
+
+    @classmethod
+    def from_mask(cls, mask: Tensor) -> MaskPlan:
+        """From a boolean mask that already hides the same count in every sample."""
+        counts = mask.sum(dim=1)
+        n_mask = int(counts[0])
+        if not bool((counts == n_mask).all()):
+            raise ValueError("every sample must hide the same number of tokens")
+        return cls.from_scores(mask.float(), n_mask)
+
+    def validate(self, num_tokens: int) -> None:
+        """Raise if the plan is not an exact, consistent partition (used in tests and debug runs)."""
+        batch = self.mask.shape[0]
+        if self.n_keep + self.n_mask != num_tokens:
+            raise AssertionError("ids_keep and ids_mask must cover every token")
+        both = torch.cat([self.ids_keep, self.ids_mask], dim=1).sort(dim=1).values
+        expected = torch.arange(num_tokens, device=both.device).expand(batch, -1)
+        if not torch.equal(both, expected):
+            raise AssertionError("ids_keep and ids_mask must be a partition of the tokens")
+        if not bool((self.mask.sum(1) == self.n_mask).all()):
+            raise AssertionError("mask count differs from ids_mask")
+        if bool(self.mask.gather(1, self.ids_keep).any()):
+            raise AssertionError("a visible index is marked masked")
+
+
+def exact_topk_plan(scores: Tensor, n_mask: int, generator: torch.Generator | None = None,
+                    jitter: float = 1e-6) -> MaskPlan:
+    """Plan that hides the top-``n_mask`` scores, ties broken by tiny random jitter (not index order)."""
+    if generator is not None and jitter > 0:
+        noise = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+        scores = scores + jitter * noise
+    return MaskPlan.from_scores(scores, n_mask)
+
+
+def gumbel_scores(logits: Tensor, generator: torch.Generator) -> Tensor:
+    """Gumbel-top-k: (B, N) logits -> scores whose top-n is a draw of n tokens without replacement
+    with probabilities softmax(logits)."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+    return logits.float() + gumbel
+
+
+class Masker(nn.Module):
+    """Base class. Subclasses set ``name``, ``description``, ``reference`` and implement ``plan``.
+
+    Maskers are ``nn.Module`` so learned maskers train with the model and every masker's state
+    (schedule position, start flag) rides in the checkpoint through ``state_dict``.
+    Python-level state goes through ``get_extra_state``/``set_extra_state``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    needs_grid: ClassVar[bool] = False
+    #: grid ranks this masker supports when it needs a grid (None: any)
+    grid_ranks: ClassVar[tuple[int, ...] | None] = None
+    #: True when the masker reads model features/attention (the trainer then supplies feature_fn)
+    needs_model: ClassVar[bool] = False
+    #: typed options (a dataclass); ``maskkit.config.build_dataclass`` fills it from TOML/CLI strings
+    Config: ClassVar[type | None] = None
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__()
+        if self.Config is not None:
+            self.config = config if config is not None else self.Config()
+        elif config not in (None, {}):
+            raise ValueError(f"masker {self.name!r} takes no options")
+
+    def forward(self, ctx: MaskContext) -> MaskPlan:  # noqa: D401 - nn.Module entry point
+        self.check_layout(ctx.layout)
+        return self.plan(ctx)
+
+    def plan(self, ctx: MaskContext) -> MaskPlan:
+        raise NotImplementedError
+
+    def check_layout(self, layout: TokenLayout) -> None:
+        if self.needs_grid and not layout.has_grid:
+            raise ValueError(f"masker {self.name!r} needs a token grid, but these tokens have none")
+        if self.needs_grid and self.grid_ranks is not None and len(layout.grid or ()) not in self.grid_ranks:
+            raise ValueError(
+                f"masker {self.name!r} needs a grid of rank {self.grid_ranks}, got {layout.axes}"
+            )
+
+    def on_epoch_start(self, progress: TrainingProgress) -> None:
+        """Hook for schedules; default does nothing."""
+
+    def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
+        """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
+
+    def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
+                       per_token_loss: Tensor) -> Tensor | None:
+        """Extra loss added to the step's loss (learned maskers: HPM's loss predictor, AdaMAE's
+        REINFORCE term). ``output`` is the model's ``MAEOutput`` (with decoder hidden states)."""
+        return None
+
+    def describe_config(self) -> dict[str, Any]:
+        cfg = getattr(self, "config", None)
+        if cfg is None:
+            return {}
+        from dataclasses import asdict, is_dataclass
+
+        return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+
+
+def expected_random_iou(num_tokens: int, n_mask: int) -> float:
+    """Expected IoU of two independent uniformly random masks with ``n_mask`` of ``num_tokens`` hidden.
+
+    Intersection is hypergeometric with mean n_mask^2/N; union = 2 n_mask - intersection.
+    Used as the reference for mask-collapse diagnostics.
+    """
+    if n_mask == 0:
+        return 0.0
+    inter = n_mask * n_mask / num_tokens
+    return inter / (2 * n_mask - inter)
+
+
+def grid_shape_of(layout: TokenLayout) -> tuple[int, ...]:
+    if layout.grid is None:
+        raise ValueError("layout has no grid")
+    return layout.grid
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+__all__ = [
+    "MaskContext",
+    "MaskPlan",
+    "Masker",
+    "TrainingProgress",
+    "exact_topk_plan",
+    "expected_random_iou",
+    "num_visible",
+    "gumbel_scores",
+]

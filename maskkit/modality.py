@@ -1,0 +1,122 @@
+"""Modality contract: everything modality-specific (data, tokenizer, loss, pictures) behind one class.
+
+A third-party package adds a modality by subclassing ``Modality`` and exposing it under the
+``maskkit.modalities`` entry-point group; nothing in maskkit changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from maskkit.losses import Loss, ReconstructionMSE
+from maskkit.masking.base import MaskPlan
+from maskkit.tokenizer import Tokenizer
+from maskkit.tokens import TokenBatch
+
+
+class DataError(ValueError):
+    """Bad data: the message names the file or path and what was expected."""
+
+
+class MaskkitDataset(Dataset):
+    """Base dataset: ``__getitem__`` returns ``(sample_tensor, label)`` with label -1 when unknown.
+
+    Augmentation must draw from ``self.rng_for(index)`` so that the same seed and epoch give the same
+    augmented sample, whatever worker loads it (studies compare maskers on identical inputs).
+    """
+
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    augment: bool = False
+    seed: int = 0
+    epoch: int = 0
+    source: str = ""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            return 0
+        return int(len(np.unique(self.labels[self.labels >= 0])))
+
+    def describe(self) -> str:
+        return f"{len(self)} samples from {self.source}"  # type: ignore[arg-type]
+
+
+@dataclass
+class VisualBatch:
+    """What a modality needs to draw original / masked / reconstruction for a few samples."""
+
+    inputs: Tensor  # original samples as loaded
+    tokens: TokenBatch
+    plan: MaskPlan
+    pred_targets: Tensor  # (B, N, P) predictions mapped back to raw target units
+    masked_targets: Tensor  # (B, N, P) targets with hidden tokens replaced by a fill value
+    pasted_targets: Tensor  # (B, N, P) targets where visible, predictions where hidden
+    tokenizer: Tokenizer
+    extra_rows: dict[str, Tensor] | None = None  # optional (B, N) per-token maps to draw (clusters...)
+
+
+class Modality:
+    """Subclasses set the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = object  # dataclass of modality options (sizes, patch sizes, ...)
+    default_mask_ratio: ClassVar[float] = 0.75
+    default_data: ClassVar[str] = ""
+    default_model: ClassVar[str] = "tiny"
+    default_masker: ClassVar[str] = "random"
+    #: the embedded datasets ("builtin:NAME") with one-line descriptions
+    builtin_datasets: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    # --- data ---------------------------------------------------------------------------------
+    def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:
+        """``data`` is a path or ``builtin:NAME`` (None: the default). ``train`` turns on augmentation."""
+        raise NotImplementedError
+
+    def adapt_to_dataset(self, dataset: MaskkitDataset) -> None:
+        """Fill options that only the data knows (e.g. channel count). Default: nothing."""
+
+    # --- model pieces --------------------------------------------------------------------------
+    def build_tokenizer(self, embed_dim: int) -> Tokenizer:
+        raise NotImplementedError
+
+    def build_loss(self) -> Loss:
+        return ReconstructionMSE(norm_pix=bool(getattr(self.options, "norm_pix_loss", True)))
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def raw_features(self, x: Tensor) -> Tensor:
+        """(B, F) features of the raw input for the raw-input baseline; default: flatten."""
+        return x.reshape(x.shape[0], -1).float()
+
+    # --- pictures ------------------------------------------------------------------------------
+    def render(self, batch: VisualBatch, path: Path, title: str | None = None) -> Path:
+        """Write a PNG showing original, masked input and reconstruction per sample."""
+        raise NotImplementedError
+
+    # --- helpers --------------------------------------------------------------------------------
+    def options_dict(self) -> dict[str, Any]:
+        from maskkit.config_utils import dataclass_to_dict
+
+        return dataclass_to_dict(self.options)
+
+
+def collate_samples(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+    xs, ys = zip(*batch, strict=True)
+    return torch.stack(list(xs)), torch.as_tensor(ys, dtype=torch.long)

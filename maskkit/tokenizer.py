@@ -1,0 +1,38 @@
+"""Tokenizer contract: a modality's learnable front end (sample -> TokenBatch) and its inverse."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from maskkit.tokens import TokenBatch, TokenLayout
+
+
+class Tokenizer(nn.Module):
+    """Subclasses set ``embed_dim``, ``target_dim`` and ``layout`` in ``__init__``.
+
+    - ``tokenize(x)``: batch of samples -> TokenBatch (embeddings without positions, raw targets).
+    - ``untokenize(targets, tokens)``: (B, N, P) targets (or predictions in target space) back to
+      samples, for pictures; ``tokens`` carries per-batch context (e.g. point-group centres).
+    - ``make_position_embedding(dim)``: a module mapping positions to (1 or B, N, dim); the MAE
+      builds one for the encoder width and one for the decoder width.
+    """
+
+    embed_dim: int
+    target_dim: int
+    layout: TokenLayout
+
+    def tokenize(self, x: Tensor) -> TokenBatch:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> TokenBatch:
+        return self.tokenize(x)
+
+    def untokenize(self, targets: Tensor, tokens: TokenBatch) -> Tensor:
+        raise NotImplementedError
+
+    def make_position_embedding(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def token_centres(self, tokens: TokenBatch) -> Tensor:
+        """(B, N, k) token positions in input units, for attention distance; defaults to positions."""
+        return tokens.batched_positions().float()
