@@ -1,5 +1,6 @@
 """Maskers: modality-neutral ones live here; grid-specific ones live with their modality."""
 
+from maskkit.masking import block as _block  # noqa: F401  (registers)
 from maskkit.masking import random as _random  # noqa: F401  (registers)
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, num_visible
 

@@ -1,0 +1,63 @@
+"""`maskkit visualize`: PNG of original / masked input / reconstruction for N samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from maskkit.cli.errors import handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("visualize")(visualize)
+
+
+@handle_errors
+def visualize(
+    run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG path (default RUN/visualize.png)")] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Samples (rows)")] = 8,
+    masker: Annotated[Optional[str], typer.Option(help="Masker to show (default: the run's)")] = None,
+    masker_opt: Annotated[Optional[list[str]], typer.Option("--masker-opt", "-O", help="key=value")] = None,
+    mask_ratio: Annotated[Optional[float], typer.Option(help="Mask ratio (default: the run's)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data to draw from (default: the run's)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the mask draw")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Draw reconstructions of a trained model."""
+    from maskkit.config_utils import ConfigError, parse_key_values
+    from maskkit.masking.base import TrainingProgress
+    from maskkit.registry import build_masker
+    from maskkit.train.build import build_dataset
+    from maskkit.train.checkpoint import load_run_model, resolve_checkpoint_path
+    from maskkit.train.runtime import resolve_device
+    from maskkit.visualize import build_visual_batch, pick_samples, render
+
+    if num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    dev = resolve_device(device)
+    ckpt_path = resolve_checkpoint_path(run)
+    model, modality, config, ckpt = load_run_model(ckpt_path, dev)
+    ratio = mask_ratio if mask_ratio is not None else config.mask_ratio
+    if ratio is None or not 0 < ratio < 1:
+        raise ConfigError(f"--mask-ratio must be in (0, 1), got {ratio}")
+    if masker is None or masker == config.masker:
+        options = {**config.masker_options, **parse_key_values(masker_opt, "--masker-opt")}
+        m = build_masker(config.masker, options)
+        if masker_opt is None and "masker" in ckpt:
+            m.load_state_dict(ckpt["masker"], strict=False)  # e.g. self-guided "started" state
+    else:
+        m = build_masker(masker, parse_key_values(masker_opt, "--masker-opt"))
+    m.to(dev)
+    dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
+    x = pick_samples(dataset, num_samples)
+    pos = ckpt.get("position", {})
+    progress = TrainingProgress(epoch=int(pos.get("epoch", 0)), step=int(pos.get("global_step", 0)),
+                                epochs=max(config.epochs, 1), steps_per_epoch=1)
+    loss = modality.build_loss()
+    batch = build_visual_batch(model, loss, m, ratio, x, seed=seed, progress=progress)
+    target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
+    render(modality, batch, target, title=f"{config.modality} · masker {m.name} · ratio {ratio:g}")
+    typer.echo(f"wrote {target}")

@@ -1,0 +1,132 @@
+"""Training-step benchmark: samples/s, tokens/s, peak memory and model-FLOPs utilisation.
+
+Timing excludes warm-up steps and synchronises the device around the timed region only.
+FLOPs are counted once with torch's FlopCounterMode on the real step (encoder, decoder, masker
+feature passes included), so MFU reflects what the step actually computes.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from maskkit.masking.base import TrainingProgress
+from maskkit.train.build import build_run
+from maskkit.train.config import TrainConfig
+from maskkit.train.runtime import autocast, resolve_device, resolve_precision
+from maskkit.train.step import TrainingModule
+
+#: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+
+
+@dataclass
+class BenchResult:
+    modality: str
+    model: str
+    masker: str
+    batch_size: int
+    num_tokens: int
+    visible_tokens: int
+    device: str
+    precision: str
+    ms_per_step: float
+    samples_per_s: float
+    tokens_per_s: float
+    peak_memory_mb: float
+    tflops_per_step: float
+    achieved_tflops: float
+    mfu: float | None
+    compiled: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def device_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_TFLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_step_flops(module: TrainingModule, x: torch.Tensor, progress: TrainingProgress,
+                     device: torch.device, amp_dtype: torch.dtype | None) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast(device, amp_dtype):
+            out = module(x, gen, progress)
+        out.loss.float().backward()
+    module.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: torch.Tensor | None = None,
+               peak_tflops: float | None = None) -> BenchResult:
+    """Time ``steps`` optimiser steps of ``config``'s model/masker on one fixed batch."""
+    device = resolve_device(config.device)
+    amp_dtype = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    parts = build_run(config, with_data=sample is None, train=True)
+    if sample is None:
+        assert parts.dataset is not None
+        sample = parts.dataset[0][0]
+    x = sample.unsqueeze(0).repeat(config.batch_size, *([1] * sample.dim())).to(device)
+    x = x + 0.01 * torch.randn_like(x)  # distinct samples, same statistics
+    module = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(device)
+    module.train()
+    step_fn = torch.compile(module) if config.compile else module
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True if device.type == "cuda" else None)
+    progress = TrainingProgress(epoch=config.epochs, step=10**6, epochs=config.epochs + 1, steps_per_epoch=10**6)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+
+    def one_step() -> None:
+        with autocast(device, amp_dtype):
+            out = step_fn(x, gen, progress)
+        out.loss.float().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        one_step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    _sync(device)
+    elapsed = (time.perf_counter() - t0) / steps
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_before) / 1024
+    flops = count_step_flops(module, x, progress, device, amp_dtype)
+    achieved = flops / elapsed / 1e12
+    peak = peak_tflops or device_peak_tflops(device)
+    n = parts.model.tokenizer.layout.num_tokens
+    from maskkit.masking.base import num_visible
+
+    return BenchResult(
+        modality=config.modality, model=config.model or parts.modality.default_model, masker=config.masker,
+        batch_size=config.batch_size, num_tokens=n, visible_tokens=num_visible(n, parts.mask_ratio),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        precision=str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        ms_per_step=elapsed * 1e3, samples_per_s=config.batch_size / elapsed,
+        tokens_per_s=config.batch_size * n / elapsed, peak_memory_mb=peak_mb, tflops_per_step=flops / 1e12,
+        achieved_tflops=achieved, mfu=(achieved / peak) if peak else None, compiled=config.compile)

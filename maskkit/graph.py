@@ -1,0 +1,355 @@
+"""Batched graph maths on token features: cosine affinity, normalized cut, cut statistics.
+
+Every function takes a leading batch dimension (one graph per sample), runs on whatever device its
+inputs live on and never loops over samples in Python. Self-guided masking and the clustering
+analysis share these, so a partition in a training log and in ``maskkit analyze`` mean the same.
+
+Conventions: features are (B, N, D); affinities W are (B, N, N), symmetric, non-negative, with a
+zero diagonal (self-loops carry no cut information, and leaving them out keeps degrees, volumes and
+Laplacians identical to networkx's on the same weighted graph).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+AffinityRule = Literal["tokencut", "knn", "clamp", "shift"]
+SplitRule = Literal["zero", "mean", "median"]
+_TINY = 1e-12
+#: per-sample quantiles are exact up to this many off-diagonal pairs, then use an even subsample
+_MAX_QUANTILE_PAIRS = 65536
+
+
+# --------------------------------------------------------------------------- features
+def l2_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def prepare_features(features: Tensor, centre: bool = True, position_mean: Tensor | None = None,
+                     normalize: bool = True) -> Tensor:
+    """fp32 features ready for cosine: minus a per-position mean, minus the sample's mean token, unit length.
+
+    Removing what position alone explains and centring per sample is what makes the cut follow
+    content: without it token cosines sit at 0.85-0.93 and the graph is nearly complete
+    (research/self-guided-at-small-scale.md).
+    """
+    x = features.float()
+    if position_mean is not None:
+        x = x - position_mean.to(device=x.device, dtype=x.dtype)
+    if centre:
+        x = x - x.mean(dim=1, keepdim=True)
+    return l2_normalize(x) if normalize else x
+
+
+def cosine_similarity(x: Tensor) -> Tensor:
+    """(B, N, D) unit-length features -> (B, N, N) cosines."""
+    return x @ x.transpose(1, 2)
+
+
+def _offdiag(s: Tensor) -> Tensor:
+    n = s.shape[-1]
+    keep = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    return s[:, keep].reshape(s.shape[0], n * (n - 1))
+
+
+def offdiag_quantile(s: Tensor, q: float) -> Tensor:
+    """(B,) per-sample quantile of the off-diagonal entries of (B, N, N) ``s`` (linear interpolation).
+
+    Beyond ~65k pairs an evenly strided subset is used, so large token counts stay cheap.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    vals = _offdiag(s)
+    if vals.shape[1] > _MAX_QUANTILE_PAIRS:
+        stride = math.ceil(vals.shape[1] / _MAX_QUANTILE_PAIRS)
+        vals = vals[:, ::stride]
+    vals = vals.sort(dim=1).values
+    pos = q * (vals.shape[1] - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    frac = pos - lo
+    return vals[:, lo] * (1.0 - frac) + vals[:, hi] * frac
+
+
+def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
+                             tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5) -> Tensor:
+    """Non-negative (B, N, N) weights from cosines, zero diagonal.
+
+    - ``tokencut``: 1 where cos > tau, ``eps`` elsewhere (TokenCut). With ``tau_quantile`` the
+      threshold is that quantile of each sample's own off-diagonal cosines.
+    - ``knn``: 1 between mutual-or-one-way k nearest neighbours (symmetric union), ``eps`` elsewhere;
+      ``knn=0`` picks round(sqrt(N)).
+    - ``clamp``: max(cos, eps); ``shift``: (cos + 1) / 2.
+    ``eps`` keeps the graph connected so the Laplacian has a single zero eigenvalue.
+    """
+    b, n, _ = s.shape
+    s = s.float()
+    if rule == "tokencut":
+        if tau_quantile is not None:
+            thr = offdiag_quantile(s, tau_quantile).view(b, 1, 1)
+        else:
+            thr = torch.full((b, 1, 1), float(tau), device=s.device)
+        w = torch.where(s > thr, torch.ones_like(s), torch.full_like(s, eps))
+    elif rule == "knn":
+        k = knn if knn > 0 else max(1, round(math.sqrt(n)))
+        k = min(k, n - 1)
+        eye = torch.eye(n, dtype=torch.bool, device=s.device)
+        idx = s.masked_fill(eye, float("-inf")).topk(k, dim=-1).indices
+        adj = torch.zeros_like(s).scatter_(-1, idx, 1.0)
+        adj = torch.maximum(adj, adj.transpose(1, 2))
+        w = torch.where(adj > 0, adj, torch.full_like(s, eps))
+    elif rule == "clamp":
+        w = s.clamp_min(eps)
+    elif rule == "shift":
+        w = (s + 1.0) * 0.5
+    else:
+        raise ValueError(f"unknown affinity rule {rule!r}; choose tokencut, knn, clamp or shift")
+    eye = torch.eye(n, dtype=torch.bool, device=s.device)
+    return w.masked_fill(eye, 0.0)
+
+
+def cosine_affinity(features: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
+                    tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
+                    centre: bool = True, position_mean: Tensor | None = None) -> Tensor:
+    """(B, N, D) raw features -> (B, N, N) affinity (see :func:`prepare_features`, :func:`affinity_from_similarity`)."""
+    x = prepare_features(features, centre=centre, position_mean=position_mean)
+    return affinity_from_similarity(cosine_similarity(x), rule, tau=tau, tau_quantile=tau_quantile,
+                                    knn=knn, eps=eps)
+
+
+# --------------------------------------------------------------------------- graph statistics
+def degree(w: Tensor) -> Tensor:
+    return w.sum(dim=-1)
+
+
+def normalized_laplacian(w: Tensor) -> Tensor:
+    """L_sym = I - D^-1/2 W D^-1/2 (what ``nx.normalized_laplacian_matrix`` returns)."""
+    inv = degree(w).clamp_min(_TINY).rsqrt()
+    a = inv.unsqueeze(-1) * w * inv.unsqueeze(-2)
+    eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+    lap = eye - a
+    return 0.5 * (lap + lap.transpose(-1, -2))
+
+
+def graph_density(w: Tensor) -> Tensor:
+    """(B,) weighted density: mean off-diagonal weight. For 0/1 graphs (``eps`` ~ 0) it is the
+    fraction of linked pairs, i.e. networkx's ``density``."""
+    n = w.shape[-1]
+    diag = torch.diagonal(w, dim1=-2, dim2=-1).sum(-1)
+    return (w.sum(dim=(-2, -1)) - diag) / max(n * (n - 1), 1)
+
+
+def ncut_value(w: Tensor, labels: Tensor) -> Tensor:
+    """(B,) normalized cut cut(A,B)/vol(A) + cut(A,B)/vol(B) of the split ``labels`` (B, N) bool."""
+    a = labels.to(w.dtype)
+    cut = torch.einsum("bi,bij,bj->b", a, w, 1.0 - a)
+    d = degree(w)
+    vol_a = (d * a).sum(-1)
+    vol_b = (d * (1.0 - a)).sum(-1)
+    return cut / vol_a.clamp_min(_TINY) + cut / vol_b.clamp_min(_TINY)
+
+
+def intra_inter_gap(w: Tensor, labels: Tensor) -> Tensor:
+    """(B,) mean intra-cluster weight minus mean inter-cluster weight (diagonal excluded)."""
+    a = labels.to(w.dtype)
+    same = a.unsqueeze(-1) * a.unsqueeze(-2) + (1 - a).unsqueeze(-1) * (1 - a).unsqueeze(-2)
+    eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+    same_off = same - eye
+    diff = 1.0 - same
+    intra = (w * same_off).sum((-2, -1)) / same_off.sum((-2, -1)).clamp_min(1.0)
+    inter = (w * diff).sum((-2, -1)) / diff.sum((-2, -1)).clamp_min(1.0)
+    return intra - inter
+
+
+# --------------------------------------------------------------------------- splits
+def _canonical_sign(v: Tensor) -> Tensor:
+    """Flip each sample's vector so its largest-magnitude entry is positive (eigenvectors have no sign)."""
+    idx = v.abs().argmax(dim=-1, keepdim=True)
+    sign = torch.sign(torch.gather(v, -1, idx))
+    return v * torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
+def split(y: Tensor, threshold: SplitRule = "mean") -> Tensor:
+    """(B, N) bool side ``y > t``; a sample whose split leaves a side empty falls back to a rank split
+    (the upper half by rank, which is the median split and never empty)."""
+    n = y.shape[-1]
+    if threshold == "zero":
+        t = torch.zeros_like(y[:, :1])
+    elif threshold == "mean":
+        t = y.mean(dim=-1, keepdim=True)
+    elif threshold == "median":
+        t = y.median(dim=-1, keepdim=True).values
+    else:
+        raise ValueError(f"unknown split threshold {threshold!r}; choose zero, mean or median")
+    labels = y > t
+    count = labels.sum(-1, keepdim=True)
+    bad = (count == 0) | (count == n)
+    ranks = y.argsort(dim=-1, stable=True).argsort(dim=-1, stable=True)
+    by_rank = ranks >= n // 2
+    return torch.where(bad, by_rank, labels)
+
+
+@dataclass
+class Bipartition:
+    """A two-way split of every sample's tokens.
+
+    ``labels`` is True on the side where ``y`` is above the threshold; ``y`` is the relaxed cut
+    indicator (Fiedler y = D^-1/2 z2, or the first principal component's projection), sign-fixed so
+    its largest-magnitude entry is positive. ``lambda2``/``lambda3`` are eigenvalues of L_sym
+    (None for the PCA split).
+    """
+
+    labels: Tensor
+    y: Tensor
+    lambda2: Tensor | None = None
+    lambda3: Tensor | None = None
+
+    @property
+    def eigengap(self) -> Tensor | None:
+        """lambda3 - lambda2: near zero means the Fiedler vector (and the cut) is ill-defined."""
+        if self.lambda2 is None or self.lambda3 is None:
+            return None
+        return self.lambda3 - self.lambda2
+
+
+@dataclass
+class Spectrum:
+    z: Tensor  # (B, N) eigenvector of L_sym for lambda2 (unit length, sign-fixed)
+    y: Tensor  # (B, N) D^-1/2 z: the relaxed normalized-cut indicator
+    lambda2: Tensor
+    lambda3: Tensor
+
+
+def _eigh_lowest(lap: Tensor) -> tuple[Tensor, Tensor]:
+    if lap.device.type == "mps":  # no eigh kernel there
+        vals, vecs = torch.linalg.eigh(lap.cpu())
+        return vals.to(lap.device), vecs.to(lap.device)
+    return torch.linalg.eigh(lap)
+
+
+def fiedler_eigh(w: Tensor, precision: Literal["auto", "fp32", "fp64"] = "auto",
+                 gap_tol: float = 1e-4) -> Spectrum:
+    """Fiedler vectors of all samples by one batched ``eigh`` of L_sym.
+
+    ``precision="auto"`` computes in fp32 and redoes in fp64 only the samples whose eigenvalues
+    around lambda2 are closer than ``gap_tol`` (one host sync to find them). A tiny gap means the
+    cut is ill-posed in any precision; fp64 only keeps the returned vector a true eigenvector.
+    """
+    if w.shape[-1] < 3:
+        raise ValueError(f"a normalized cut needs at least 3 tokens, got {w.shape[-1]}")
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    wf = w.to(dtype)
+    vals, vecs = _eigh_lowest(normalized_laplacian(wf))
+    if precision == "auto":
+        near = torch.minimum(vals[:, 2] - vals[:, 1], vals[:, 1] - vals[:, 0]) < gap_tol
+        if bool(near.any()):
+            idx = near.nonzero().squeeze(-1)
+            v64, e64 = _eigh_lowest(normalized_laplacian(w[idx].double()))
+            vals = vals.index_put((idx,), v64.to(vals.dtype))
+            vecs = vecs.index_put((idx,), e64.to(vecs.dtype))
+    z = _canonical_sign(vecs[:, :, 1].float())
+    inv = degree(w.float()).clamp_min(_TINY).rsqrt()
+    y = z * inv
+    return Spectrum(z=z, y=y, lambda2=vals[:, 1].float(), lambda3=vals[:, 2].float())
+
+
+def fiedler_power(w: Tensor, iters: int = 50, generator: torch.Generator | None = None) -> Spectrum:
+    """Fiedler vectors by subspace iteration on ``2I - L_sym`` with the trivial eigenvector
+    (``sqrt(d)``) deflated; two vectors, so lambda3 (and the eigengap) come out too.
+
+    Only matrix products: cheaper than ``eigh`` for large N on accelerators, exact in the limit;
+    convergence rate is (2 - lambda4) / (2 - lambda2) per step.
+    """
+    b, n, _ = w.shape
+    if n < 3:
+        raise ValueError(f"a normalized cut needs at least 3 tokens, got {n}")
+    w = w.float()
+    d = degree(w).clamp_min(_TINY)
+    inv = d.rsqrt()
+    a = inv.unsqueeze(-1) * w * inv.unsqueeze(-2)  # eigenvalues of 2I - L_sym = I + A lie in [0, 2]
+    u1 = l2_normalize(d.sqrt())  # (B, N) trivial eigenvector
+    v = torch.randn(b, n, 2, generator=generator, device=w.device, dtype=w.dtype) if generator is not None \
+        else torch.randn(b, n, 2, generator=torch.Generator().manual_seed(0)).to(w.device)
+
+    def deflate_orth(v: Tensor) -> Tensor:
+        v = v - u1.unsqueeze(-1) * (u1.unsqueeze(1) @ v)
+        v1 = l2_normalize(v[..., 0])
+        v2 = v[..., 1] - (v1 * v[..., 1]).sum(-1, keepdim=True) * v1
+        return torch.stack([v1, l2_normalize(v2)], dim=-1)
+
+    v = deflate_orth(v)
+    for _ in range(iters):
+        v = deflate_orth(v + a @ v)
+    m = v + a @ v
+    t = v.transpose(1, 2) @ m  # (B, 2, 2) Rayleigh-Ritz
+    t = 0.5 * (t + t.transpose(1, 2))
+    theta, rot = torch.linalg.eigh(t.cpu() if t.device.type == "mps" else t)
+    theta, rot = theta.to(w.device), rot.to(w.device)
+    ritz = v @ rot  # columns ascending in theta
+    z = _canonical_sign(l2_normalize(ritz[..., 1]))
+    return Spectrum(z=z, y=z * inv, lambda2=2.0 - theta[:, 1], lambda3=2.0 - theta[:, 0])
+
+
+def principal_projection(x: Tensor) -> Tensor:
+    """(B, N) projection of each sample's centred features on its first principal direction.
+
+    Exact and deterministic (an ``eigh`` of the smaller of the N x N Gram and D x D covariance),
+    unlike ``torch.pca_lowrank``, which draws from the global RNG.
+    """
+    x = x.float()
+    xc = x - x.mean(dim=1, keepdim=True)
+    n, dim = xc.shape[1], xc.shape[2]
+    if n <= dim:
+        vals, vecs = _eigh_lowest(xc @ xc.transpose(1, 2))
+        p = vecs[:, :, -1] * vals[:, -1:].clamp_min(0).sqrt()
+    else:
+        _, vecs = _eigh_lowest(xc.transpose(1, 2) @ xc)
+        p = (xc @ vecs[:, :, -1:]).squeeze(-1)
+    return _canonical_sign(p)
+
+
+def bipartition(w: Tensor, method: Literal["ncut", "power"] = "ncut", threshold: SplitRule = "mean",
+                iters: int = 50, generator: torch.Generator | None = None,
+                precision: Literal["auto", "fp32", "fp64"] = "auto") -> Bipartition:
+    """Normalized-cut bipartition of every sample's graph (``eigh`` or power iteration)."""
+    if method == "ncut":
+        spec = fiedler_eigh(w, precision=precision)
+    elif method == "power":
+        spec = fiedler_power(w, iters=iters, generator=generator)
+    else:
+        raise ValueError(f"unknown partition method {method!r}; choose ncut or power")
+    return Bipartition(labels=split(spec.y, threshold), y=spec.y, lambda2=spec.lambda2, lambda3=spec.lambda3)
+
+
+def pca_bipartition(x: Tensor, threshold: SplitRule = "mean") -> Bipartition:
+    """Split at the first principal component (the cheap NCut approximation of the SGIM code)."""
+    y = principal_projection(x)
+    return Bipartition(labels=split(y, threshold), y=y)
+
+
+__all__ = [
+    "AffinityRule",
+    "Bipartition",
+    "Spectrum",
+    "affinity_from_similarity",
+    "bipartition",
+    "cosine_affinity",
+    "cosine_similarity",
+    "degree",
+    "fiedler_eigh",
+    "fiedler_power",
+    "graph_density",
+    "intra_inter_gap",
+    "l2_normalize",
+    "ncut_value",
+    "normalized_laplacian",
+    "offdiag_quantile",
+    "pca_bipartition",
+    "prepare_features",
+    "principal_projection",
+    "split",
+]

@@ -1,0 +1,66 @@
+"""Replayable data order: a permutation per (seed, epoch), sharded across ranks, resumable mid-epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from maskkit.modality import MaskkitDataset, collate_samples
+
+
+class EpochOrderSampler(Sampler[int]):
+    """Indices of one epoch for one rank: same seed + epoch -> same order, whatever the workers.
+
+    The permutation is padded to a multiple of ``world_size * batch_size`` so every rank runs the
+    same number of full batches (DDP needs equal step counts); ``start_batch`` skips batches already
+    trained before a resume.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 max_batches: int | None = None) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.max_batches = max_batches
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        per_rank = self.num_samples // self.world_size
+        n = max(1, per_rank // self.batch_size) if per_rank >= self.batch_size else 1
+        return min(n, self.max_batches) if self.max_batches else n
+
+    def epoch_indices(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.num_samples, generator=g)
+        needed = self.batches_per_epoch * self.batch_size * self.world_size
+        if needed > perm.numel():  # tiny datasets: wrap around
+            reps = -(-needed // perm.numel())
+            perm = perm.repeat(reps)
+        perm = perm[:needed]
+        mine = perm[self.rank::self.world_size]
+        return mine[self.start_batch * self.batch_size:].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices())
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+def make_loader(dataset: MaskkitDataset, sampler: EpochOrderSampler, num_workers: int,
+                pin_memory: bool) -> DataLoader:
+    """Non-persistent workers on purpose: each epoch's workers get the dataset with its new epoch,
+    so augmentation (drawn from rng_for(index)) replays exactly."""
+    return DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=True, collate_fn=collate_samples,
+                      persistent_workers=False)

@@ -1,0 +1,363 @@
+"""The one training loop: any modality, any masker, CPU or CUDA, one process or torchrun (DDP/FSDP)."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from maskkit.config_utils import ConfigError
+from maskkit.masking.base import TrainingProgress
+from maskkit.train import distributed as dist_utils
+from maskkit.train.build import RunParts, build_run
+from maskkit.train.checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    atomic_save,
+    check_compatible,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    set_rng_state,
+)
+from maskkit.train.config import TrainConfig
+from maskkit.train.data import EpochOrderSampler, make_loader
+from maskkit.train.metrics import MetricsLog, to_float
+from maskkit.train.progress import TrainProgressBar
+from maskkit.train.runtime import (
+    autocast,
+    dist_info_from_env,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+    step_seed,
+)
+from maskkit.train.schedule import lr_at, scaled_lr
+from maskkit.train.step import TrainingModule
+
+
+class TrainingStopped(RuntimeError):
+    """Raised when the run stops on purpose (non-finite loss with on_nonfinite=stop)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM: a checkpoint was saved; ``--resume`` continues from it."""
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    epochs: int
+    steps: int
+    final_loss: float
+    wall_time: float
+    samples_seen: int
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms, tokens and position tables (as MAE does)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) or "pos" in name.split(".")[-1]:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, console: Any = None) -> None:
+        self.config = config
+        self.console = console
+        self.dist = dist_info_from_env()
+        self.device = resolve_device(config.device, self.dist)
+        self.amp_dtype = resolve_precision(config.precision, self.device)
+        self.out = Path(config.out)
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.config
+        dist_utils.init_process_group(self.dist, self.device)
+        if self.dist.is_main:
+            check_writable(self.out)
+        seed_everything(cfg.seed)  # same seed -> same initial weights on every rank
+        self.parts: RunParts = build_run(cfg, with_data=True, train=True)
+        self.resolved = self.parts.resolved()
+        self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
+                                     self.parts.mask_ratio).to(self.device)
+        self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy)
+        self.forward = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
+        self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.base_lr, effective_batch)
+        self.effective_batch = effective_batch
+        fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
+        self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
+                                           betas=cfg.betas, fused=fused or None)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        assert self.parts.dataset is not None
+        self.sampler = EpochOrderSampler(len(self.parts.dataset), cfg.batch_size, cfg.seed,
+                                         self.dist.rank, self.dist.world_size, cfg.max_steps_per_epoch)
+        self.steps_per_epoch = self.sampler.batches_per_epoch
+        self.opt_steps_per_epoch = math.ceil(self.steps_per_epoch / cfg.accum_steps)
+        self.total_opt_steps = self.opt_steps_per_epoch * cfg.epochs
+        self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.global_step = 0  # batches seen (one mask draw each)
+        self.opt_step = 0
+        self.samples_seen = 0
+        self.wall_time_before = 0.0
+        if cfg.resume:
+            self._resume()
+        if self.dist.is_main:
+            (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(self.resolved, indent=2))
+
+    def _resume(self) -> None:
+        path = self.out / "checkpoints" / "last.pt"
+        if not path.is_file():
+            raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, self.resolved, "--resume")
+        self.parts.model.load_state_dict(ckpt["model"])
+        self.parts.masker.load_state_dict(ckpt["masker"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        pos = ckpt["position"]
+        self.epoch, self.batch_in_epoch = int(pos["epoch"]), int(pos["batch_in_epoch"])
+        self.global_step, self.opt_step = int(pos["global_step"]), int(pos["opt_step"])
+        self.samples_seen = int(pos.get("samples_seen", 0))
+        self.wall_time_before = float(pos.get("wall_time", 0.0))
+        if self.dist.world_size == int(pos.get("world_size", 1)):
+            set_rng_state(ckpt["rng"])
+        self.metrics.write({"type": "resume", "epoch": self.epoch, "step": self.global_step})
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_dict(self, wall: float) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION,
+            "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model"),
+            "masker": self.parts.masker.state_dict(),
+            "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "config": self.resolved,
+            "position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                         "global_step": self.global_step, "opt_step": self.opt_step,
+                         "samples_seen": self.samples_seen, "wall_time": wall,
+                         "world_size": self.dist.world_size},
+            "rng": rng_state(),
+        }
+
+    def save(self, wall: float, periodic: bool = False) -> None:
+        state = self._checkpoint_dict(wall)  # collective under FSDP: every rank calls it
+        if not self.dist.is_main:
+            return
+        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise TrainingStopped(f"refusing to save non-finite weights ({bad[0]}); last good checkpoint kept")
+        ckdir = self.out / "checkpoints"
+        atomic_save(state, ckdir / "last.pt")
+        if periodic:
+            atomic_save(state, ckdir / f"epoch_{self.epoch:04d}.pt")
+            prune_checkpoints(self.out, self.config.keep_checkpoints)
+
+    # ------------------------------------------------------------------ loop
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous = {}
+
+        def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+            self._stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return previous
+
+    def train(self) -> RunResult:
+        self.setup()
+        cfg = self.config
+        previous = self._install_signal_handlers()
+        bar = TrainProgressBar(enabled=cfg.progress and self.dist.is_main, console=self.console,
+                               epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
+        start = time.perf_counter()
+        last_loss = float("nan")
+        try:
+            with bar:
+                while self.epoch < cfg.epochs:
+                    last_loss = self._train_epoch(bar, start)
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                    wall = self.wall_time_before + time.perf_counter() - start
+                    self.save(wall, periodic=(self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs))
+        finally:
+            for sig, prev in previous.items():
+                signal.signal(sig, prev)
+        wall = self.wall_time_before + time.perf_counter() - start
+        if self.dist.is_main:
+            self._finish(wall, last_loss)
+        dist_utils.barrier(self.dist)
+        return RunResult(out_dir=self.out, epochs=self.epoch, steps=self.global_step, final_loss=last_loss,
+                         wall_time=wall, samples_seen=self.samples_seen)
+
+    def _train_epoch(self, bar: TrainProgressBar, start: float) -> float:
+        cfg = self.config
+        dataset = self.parts.dataset
+        assert dataset is not None
+        dataset.set_epoch(self.epoch)
+        progress = TrainingProgress(epoch=self.epoch, step=self.global_step, epochs=cfg.epochs,
+                                    steps_per_epoch=self.steps_per_epoch)
+        self.parts.masker.on_epoch_start(progress)
+        self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        loader = make_loader(dataset, self.sampler, cfg.num_workers, pin_memory=self.device.type == "cuda")
+        self.wrapped.train()
+        generator = torch.Generator(device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        loss_count = 0
+        window_loss = torch.zeros((), device=self.device)
+        window_n, window_t0 = 0, time.perf_counter()
+        log_sums: dict[str, torch.Tensor] = {}
+        bar.start_epoch(self.epoch, self.batch_in_epoch)
+        for x, _labels in loader:
+            x = x.to(self.device, non_blocking=True)
+            micro = self.batch_in_epoch % cfg.accum_steps
+            group = min(cfg.accum_steps, self.steps_per_epoch - (self.batch_in_epoch - micro))
+            last_micro = micro == group - 1
+            generator.manual_seed(step_seed(cfg.seed, self.global_step, self.dist.rank))
+            progress = TrainingProgress(epoch=self.epoch, step=self.global_step, epochs=cfg.epochs,
+                                        steps_per_epoch=self.steps_per_epoch)
+            with dist_utils.maybe_no_sync(self.wrapped, enabled=not last_micro), \
+                    autocast(self.device, self.amp_dtype):
+                out = self.forward(x, generator, progress)
+            loss = out.loss.float() / group
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            if last_micro:
+                self._optimizer_step()
+            self.parts.masker.on_step_end(None, out.per_token.detach())  # type: ignore[arg-type]
+            detached = out.recon_loss.detach().float()
+            loss_sum += detached
+            window_loss += detached
+            loss_count += 1
+            window_n += 1
+            for key, value in out.logs.items():
+                if isinstance(value, torch.Tensor) and value.numel() == 1:
+                    log_sums[key] = log_sums.get(key, 0) + value.detach().float()
+            self.global_step += 1
+            self.batch_in_epoch += 1
+            self.samples_seen += x.shape[0] * self.dist.world_size
+            if window_n >= cfg.log_every or self.batch_in_epoch == self.steps_per_epoch:
+                elapsed = max(time.perf_counter() - window_t0, 1e-9)
+                mean_loss = float(window_loss) / window_n  # the logging sync
+                rate = window_n * x.shape[0] * self.dist.world_size / elapsed
+                record = {"type": "step", "epoch": self.epoch, "step": self.global_step,
+                          "loss": mean_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                          "samples_per_s": rate}
+                record.update({k: to_float(v) for k, v in out.logs.items()
+                               if isinstance(v, torch.Tensor) and v.numel() == 1})
+                self.metrics.write(record)
+                bar.update(self.batch_in_epoch, loss=mean_loss, lr=record["lr"], rate=rate)
+                window_loss = torch.zeros((), device=self.device)
+                window_n, window_t0 = 0, time.perf_counter()
+            if self._stop_signal is not None:
+                wall = self.wall_time_before + time.perf_counter() - start
+                self.save(wall)
+                raise TrainingInterrupted(
+                    f"stopped by signal {self._stop_signal} at epoch {self.epoch} step {self.global_step}; "
+                    f"checkpoint saved, continue with --resume --out {self.out}")
+        mean = float(loss_sum) / max(loss_count, 1)
+        record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
+                  "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
+                  "wall_time": self.wall_time_before + time.perf_counter() - start}
+        record.update({f"masker/{k}": float(v) / max(loss_count, 1) for k, v in log_sums.items()})
+        record.update(self._epoch_probe())
+        self.metrics.write(record)
+        return mean
+
+    def _epoch_probe(self) -> dict[str, float]:
+        cfg = self.config
+        if cfg.probe_every <= 0 or (self.epoch + 1) % cfg.probe_every or not self.dist.is_main:
+            return {}
+        try:
+            from maskkit.analysis import probe_metrics
+        except ImportError:
+            return {}
+        return {f"probe/{k}": v for k, v in probe_metrics(
+            self.parts.model, self.parts.dataset, self.parts.masker, self.parts.mask_ratio,
+            device=self.device, seed=cfg.seed, amp_dtype=self.amp_dtype).items()}
+
+    def _optimizer_step(self) -> None:
+        cfg = self.config
+        lr = lr_at(self.opt_step, self.total_opt_steps, self.warmup_opt_steps, self.peak_lr, cfg.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        max_norm = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        # the one deliberate host sync per optimiser step: a non-finite step must never be applied
+        if not bool(torch.isfinite(grad_norm)):
+            self.metrics.write({"type": "nonfinite", "epoch": self.epoch, "step": self.global_step,
+                                "policy": cfg.on_nonfinite})
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()
+            if cfg.on_nonfinite == "stop":
+                raise TrainingStopped(f"non-finite loss or gradient at epoch {self.epoch} step {self.global_step}; "
+                                      f"stopped (last good checkpoint kept in {self.out / 'checkpoints'})")
+            if self.console is not None and self.dist.is_main:
+                self.console.print(f"[yellow]warning:[/] non-finite loss or gradient at step "
+                                   f"{self.global_step}; step skipped")
+            return
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.opt_step += 1
+
+    def _finish(self, wall: float, last_loss: float) -> None:
+        from maskkit.visualize import render_reconstructions
+
+        try:
+            render_reconstructions(self.parts, self.out / "reconstruction.png", self.device,
+                                   num_samples=self.config.visualize_samples, seed=self.config.seed)
+        except Exception as exc:  # a picture must never cost a finished run
+            self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})
+        summary = {"epochs": self.epoch, "steps": self.global_step, "samples_seen": self.samples_seen,
+                   "final_loss": last_loss, "wall_time": wall, "effective_batch": self.effective_batch,
+                   "peak_lr": self.peak_lr, "device": str(self.device),
+                   "precision": str(self.amp_dtype or "fp32"), "world_size": self.dist.world_size}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def run_training(config: TrainConfig, console: Any = None) -> RunResult:
+    return Trainer(config, console=console).train()
