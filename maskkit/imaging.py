@@ -186,7 +186,8 @@ def compose_grid(cells: Sequence[Sequence[np.ndarray | None]], col_titles: Seque
     font = _font(style.font_size)
     y = style.pad
     if title:
-        draw.text((style.pad, y), _fit_text(draw, title, font, width - 2 * style.pad), fill=style.text, font=font)
+        text = _fit_text(draw, title, font, width - 2 * style.pad)
+        draw.text((style.pad, y), text, fill=style.text, font=font)
         y += style.title_height
     x0 = style.pad + (style.row_label_width if row_titles else 0)
     if col_titles:

@@ -33,7 +33,7 @@ _TIME_AXES = ("t", "time", "frame", "frames")
 class BlockMaskConfig:
     """Options of the ``block`` masker (``--masker-opt key=value``)."""
 
-    #: ``beit``: random rectangles; ``simmim``: random coarse cells of mask_patch_size x mask_patch_size tokens
+    #: ``beit``: random rectangles; ``simmim``: random square cells of mask_patch_size tokens a side
     mode: Literal["beit", "simmim"] = "beit"
     #: smallest rectangle area in tokens; None scales BEiT's 16 at 14x14 to the grid (at least 4)
     min_block_tokens: int | None = None

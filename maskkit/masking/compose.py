@@ -214,7 +214,8 @@ class MixtureConfig:
                 raise ConfigError(f"masker.probabilities has {len(self.probabilities)} values for "
                                   f"{len(self.maskers)} maskers")
             if any(p < 0 for p in self.probabilities) or sum(self.probabilities) <= 0:
-                raise ConfigError(f"masker.probabilities must be >= 0 with a positive sum, got {self.probabilities}")
+                raise ConfigError(f"masker.probabilities must be >= 0 with a positive sum, "
+                                  f"got {self.probabilities}")
 
 
 def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | str) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from maskkit.modality import DataError, MaskkitDataset
-from maskkit.modalities.pointcloud.io import POINT_SUFFIXES, load_points
-from maskkit.modalities.pointcloud.shapes import generate_shapes
+
+from .io import POINT_SUFFIXES, load_points
+from .shapes import generate_shapes
 
 UP_AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -64,8 +65,10 @@ class PointCloudDataset(MaskkitDataset):
 
     def __init__(self, clouds: list[np.ndarray], labels: np.ndarray, class_names: list[str] | None,
                  num_points: int, augment: bool, seed: int = 0, source: str = "",
-                 augmentation: Augmentation | None = None, skipped: list[tuple[str, str]] | None = None) -> None:
-        self.clouds = [normalise_unit_sphere(np.asarray(c, dtype=np.float64)).astype(np.float32) for c in clouds]
+                 augmentation: Augmentation | None = None,
+                 skipped: list[tuple[str, str]] | None = None) -> None:
+        self.clouds = [normalise_unit_sphere(np.asarray(c, dtype=np.float64)).astype(np.float32)
+                       for c in clouds]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = class_names
         self.num_points = num_points
@@ -171,7 +174,8 @@ def load_folder(path: str | Path, train: bool, num_points: int, on_bad_file: str
                 raise
             skipped.append((str(f), str(exc).removeprefix(f"{f}: ")))
     if not clouds:
-        raise DataError(f"{root}: all {len(files)} files are unreadable (first: {skipped[0][0]}: {skipped[0][1]})")
+        first, reason = skipped[0]
+        raise DataError(f"{root}: all {len(files)} files are unreadable (first: {first}: {reason})")
     return PointCloudDataset(clouds, np.asarray(kept), class_names or None, num_points, augment, seed,
                              source=str(root), augmentation=augmentation, skipped=skipped)
 

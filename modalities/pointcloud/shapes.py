@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from maskkit.modalities.pointcloud.io import sample_surface
+from .io import sample_surface
 
 Sampler = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, clouds, points) -> (n, P, 3)
 

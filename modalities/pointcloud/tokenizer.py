@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from maskkit.positions import MLPPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
-from maskkit.modalities.pointcloud.grouping import group_points
+
+from .grouping import group_points
 
 
 class MiniPointNet(nn.Module):
@@ -23,8 +24,10 @@ class MiniPointNet(nn.Module):
 
     def __init__(self, embed_dim: int, in_dim: int = 3) -> None:
         super().__init__()
-        self.first = nn.Sequential(nn.Linear(in_dim, 128), nn.LayerNorm(128), nn.GELU(), nn.Linear(128, 256))
-        self.second = nn.Sequential(nn.Linear(512, 512), nn.LayerNorm(512), nn.GELU(), nn.Linear(512, embed_dim))
+        self.first = nn.Sequential(
+            nn.Linear(in_dim, 128), nn.LayerNorm(128), nn.ReLU(), nn.Linear(128, 256))
+        self.second = nn.Sequential(
+            nn.Linear(512, 512), nn.LayerNorm(512), nn.ReLU(), nn.Linear(512, embed_dim))
 
     def forward(self, groups: Tensor) -> Tensor:
         """(..., k, 3) local points -> (..., D) one embedding per group."""

@@ -1,0 +1,167 @@
+"""The image modality: options, datasets, patch tokenizer and reconstruction pictures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torch import Tensor
+
+from maskkit.config_utils import ConfigError
+from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
+from maskkit.registry import register_modality
+from maskkit.tokenizer import Tokenizer
+
+from .data import BUILTIN, ImageDataset, open_dataset
+from .draw import render_image_batch
+from .tokenizer import ImagePatchTokenizer
+
+
+def parse_image_size(value: object) -> tuple[int, int]:
+    """``32``, ``"32"``, ``"32x48"`` (height x width), ``"32,48"`` or ``(32, 48)`` -> (H, W)."""
+    try:
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            h, w = int(value[0]), int(value[1])
+        elif isinstance(value, int) and not isinstance(value, bool):
+            h = w = value
+        elif isinstance(value, str):
+            parts = value.lower().replace(",", "x").replace("*", "x").split("x")
+            if len(parts) == 1:
+                h = w = int(parts[0])
+            elif len(parts) == 2:
+                h, w = int(parts[0]), int(parts[1])
+            else:
+                raise ValueError
+        else:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"--image-size expects N or HxW (e.g. 32 or 32x48), got {value!r}") from None
+    if h < 1 or w < 1:
+        raise ConfigError(f"--image-size must be positive, got {value!r}")
+    return h, w
+
+
+@dataclass
+class ImageOptions:
+    """Image options (CLI ``--image-size`` etc.; TOML ``[modality_options]``)."""
+
+    #: side in pixels, or "HxW" for non-square pictures
+    image_size: int | str = 32
+    patch_size: int = 4
+    #: None: from the data (1 for greyscale, 3 for colour); set it to convert (grey <-> RGB, RGBA)
+    channels: int | None = None
+    #: normalise each target patch by its own mean/std (MAE's recommended target)
+    norm_pix_loss: bool = True
+    #: augment training samples (evaluation samples never are)
+    augment: bool = True
+    #: auto: small shifts for digits, random-resized crop + flip for everything else
+    augment_policy: Literal["auto", "crop_flip", "shift", "none"] = "auto"
+    #: standardise pixels per channel; statistics from the data unless pixel_mean/pixel_std are set
+    normalize: bool = True
+    pixel_mean: tuple[float, ...] | None = None
+    pixel_std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        h, w = parse_image_size(self.image_size)
+        self.image_size = h if h == w else f"{h}x{w}"  # canonical, round-trips through TOML/JSON
+        if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1:
+            raise ConfigError(f"--patch-size must be a positive integer, got {self.patch_size!r}")
+        if h % self.patch_size or w % self.patch_size:
+            raise ConfigError(f"--image-size {self.image_size} is not divisible by "
+                              f"--patch-size {self.patch_size}")
+        if self.channels is not None and self.channels < 1:
+            raise ConfigError(f"--channels must be >= 1, got {self.channels}")
+        for name in ("pixel_mean", "pixel_std"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = tuple(float(v) for v in values)
+            setattr(self, name, values)
+            if self.channels is not None and len(values) != self.channels:
+                raise ConfigError(f"--{name.replace('_', '-')} has {len(values)} values but --channels is "
+                                  f"{self.channels}")
+        if self.pixel_std is not None and any(s <= 0 for s in self.pixel_std):
+            raise ConfigError(f"--pixel-std values must be > 0, got {self.pixel_std}")
+        if (self.pixel_mean is None) != (self.pixel_std is None):
+            raise ConfigError("--pixel-mean and --pixel-std must be given together")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return parse_image_size(self.image_size)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.size
+        return h // self.patch_size, w // self.patch_size
+
+
+@register_modality
+class ImageModality(Modality):
+    name = "image"
+    description = "Pictures as a grid of p x p pixel patches (MAE); PNG/JPEG folders, .npy/.npz arrays."
+    Options = ImageOptions
+    default_mask_ratio = 0.75
+    default_data = "builtin:digits"
+    default_model = "tiny"
+    default_masker = "random"
+    builtin_datasets = dict(BUILTIN)
+
+    options: ImageOptions
+
+    def __init__(self, options: ImageOptions | None = None) -> None:
+        super().__init__(options if options is not None else ImageOptions())
+
+    # --- data -----------------------------------------------------------------------------------
+    def build_dataset(self, data: str | None, train: bool, seed: int = 0,
+                      on_bad_file: str = "error") -> ImageDataset:
+        """``data``: ``builtin:digits`` / ``builtin:photos``, a folder of PNG/JPEG or a .npy/.npz
+        file. ``on_bad_file="skip"`` skips unreadable files (kept in ``dataset.skipped``)."""
+        opts = self.options
+        source = data or self.default_data
+        policy = opts.augment_policy
+        if policy == "auto":
+            policy = "shift" if source == "builtin:digits" else "crop_flip"
+        ds = open_dataset(source, size=opts.size, channels=opts.channels, augment=train and opts.augment,
+                          policy=policy, seed=seed, on_bad_file=on_bad_file)
+        if not opts.normalize:
+            ds.set_normalisation([0.0] * ds.channels, [1.0] * ds.channels)
+        elif opts.pixel_mean is not None and opts.pixel_std is not None:
+            if len(opts.pixel_mean) != ds.channels:
+                raise ConfigError(f"--pixel-mean has {len(opts.pixel_mean)} values but {source} has "
+                                  f"{ds.channels} channel(s)")
+            ds.set_normalisation(opts.pixel_mean, opts.pixel_std)
+        else:
+            ds.set_normalisation(*ds.estimate_stats())
+        return ds
+
+    def adapt_to_dataset(self, dataset: MaskkitDataset) -> None:
+        """Record the channel count and pixel statistics, so checkpoints and evaluation datasets
+        built later use the same ones."""
+        if not isinstance(dataset, ImageDataset):
+            raise DataError(f"image modality cannot use dataset {type(dataset).__name__}")
+        self.options.channels = dataset.channels
+        self.options.pixel_mean = tuple(round(float(v), 6) for v in dataset.mean.flatten())
+        self.options.pixel_std = tuple(round(float(v), 6) for v in dataset.std.flatten())
+
+    # --- model pieces ---------------------------------------------------------------------------
+    def build_tokenizer(self, embed_dim: int) -> Tokenizer:
+        if self.options.channels is None:
+            raise ConfigError("image channels are unknown: build the dataset and call adapt_to_dataset "
+                              "first, or set --channels")
+        opts = self.options
+        return ImagePatchTokenizer(opts.size, opts.patch_size, opts.channels, embed_dim)
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def raw_features(self, x: Tensor) -> Tensor:
+        """Flattened (standardised) pixels: the raw-input baseline for linear probes and k-NN."""
+        return x.reshape(x.shape[0], -1).float()
+
+    # --- pictures -------------------------------------------------------------------------------
+    def render(self, batch: VisualBatch, path: Path, title: str | None = None) -> Path:
+        opts = self.options
+        return render_image_batch(batch, path, title, mean=opts.pixel_mean, std=opts.pixel_std)
+
+
+__all__ = ["ImageModality", "ImageOptions", "parse_image_size"]

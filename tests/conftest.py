@@ -1,0 +1,25 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import toy  # noqa: E402,F401  (registers the "toy" modality)
+
+
+@pytest.fixture
+def toy_config(tmp_path):
+    from maskkit.train.config import TrainConfig
+
+    def make(**kw):
+        base = dict(modality="toy", model="nano", epochs=1, batch_size=16, out=str(tmp_path / "run"),
+                    progress=False, log_every=2, warmup_epochs=0.5, base_lr=1e-3)
+        base.update(kw)
+        return TrainConfig(**base)
+
+    return make
