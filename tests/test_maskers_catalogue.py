@@ -6,15 +6,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 
 from maskkit.config_utils import ConfigError
 from maskkit.losses import ReconstructionMSE
-from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress
+from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress, gumbel_scores
 from maskkit.masking.compose import apply_hints
 from maskkit.masking.hard_patches import pairwise_rank_loss
 from maskkit.masking.stats import mask_statistics
 from maskkit.model.mae import MaskedAutoencoder, model_preset
-from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 from maskkit.registry import build_masker, masker_names
 from maskkit.tokens import TokenBatch, TokenLayout
 from maskkit.train.step import TrainingModule
@@ -51,6 +51,14 @@ def assert_exact(plan: MaskPlan, ctx: MaskContext) -> None:
     plan.validate(ctx.num_tokens)
     assert plan.n_mask == ctx.n_mask
     assert torch.equal(plan.mask.sum(1), torch.full((ctx.batch_size,), ctx.n_mask))
+
+
+def test_gumbel_scores_sample_softmax():
+    logits = torch.tensor([0.0, 1.0, 2.0]).expand(20000, -1)
+    scores = gumbel_scores(logits, torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(scores).all())
+    freq = torch.bincount(scores.argmax(1), minlength=3).float() / 20000
+    assert torch.allclose(freq, logits[0].softmax(0), atol=0.02)
 
 
 def test_all_catalogue_names_registered():
@@ -148,8 +156,7 @@ def test_apply_hints_by_score_and_from_bool_mask():
 
 def test_full_hints_give_uniform_random_masks():
     ctx = make_ctx(batch=4000, ratio=0.75, grid=(4, 4))
-    informed = torch.zeros(4000, 16)
-    informed[:, :4] = 1.0  # always the same 12 lowest ... make a fixed informed mask
+    informed = torch.arange(16.0).expand(4000, -1)  # the same informed mask for every sample
     plan = MaskPlan.from_scores(informed, ctx.n_mask)
     out = apply_hints(plan, 1.0, ctx)
     freq = out.mask.float().mean(0)
@@ -230,7 +237,7 @@ def test_hard_patches_hides_predicted_hard_tokens_on_schedule():
 def test_rank_loss_learns_the_order():
     torch.manual_seed(0)
     masker = build_masker("hard-patches", {"feature_dim": 16, "hidden": 32})
-    feats = torch.randn(4, 64, 16)
+    feats = torch.randn(4, 32, 16)
     target = feats[..., 3] - 0.5 * feats[..., 7]
     opt = torch.optim.Adam(masker.parameters(), lr=1e-2)
 
@@ -240,7 +247,7 @@ def test_rank_loss_learns_the_order():
                       == (target.unsqueeze(1) - target.unsqueeze(2)).sign()).float().mean())
 
     before = agreement()
-    for _ in range(60):
+    for _ in range(40):
         loss = pairwise_rank_loss(masker.head(feats), target, max_pairs=100_000)
         opt.zero_grad()
         loss.backward()
@@ -278,12 +285,12 @@ def test_learned_reinforce_raises_probability_of_hard_tokens():
     """Hidden tokens with high error gain probability; the sampler then hides them more often."""
     torch.manual_seed(0)
     masker = build_masker("learned", {"hidden": 16, "heads": 2, "loss_weight": 1.0, "reward": "zscore"})
-    opt = torch.optim.Adam(masker.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(masker.parameters(), lr=5e-3)
     hard = torch.zeros(36, dtype=torch.bool)
     hard[:6] = True
     error = 0.1 + hard.float().expand(8, -1)
     rates = []
-    for step in range(80):
+    for step in range(40):
         ctx = feature_ctx(batch=8, ratio=0.5, seed=step, grid=(6, 6))
         ctx.tokens = fake_tokens(ctx, seed=0)
         plan = masker(ctx)
@@ -292,8 +299,8 @@ def test_learned_reinforce_raises_probability_of_hard_tokens():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert sum(rates[:10]) / 10 < 0.7
-    assert sum(rates[-10:]) / 10 > 0.9
+    assert sum(rates[:5]) / 5 < 0.7
+    assert sum(rates[-5:]) / 5 > 0.9
 
 
 # --------------------------------------------------------------------------- composition
@@ -318,23 +325,27 @@ def test_curriculum_switches_at_fraction_and_epoch():
 
 
 def test_curriculum_state_holds_the_children():
-    masker = build_masker("curriculum", {"second": "learned", "second_options": "hidden=16;heads=2;feature_dim=8"})
+    masker = build_masker("curriculum", {"second": "learned",
+                                         "second_options": "hidden=16;heads=2;feature_dim=8"})
     keys = list(masker.state_dict())
     assert keys and all(k.startswith("second.sampler.") for k in keys)
 
 
 def test_mixture_frequencies_follow_probabilities():
-    masker = build_masker("mixture", {"maskers": "random,noise-red,noise-blue", "probabilities": "0.2,0.5,0.3",
+    masker = build_masker("mixture", {"maskers": "random,noise-red,noise-blue",
+                                      "probabilities": "0.2,0.5,0.3",
                                       "options": "noise-red.sigma=1;2.sigma=0.7"})
     assert masker.maskers[1].config.sigma == 1.0 and masker.maskers[2].config.sigma == 0.7
-    ctx = make_ctx(batch=1, grid=(4, 4), seed=0)
-    counts = [0, 0, 0]
-    for _ in range(1500):
+    ctx = make_ctx(batch=2, grid=(4, 4), seed=0)
+    for _ in range(5):
         plan = masker(ctx)
-        counts[int(plan.logs["mixture_choice"])] += 1
-    freqs = [c / 1500 for c in counts]
-    for f, p in zip(freqs, [0.2, 0.5, 0.3], strict=True):
-        assert abs(f - p) < 0.04
+        assert_exact(plan, ctx)
+        assert plan.logs["mixture_choice"] in (0.0, 1.0, 2.0)
+    counts = [0, 0, 0]
+    for _ in range(4000):
+        counts[masker.choose(ctx)] += 1
+    for c, p in zip(counts, [0.2, 0.5, 0.3], strict=True):
+        assert abs(c / 4000 - p) < 0.03
     with pytest.raises(ConfigError, match="probabilities"):
         build_masker("mixture", {"maskers": "random,noise-red", "probabilities": "1"})
     with pytest.raises(ConfigError, match="options"):
@@ -342,12 +353,13 @@ def test_mixture_frequencies_follow_probabilities():
 
 
 # --------------------------------------------------------------------------- through the training step
-def training_module(name: str, options: dict) -> TrainingModule:
-    torch.manual_seed(0)
+def training_module(name: str, options: dict, seed: int = 0) -> TrainingModule:
+    torch.manual_seed(seed)
     config = model_preset("nano")
     model = MaskedAutoencoder(ImagePatchTokenizer((16, 16), 4, 3, config.embed_dim), config)
     masker = build_masker(name, options)
-    masker.bind_model(model) if hasattr(masker, "bind_model") else None
+    if hasattr(masker, "bind_model"):
+        masker.bind_model(model)
     return TrainingModule(model, masker, ReconstructionMSE(), 0.75)
 
 
@@ -378,7 +390,7 @@ def test_training_step_gradients_reach_masker(name, options):
 def test_learned_masker_checkpoint_round_trip():
     module = training_module("learned", {})
     state = module.state_dict()
-    fresh = training_module("learned", {})
+    fresh = training_module("learned", {"draw": "masked"}, seed=1)
     fresh.load_state_dict(state)
     x = torch.randn(2, 3, 16, 16)
     a = module(x, torch.Generator().manual_seed(1), TrainingProgress()).plan.mask

@@ -174,7 +174,7 @@ def gumbel_scores(logits: Tensor, generator: torch.Generator) -> Tensor:
     """Gumbel-top-k: (B, N) logits -> scores whose top-n is a draw of n tokens without replacement
     with probabilities softmax(logits)."""
     u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
-    gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+    gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
     return logits.float() + gumbel
 
 

@@ -164,7 +164,8 @@ class BlockMasker(Masker):
     # ----------------------------------------------------------------------------------- BEiT
     def _rectangles(self, ctx: MaskContext, h: int, w: int, target: int) -> Tensor:
         """Place one rectangle per sample per round, accepting it when it adds between 1 and the
-        remaining number of tokens; stops when every sample is full or the rounds run out."""
+        remaining number of tokens; stops when no sample has room for a smallest rectangle left
+        or the rounds run out."""
         b, device = ctx.batch_size, ctx.device
         mask = torch.zeros(b, h, w, dtype=torch.bool, device=device)
         if target == 0:
@@ -194,7 +195,9 @@ class BlockMasker(Masker):
             accept = (new > 0) & (new <= remaining)
             mask |= rect & accept.view(b, 1, 1)
             count += new * accept
-            if r % 4 == 3 and bool((count >= target).all()):
+            # a sample with fewer than min_area tokens left rarely fits another rectangle; the
+            # fix-up grows its region instead
+            if r % 4 == 3 and bool((count > target - min_area).all()):
                 break
         return mask
 

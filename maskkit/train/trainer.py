@@ -15,6 +15,7 @@ from torch import nn
 
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import TrainingProgress
+from maskkit.masking.stats import PositionFrequency, mask_statistics
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
 from maskkit.train.checkpoint import (
@@ -241,6 +242,8 @@ class Trainer:
         window_loss = torch.zeros((), device=self.device)
         window_n, window_t0 = 0, time.perf_counter()
         log_sums: dict[str, torch.Tensor] = {}
+        layout = self.parts.model.tokenizer.layout
+        frequency = PositionFrequency(layout.num_tokens)
         bar.start_epoch(self.epoch, self.batch_in_epoch)
         for x, _labels in loader:
             x = x.to(self.device, non_blocking=True)
@@ -266,6 +269,7 @@ class Trainer:
             window_loss += detached
             loss_count += 1
             window_n += 1
+            frequency.update(out.plan)
             for key, value in out.logs.items():
                 if isinstance(value, torch.Tensor) and value.numel() == 1:
                     log_sums[key] = log_sums.get(key, 0) + value.detach().float()
@@ -279,8 +283,10 @@ class Trainer:
                 record = {"type": "step", "epoch": self.epoch, "step": self.global_step,
                           "loss": mean_loss, "lr": self.optimizer.param_groups[0]["lr"],
                           "samples_per_s": rate}
-                record.update({k: to_float(v) for k, v in out.logs.items()
+                record.update({f"masker/{k}": to_float(v) for k, v in out.logs.items()
                                if isinstance(v, torch.Tensor) and v.numel() == 1})
+                stats = mask_statistics(out.plan, layout, out.tokens.batched_positions())
+                record.update({f"mask/{k}": to_float(v) for k, v in stats.items()})
                 self.metrics.write(record)
                 bar.update(self.batch_in_epoch, loss=mean_loss, lr=record["lr"], rate=rate)
                 window_loss = torch.zeros((), device=self.device)
@@ -296,9 +302,29 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
                   "wall_time": self.wall_time_before + time.perf_counter() - start}
         record.update({f"masker/{k}": float(v) / max(loss_count, 1) for k, v in log_sums.items()})
+        record.update(self._mask_diagnostics(frequency, layout))
         record.update(self._epoch_probe())
         self.metrics.write(record)
         return mean
+
+    def _mask_diagnostics(self, frequency: PositionFrequency, layout: Any) -> dict[str, Any]:
+        """Per-epoch masker diagnostics; warns when an informed masker's masks follow position."""
+        if frequency.samples == 0:
+            return {}
+        verdict = frequency.verdict()
+        out: dict[str, Any] = {
+            "mask/ratio": float(frequency.ratio()), "mask/position_sd": verdict.position_sd,
+            "mask/position_sd_random": verdict.position_sd_floor, "mask/iou": verdict.iou,
+            "mask/iou_random": verdict.iou_random, "mask/collapse": verdict.level,
+            "mask/position_frequency": [round(v, 4) for v in frequency.frequency().cpu().tolist()],
+        }
+        informed = self.config.masker != "random"
+        if informed and verdict.level != "ok":
+            message = f"masker {self.config.masker!r}, epoch {self.epoch}: {verdict.message}"
+            self.metrics.write({"type": "warning", "epoch": self.epoch, "message": message})
+            if self.console is not None and self.dist.is_main:
+                self.console.print(f"[yellow]warning:[/] {message}")
+        return out
 
     def _epoch_probe(self) -> dict[str, float]:
         cfg = self.config

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskkit.modalities.audio.features import LogMel, resample
+from maskkit.modalities.audio.features import LogMel, resample, single_thread
 from maskkit.modalities.audio.sources import WaveSource
 from maskkit.modality import MaskkitDataset
 
@@ -74,7 +74,8 @@ class AudioDataset(MaskkitDataset):
         """The window of samples fed to the filterbank (augmented when ``rng`` is given)."""
         x, sr = self.wave_source.load(index)
         if sr != self.logmel.sample_rate:
-            x = resample(x, sr, self.logmel.sample_rate).numpy()
+            with single_thread():
+                x = resample(x, sr, self.logmel.sample_rate).numpy()
         x = x - float(np.mean(x)) if len(x) else x  # DC offset would leak into the lowest mel bin
         aug = self.augmentation
         x = place_in_window(x.astype(np.float32), self.window, rng if aug.time_shift else None)
@@ -91,8 +92,9 @@ class AudioDataset(MaskkitDataset):
 
     def features(self, index: int, rng: np.random.Generator | None = None) -> Tensor:
         """Unnormalised log-mel (num_frames, n_mels)."""
-        with torch.no_grad():
-            return self.logmel(torch.from_numpy(self.waveform(index, rng)))
+        wave = torch.from_numpy(self.waveform(index, rng))
+        with torch.no_grad(), single_thread():
+            return self.logmel(wave)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         rng = self.rng_for(index) if self.augment else None
@@ -106,8 +108,10 @@ def normalisation_stats(dataset: AudioDataset) -> tuple[float, float]:
     picks = np.unique(np.linspace(0, n - 1, min(n, NORM_MAX_CLIPS)).round().astype(int))
     total = total_sq = 0.0
     count = 0
-    for i in picks:
-        f = dataset.features(int(i)).double()
+    for chunk in np.array_split(picks, max(1, len(picks) // 256)):
+        waves = torch.from_numpy(np.stack([dataset.waveform(int(i), None) for i in chunk]))
+        with torch.no_grad():
+            f = dataset.logmel(waves).double()  # one batched transform per chunk
         total += float(f.sum())
         total_sq += float(f.square().sum())
         count += f.numel()

@@ -119,7 +119,7 @@ class ImageModality(Modality):
         """``data``: ``builtin:digits`` / ``builtin:photos``, a folder of PNG/JPEG or a .npy/.npz
         file. ``on_bad_file="skip"`` skips unreadable files (kept in ``dataset.skipped``)."""
         opts = self.options
-        source = data or self.default_data
+        source = str(data) if data else self.default_data
         policy = opts.augment_policy
         if policy == "auto":
             policy = "shift" if source == "builtin:digits" else "crop_flip"

@@ -41,7 +41,9 @@ def render_point_groups(batch: VisualBatch, path: Path, title: str | None = None
     b, g = mask.shape
     k = truth.shape[1] // g
     point_hidden = np.repeat(mask, k, axis=1)  # (B, G*k)
-    limit = float(max(np.abs(inputs[..., :3]).max(), np.abs(pasted).max(), 1e-3)) * 0.85
+    # frame the input; predictions far outside it (early in training) are drawn on the frame's edge
+    limit = float(max(np.abs(inputs[..., :3]).max(), 1e-3)) * 0.85
+    pasted = np.clip(pasted, -limit, limit)
 
     fig = Figure(figsize=(9, 3 * b), dpi=90)
     FigureCanvasAgg(fig)

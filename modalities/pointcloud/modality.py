@@ -29,7 +29,6 @@ class PointCloudOptions:
     aug_scale: tuple[float, float] = (2 / 3, 3 / 2)  # per-axis scale range
     aug_translate: float = 0.2  # per-axis shift range +-
     aug_rotate: bool = True
-    on_bad_file: Literal["error", "skip"] = "error"
 
     def __post_init__(self) -> None:
         for name in ("num_points", "num_groups", "group_size"):
@@ -71,7 +70,11 @@ class PointCloudModality(Modality):
         return Augmentation(scale=tuple(o.aug_scale), translate=o.aug_translate, rotate=o.aug_rotate,
                             up_axis=o.up_axis)
 
-    def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:
+    def build_dataset(self, data: str | None, train: bool, seed: int = 0,
+                      on_bad_file: str = "error") -> MaskkitDataset:
+        """``data``: ``builtin:shapes``, a file, or a folder (class sub-folders = labels; ``train/`` and
+        ``test/`` folders or ModelNet's layouts pick the split). ``on_bad_file="skip"`` leaves unreadable
+        files out (listed in ``dataset.skipped``) instead of raising ``DataError``."""
         data = data or self.default_data
         o = self.options
         augment = bool(train and o.augment)
@@ -82,7 +85,7 @@ class PointCloudModality(Modality):
                                 + ", ".join(f"builtin:{n}" for n in self.builtin_datasets))
             return load_builtin_shapes(train, o.num_points, seed=seed, augment=augment,
                                        augmentation=self.augmentation())
-        return load_folder(data, train, o.num_points, on_bad_file=o.on_bad_file, seed=seed, augment=augment,
+        return load_folder(data, train, o.num_points, on_bad_file=on_bad_file, seed=seed, augment=augment,
                            augmentation=self.augmentation())
 
     # --- model pieces --------------------------------------------------------------------------
