@@ -43,6 +43,8 @@ class BlockMaskConfig:
     aspect_min: float = 0.3
     #: side of a SimMIM cell, in tokens
     mask_patch_size: int = 2
+    #: ``clipped``: rectangles may overlap the grid's edge (no position bias); ``inside``: as BEiT
+    placement: Literal["clipped", "inside"] = "clipped"
     #: rectangle rounds per batch; None: 2 * ceil(target / min_block) + 10, at most 100
     max_rounds: int | None = None
 
@@ -144,13 +146,11 @@ class BlockMasker(Masker):
         if repeats == 1:
             blocks = raw.reshape(ctx.batch_size, -1)
             final = plane.reshape(ctx.batch_size, -1)
-            scores = final.float()
         else:
             tubes = plane.unsqueeze(t_axis + 1).expand(*self._grid_shape(ctx, t_axis, plane))
             blocks = raw.unsqueeze(t_axis + 1).expand_as(tubes).reshape(ctx.batch_size, -1)
             final = exact_mask(tubes.contiguous(), n_mask, ctx.generator).reshape(ctx.batch_size, -1)
-            scores = final.float()
-        plan = MaskPlan.from_scores(scores, n_mask)
+        plan = MaskPlan.from_scores(final.float(), n_mask)
         fixed = (final & ~blocks).sum(dim=1).float() + (blocks & ~final).sum(dim=1).float()
         plan.logs["block_fixup_frac"] = (fixed / max(1, n_mask)).mean()
         return plan
@@ -187,8 +187,13 @@ class BlockMasker(Masker):
             aspect = torch.exp(log_lo + u[:, 1] * (log_hi - log_lo))
             rh = torch.round(torch.sqrt(area * aspect)).clamp(1, h)
             rw = torch.round(area / rh).clamp(1, w)
-            y0 = torch.floor(u[:, 2] * (h - rh + 1)).long().view(b, 1, 1)
-            x0 = torch.floor(u[:, 3] * (w - rw + 1)).long().view(b, 1, 1)
+            if cfg.placement == "clipped":  # any overlap with the grid: every cell equally likely
+                y0 = torch.floor(u[:, 2] * (h + rh - 1)) - (rh - 1)
+                x0 = torch.floor(u[:, 3] * (w + rw - 1)) - (rw - 1)
+            else:  # inside the grid (BEiT): central cells are covered more often
+                y0 = torch.floor(u[:, 2] * (h - rh + 1))
+                x0 = torch.floor(u[:, 3] * (w - rw + 1))
+            y0, x0 = y0.long().view(b, 1, 1), x0.long().view(b, 1, 1)
             rh, rw = rh.long().view(b, 1, 1), rw.long().view(b, 1, 1)
             rect = (rows >= y0) & (rows < y0 + rh) & (cols >= x0) & (cols < x0 + rw)
             new = (rect & ~mask).sum(dim=(1, 2))

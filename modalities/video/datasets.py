@@ -11,6 +11,8 @@ largest centred crop with the target's aspect ratio).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,21 @@ from maskkit.modalities.video.io import (
 from maskkit.modalities.video.synthetic import MOTIONS, moving_digit_clip
 
 CROP_SCALE = (0.7, 1.0)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Per-clip tensor ops on one thread: intra-op threads only add contention for ops this small
+    (DataLoader workers are single-threaded already)."""
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def frame_indices(count: int, num_frames: int, stride: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -117,7 +134,8 @@ class VideoDataset(MaskkitDataset):
         rng = self.rng_for(index) if self.augment else None
         idx = frame_indices(self.frame_count(index), self.num_frames, self.frame_stride, rng)
         frames = match_channels(self.read(index, idx), self.channels, self.source)
-        clip = to_clip_tensor(frames, self.size, rng, flip=True)
+        with single_thread():
+            clip = to_clip_tensor(frames, self.size, rng, flip=True)
         return clip, int(self.labels[index])  # type: ignore[index]
 
 
@@ -213,7 +231,8 @@ class MovingDigitsDataset(VideoDataset):
         self.class_names = list(MOTIONS)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        frames, label = moving_digit_clip(index, self.num_frames, self.size, self.data_seed)
+        with single_thread():
+            frames, label = moving_digit_clip(index, self.num_frames, self.size, self.data_seed)
         if self.augment:
             frames = frames * np.float32(self.rng_for(index).uniform(0.7, 1.0))
         frames = match_channels(frames[..., None], self.channels, self.source)
