@@ -39,13 +39,13 @@ def test_registered_with_metadata() -> None:
 @settings(max_examples=60, deadline=None)
 @given(h=st.integers(1, 12), w=st.integers(1, 12), ratio=st.floats(0.05, 0.95),
        batch=st.integers(1, 5), seed=st.integers(0, 10_000), mode=st.sampled_from(["beit", "simmim"]),
-       min_block=st.sampled_from([None, 1, 4, 9]))
+       min_block=st.sampled_from([None, 1, 4, 9]), placement=st.sampled_from(["clipped", "inside"]))
 def test_exact_count_on_random_2d_grids(h: int, w: int, ratio: float, batch: int, seed: int, mode: str,
-                                        min_block: int | None) -> None:
+                                        min_block: int | None, placement: str) -> None:
     n = h * w
     if n < 2:
         return
-    masker = build_masker("block", {"mode": mode, "min_block_tokens": min_block})
+    masker = build_masker("block", {"mode": mode, "min_block_tokens": min_block, "placement": placement})
     ctx = make_ctx((h, w), ("h", "w"), batch=batch, ratio=ratio, seed=seed)
     plan = masker(ctx)
     plan.validate(n)
@@ -80,13 +80,25 @@ def test_deterministic_under_a_seed() -> None:
     assert not torch.equal(a[0], a[1]), "samples of one batch should get different masks"
 
 
-@pytest.mark.parametrize("mode", ["beit", "simmim"])
+@pytest.mark.parametrize("mode", ["beit", "simmim", "inside"])
 @pytest.mark.parametrize("grid,ratio", [((14, 14), 0.4), ((8, 8), 0.5), ((8, 16), 0.75)])
 def test_masks_are_spatially_clumped(mode: str, grid: tuple[int, int], ratio: float) -> None:
     ctx_args = dict(batch=64, ratio=ratio, seed=0)
-    block = build_masker("block", {"mode": mode})(make_ctx(grid, ("h", "w"), **ctx_args)).mask
+    options = {"placement": "inside"} if mode == "inside" else {"mode": mode}
+    block = build_masker("block", options)(make_ctx(grid, ("h", "w"), **ctx_args)).mask
     random = build_masker("random")(make_ctx(grid, ("h", "w"), **ctx_args)).mask
     assert boundary_pairs(block, *grid) < 0.6 * boundary_pairs(random, *grid)
+
+
+def test_clipped_placement_has_no_position_bias() -> None:
+    """Rectangles placed inside the grid (BEiT) cover central tokens far more often than corner
+    ones; clipped placement (the default) covers every position about equally, like random."""
+    def position_sd(options: dict[str, str]) -> float:
+        plan = build_masker("block", options)(make_ctx((8, 8), ("h", "w"), batch=1000, ratio=0.5))
+        return float(plan.mask.float().mean(dim=0).std())
+
+    assert position_sd({}) < 0.04
+    assert position_sd({"placement": "inside"}) > 0.1
 
 
 def test_tubes_repeat_the_plane_over_time() -> None:
@@ -118,6 +130,7 @@ def test_rejects_a_gridless_layout() -> None:
     ({"min_block_tokens": "0"}, "min-block-tokens"),
     ({"min_block_tokens": "8", "max_block_tokens": "4"}, "max-block-tokens"),
     ({"mode": "circles"}, "mode"),
+    ({"placement": "anywhere"}, "placement"),
     ({"mask_patch_size": "0"}, "mask-patch-size"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, str], match: str) -> None:

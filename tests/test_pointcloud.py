@@ -194,3 +194,32 @@ def test_render_writes_png(tmp_path) -> None:
                         pasted_targets=pasted, tokenizer=tok)
     path = modality.render(batch, tmp_path / "pc.png", title="test")
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("maskkit.cli.app") is None,
+                    reason="the maskkit CLI (cli/app.py) is not available")
+@pytest.mark.parametrize("masker", ["random", "point-block"])
+def test_cli_trains_one_epoch(tmp_path, masker: str) -> None:
+    from maskkit.cli.app import app
+    from typer.testing import CliRunner
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--modality", "pointcloud", "--masker", masker, "--model", "nano", "--epochs", "1",
+        "--batch-size", "8", "--max-steps-per-epoch", "2", "--num-points", "256", "--num-groups", "16",
+        "--group-size", "16", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (out / "checkpoints" / "last.pt").exists()
+    assert list(out.glob("*.png"))
+
+
+def test_cli_rejects_bad_group_options(tmp_path) -> None:
+    pytest.importorskip("maskkit.cli.app")
+    from maskkit.cli.app import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [
+        "train", "--modality", "pointcloud", "--model", "nano", "--num-points", "32", "--num-groups", "64",
+        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code != 0
+    assert "--num-groups (64) must be <= --num-points (32)" in result.output

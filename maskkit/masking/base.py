@@ -60,6 +60,10 @@ class MaskContext:
     feature_fn: Callable[[int], Tensor] | None = None
     attention_fn: Callable[[int], Tensor] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: data-parallel position: ``uniform`` draws for the global batch and keeps this rank's rows,
+    #: so N processes mask exactly as one process with the global batch would
+    rank: int = 0
+    world_size: int = 1
     _feature_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
     _attention_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
 
@@ -86,8 +90,24 @@ class MaskContext:
         return self._attention_cache[layer]
 
     def uniform(self, *shape: int) -> Tensor:
-        """Uniform noise on the context's device from its generator."""
+        """Uniform noise on the context's device from its generator.
+
+        When the first dimension is the batch, under data parallelism the noise is drawn for the
+        global batch (rank r holds global rows r, r + W, ...) and this rank's rows are returned.
+        """
+        if self.world_size > 1 and shape and shape[0] == self.batch_size:
+            full = torch.rand(shape[0] * self.world_size, *shape[1:], generator=self.generator,
+                              device=self.device)
+            return full[self.rank::self.world_size]
         return torch.rand(*shape, generator=self.generator, device=self.device)
+
+    def normal(self, *shape: int) -> Tensor:
+        """Standard normal noise; same global-batch rule as :meth:`uniform`."""
+        if self.world_size > 1 and shape and shape[0] == self.batch_size:
+            full = torch.randn(shape[0] * self.world_size, *shape[1:], generator=self.generator,
+                               device=self.device)
+            return full[self.rank::self.world_size]
+        return torch.randn(*shape, generator=self.generator, device=self.device)
 
     def batched_positions(self) -> Tensor:
         if self.positions.dim() == 2:

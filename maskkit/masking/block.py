@@ -6,6 +6,10 @@ every sample is fixed up to the exact count: missing tokens are taken next to th
 (most masked 4-neighbours first, ties at random), surplus tokens are released from its edges
 (fewest masked neighbours first). The fix-up keeps masks clumped and the encoder input dense.
 
+Placement: BEiT keeps rectangles inside the grid, which hides central tokens far more often than
+corner ones; the default ``clipped`` placement lets rectangles overlap the edge so that every
+token is equally likely to be hidden (``placement=inside`` reproduces BEiT).
+
 Grids: 1-D ``(L,)`` is treated as a ``(1, L)`` strip, 2-D grids (``(h, w)``, ``(time, freq)``)
 directly, and 3-D grids ``(t, h, w)`` as tubes: one 2-D block mask is drawn on the spatial plane
 and repeated over every time slice (VideoMAE-style), then fixed up to the exact 3-D count, which

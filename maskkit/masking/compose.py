@@ -122,11 +122,14 @@ class CompositeMasker(Masker):
             if bind is not None:
                 bind(model)
 
-    def active_index(self, ctx: MaskContext) -> int:
-        return int(ctx.extras.get(f"compose.active.{id(self)}", 0))
+    def active_index(self, ctx: MaskContext | None) -> int:
+        """The child that made this step's plan (kept in the step's context; else the last one)."""
+        if ctx is None:
+            return getattr(self, "_last_active", 0)
+        return int(ctx.extras.get(f"compose.active.{id(self)}", getattr(self, "_last_active", 0)))
 
-    def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
-        self.children_maskers()[self.active_index(ctx)].on_step_end(ctx, per_token_loss)
+    def on_step_end(self, ctx: MaskContext | None, per_token_loss: Tensor | None) -> None:
+        self.children_maskers()[self.active_index(ctx)].on_step_end(ctx, per_token_loss)  # type: ignore[arg-type]
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:
@@ -140,6 +143,7 @@ class CompositeMasker(Masker):
 
     def run_child(self, index: int, ctx: MaskContext) -> MaskPlan:
         ctx.extras[f"compose.active.{id(self)}"] = index
+        self._last_active = index
         return self.children_maskers()[index](ctx)
 
 

@@ -92,6 +92,9 @@ def build_run(config: TrainConfig, with_data: bool = True, train: bool = True,
         raise ConfigError(f"--masker {config.masker} needs a token grid, but modality "
                           f"{config.modality!r} has unordered tokens")
     masker.check_layout(model.tokenizer.layout)
+    bind = getattr(masker, "bind_model", None)  # learned maskers size their layers from the model
+    if bind is not None:
+        bind(model)
     return RunParts(config=config, modality=modality, dataset=dataset, model=model, masker=masker,
                     loss=modality.build_loss(), mask_ratio=resolve_mask_ratio(config, modality),
                     model_config=model_config)

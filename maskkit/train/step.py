@@ -30,7 +30,7 @@ class StepOutput:
 
 def make_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator, progress: TrainingProgress,
-                 needs_model: bool = True) -> MaskContext:
+                 needs_model: bool = True, rank: int = 0, world_size: int = 1) -> MaskContext:
     """Context whose ``features(layer)``/``attention(layer)`` run the model lazily (no grad)."""
     feature_fn = attention_fn = None
     if needs_model:
@@ -45,7 +45,7 @@ def make_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float
         layout=tokens.layout, positions=tokens.positions, generator=generator,
         device=tokens.embeddings.device, progress=progress, tokens=tokens,
         feature_fn=feature_fn, attention_fn=attention_fn,
-        extras={"model": model},
+        extras={"model": model}, rank=rank, world_size=world_size,
     )
 
 
@@ -56,11 +56,14 @@ class TrainingModule(nn.Module):
         self.masker = masker
         self.loss_fn = loss
         self.mask_ratio = mask_ratio
+        self.rank = 0  # set by the trainer under data parallelism (see MaskContext.uniform)
+        self.world_size = 1
 
     def forward(self, x: Tensor, generator: torch.Generator, progress: TrainingProgress) -> StepOutput:
         tokens = self.model.tokenize(x)
         ctx = make_context(self.model, tokens, self.mask_ratio, generator, progress,
-                           needs_model=type(self.masker).needs_model)
+                           needs_model=type(self.masker).needs_model, rank=self.rank,
+                           world_size=self.world_size)
         plan = self.masker(ctx)
         out = self.model(tokens, plan)
         recon = self.loss_fn(out.pred, tokens.targets, plan)

@@ -107,6 +107,7 @@ class Trainer:
         self.resolved = self.parts.resolved()
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
+        self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
         self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy)
         self.forward = torch.compile(self.wrapped) if cfg.compile else self.wrapped
         effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
@@ -250,7 +251,7 @@ class Trainer:
             micro = self.batch_in_epoch % cfg.accum_steps
             group = min(cfg.accum_steps, self.steps_per_epoch - (self.batch_in_epoch - micro))
             last_micro = micro == group - 1
-            generator.manual_seed(step_seed(cfg.seed, self.global_step, self.dist.rank))
+            generator.manual_seed(step_seed(cfg.seed, self.global_step))  # same on every rank: see MaskContext.uniform
             progress = TrainingProgress(epoch=self.epoch, step=self.global_step, epochs=cfg.epochs,
                                         steps_per_epoch=self.steps_per_epoch)
             with dist_utils.maybe_no_sync(self.wrapped, enabled=not last_micro), \
