@@ -98,5 +98,6 @@ def train(
     cfg = merge_config(file_values, cli_values)
     console = Console(stderr=True)
     result = run_training(cfg, console=console)
-    console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
-                  f"{result.final_loss:.4f}, {result.wall_time:.1f}s -> {result.out_dir}")
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+            console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
+                      f"{result.final_loss:.4f}, {result.wall_time:.1f}s -> {result.out_dir}")

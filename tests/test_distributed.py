@@ -66,3 +66,18 @@ def test_ddp_run_resumes(ddp_runs):
     run([*COMMON, "--epochs", "3", "--batch-size", "8", "--out", str(out), "--resume"], nproc=2)
     ckpt = load_checkpoint(out / "checkpoints/last.pt")
     assert ckpt["position"]["epoch"] == 3 and ckpt["position"]["global_step"] == 9
+
+
+def test_fsdp_checkpoint_loads_in_one_process_and_matches_ddp(ddp_runs):
+    from maskkit.train.checkpoint import load_run_model
+
+    out = ddp_runs / "fsdp"
+    run([*COMMON, "--epochs", "2", "--batch-size", "8", "--out", str(out), "--strategy", "fsdp"], nproc=2)
+    model, modality, config, ckpt = load_run_model(out)  # a plain single-process model
+    assert config.strategy == "fsdp" and modality.name == "image"
+    assert (out / "reconstruction.png").is_file()
+    ddp = load_checkpoint(ddp_runs / "ddp/checkpoints/epoch_0002.pt")["model"]
+    for key, value in model.state_dict().items():
+        if key.endswith("attn.qkv.bias"):
+            continue  # see the note on key biases above
+        torch.testing.assert_close(value, ddp[key], rtol=1e-4, atol=2e-6, msg=key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -396,3 +398,18 @@ def test_learned_masker_checkpoint_round_trip():
     a = module(x, torch.Generator().manual_seed(1), TrainingProgress()).plan.mask
     b = fresh(x, torch.Generator().manual_seed(1), TrainingProgress()).plan.mask
     assert torch.equal(a, b)
+
+
+def test_trainer_runs_learned_maskers_end_to_end(toy_config):
+    """Through build_run (bind_model), the trainer's optimiser groups and per-epoch diagnostics."""
+    from maskkit.train.metrics import read_metrics
+    from maskkit.train.trainer import run_training
+
+    cfg = toy_config(epochs=2, masker="curriculum",
+                     masker_options={"first": "hard-patches", "second": "learned", "switch_epoch": 1})
+    result = run_training(cfg)
+    epochs = [r for r in read_metrics(result.out_dir) if r["type"] == "epoch"]
+    assert len(epochs) == 2 and all(math.isfinite(r["loss"]) for r in epochs)
+    assert epochs[0]["masker/curriculum_stage"] == 0.0 and epochs[1]["masker/curriculum_stage"] == 1.0
+    assert "masker/hpm_alpha" in epochs[0] and "masker/sampler_entropy" in epochs[1]
+    assert epochs[1]["mask/collapse"] in ("ok", "positional", "collapsed")

@@ -58,7 +58,8 @@ def full_state_dict(wrapped: nn.Module, model: nn.Module, which: str = "model") 
         full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         prefix = f"{which}."
         return {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
+            for k, v in model.state_dict().items()}
 
 
 def optimizer_state(wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

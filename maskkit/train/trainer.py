@@ -162,7 +162,7 @@ class Trainer:
         return {
             "format": FORMAT, "version": VERSION,
             "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model"),
-            "masker": self.parts.masker.state_dict(),
+            "masker": dist_utils.full_state_dict(self.wrapped, self.parts.masker, "masker"),
             "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "config": self.resolved,
@@ -372,10 +372,21 @@ class Trainer:
         self.opt_step += 1
 
     def _finish(self, wall: float, last_loss: float) -> None:
+        from dataclasses import replace
+
+        from maskkit.registry import build_masker
+        from maskkit.train.checkpoint import load_checkpoint, load_run_model
         from maskkit.visualize import render_reconstructions
 
         try:
-            render_reconstructions(self.parts, self.out / "reconstruction.png", self.device,
+            parts = self.parts
+            if self.dist.enabled:  # sharded/replicated modules need every rank: draw from the checkpoint
+                last = self.out / "checkpoints" / "last.pt"
+                model = load_run_model(last, self.device)[0]
+                masker = build_masker(self.config.masker, self.config.masker_options).to(self.device)
+                masker.load_state_dict(load_checkpoint(last)["masker"])
+                parts = replace(self.parts, model=model, masker=masker)
+            render_reconstructions(parts, self.out / "reconstruction.png", self.device,
                                    num_samples=self.config.visualize_samples, seed=self.config.seed)
         except Exception as exc:  # a picture must never cost a finished run
             self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})

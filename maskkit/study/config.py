@@ -1,0 +1,240 @@
+"""Typed study configuration: which maskers, seeds, ratios and patch sizes, under one budget and protocol.
+
+A study file is TOML with the same names as the fields below; ``[masker_options.<masker>]``,
+``[modality_options]``, ``[model_options]`` and ``[train]`` (any other ``TrainConfig`` field) are
+tables. Command-line values override the file (``merge_study``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
+
+#: TrainConfig fields the study sets itself for every run (not allowed in ``[train]``)
+STUDY_CONTROLLED = frozenset({
+    "modality", "data", "masker", "masker_options", "mask_ratio", "modality_options", "model",
+    "model_options", "epochs", "batch_size", "seed", "out", "resume", "max_steps_per_epoch", "device",
+    "progress",
+})
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass
+class StudyConfig:
+    """Every masker x seed x mask ratio x patch size, trained and evaluated the same way."""
+
+    modality: str = "image"
+    data: str | None = None  # training data (path or builtin:NAME); None = the modality's default
+    #: data for probes and reconstruction loss; None = the training data without augmentation
+    eval_data: str | None = None
+    model: str | None = None
+    maskers: list[str] = field(default_factory=lambda: ["random"])
+    #: per-masker options: {"self-guided": {"start_epoch": 5}}
+    masker_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the masker every other masker is compared with, seed by seed
+    reference: str = "random"
+    #: an int n means seeds 0..n-1; a list names them
+    seeds: int | list[int] = 3
+    mask_ratios: list[float] = field(default_factory=list)  # empty = the modality's default ratio
+    patch_sizes: list[int] = field(default_factory=list)  # empty = the modality's default patch size
+    modality_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    max_steps_per_epoch: int | None = None
+    #: any other TrainConfig field (lr, base_lr, warmup_epochs, precision, num_workers, ...)
+    train_options: dict[str, Any] = field(default_factory=dict)
+    #: one entry: runs one after another; several (cuda:0,cuda:1): one worker process per entry
+    devices: list[str] = field(default_factory=lambda: ["auto"])
+    out: str = "studies/latest"
+    # ---- evaluation protocol (identical for every run and baseline)
+    probe_feature: Literal["mean", "cls"] = "mean"
+    eval_max_samples: int = 2000
+    knn_k: int = 10
+    recon_max_samples: int = 512
+    eval_seed: int = 0  # subset, folds and the shared random masks
+    #: epochs between probe points on the learning curves; None = about 4 points, 0 = final only
+    curve_every: int | None = None
+    analysis: bool = True  # token-clustering metrics (maskkit.analysis) when available
+    # ---- statistics
+    interval: Literal["t", "bootstrap"] = "t"
+    confidence: float = 0.95
+    bootstrap_samples: int = 10000
+    mask_examples: int = 4
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, int):
+            if self.seeds < 1:
+                raise ConfigError(f"--seeds must be >= 1 (a count) or a list of seeds, got {self.seeds}")
+            self.seeds = list(range(self.seeds))
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        if not self.maskers:
+            raise ConfigError("--maskers: give at least one masker name")
+        if len(set(self.maskers)) != len(self.maskers):
+            raise ConfigError(f"--maskers lists a masker twice: {','.join(self.maskers)}")
+        if len(self.maskers) > 1 and self.reference not in self.maskers:
+            raise ConfigError(f"--reference {self.reference} is not among --maskers {','.join(self.maskers)}; "
+                              f"add it or pick one of them")
+        unknown = sorted(set(self.masker_options) - set(self.maskers))
+        if unknown:
+            raise ConfigError(f"masker_options for {', '.join(unknown)}, which is not in --maskers "
+                              f"{','.join(self.maskers)}")
+        if len(set(self.seed_list)) != len(self.seed_list):
+            raise ConfigError(f"--seeds lists a seed twice: {self.seed_list}")
+        for r in self.mask_ratios:
+            if not 0.0 < r < 1.0:
+                raise ConfigError(f"--mask-ratios values must be in (0, 1), got {r}")
+        for p in self.patch_sizes:
+            if p < 1:
+                raise ConfigError(f"--patch-sizes values must be >= 1, got {p}")
+        if self.patch_sizes and "patch_size" in self.modality_options:
+            raise ConfigError("give the patch size either in --patch-sizes or in modality_options, not both")
+        for name in ("epochs", "batch_size", "eval_max_samples", "knn_k", "recon_max_samples",
+                     "bootstrap_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"--max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+        if self.curve_every is not None and self.curve_every < 0:
+            raise ConfigError(f"--curve-every must be >= 0, got {self.curve_every}")
+        if self.mask_examples < 0:
+            raise ConfigError(f"mask_examples must be >= 0, got {self.mask_examples}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"--confidence must be in (0, 1), got {self.confidence}")
+        if not self.devices:
+            raise ConfigError("--devices: give at least one device (cpu, cuda, cuda:N)")
+        for d in self.devices:
+            if not _DEVICE.match(d):
+                raise ConfigError(f"--devices: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
+        self._validate_train_options()
+
+    def _validate_train_options(self) -> None:
+        from maskkit.train.config import TRAIN_FIELDS
+
+        for key in self.train_options:
+            name = key.replace("-", "_")
+            if name in STUDY_CONTROLLED:
+                raise ConfigError(f"[train] {key}: the study sets this itself; use the study's own "
+                                  f"option ({name.replace('_', '-')}) instead")
+            if name not in TRAIN_FIELDS:
+                raise ConfigError(f"[train] {key}: not a training option; valid: "
+                                  f"{', '.join(sorted(set(TRAIN_FIELDS) - STUDY_CONTROLLED))}")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if not isinstance(self.seeds, int) else list(range(self.seeds))
+
+    @property
+    def parallel(self) -> bool:
+        return len(self.devices) > 1
+
+    def resolved_curve_every(self) -> int:
+        """Epochs between learning-curve probe points (0 = final model only)."""
+        if self.curve_every is not None:
+            return self.curve_every
+        return max(1, -(-self.epochs // 4))
+
+    def protocol(self) -> dict[str, Any]:
+        """What an evaluation depends on; a cached evaluation is reused only when this matches."""
+        return {"eval_data": self.eval_data, "probe_feature": self.probe_feature,
+                "eval_max_samples": self.eval_max_samples, "knn_k": self.knn_k,
+                "recon_max_samples": self.recon_max_samples, "eval_seed": self.eval_seed,
+                "curve_every": self.resolved_curve_every(), "analysis": self.analysis,
+                "mask_examples": self.mask_examples}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
+        return build_dataclass(cls, values)
+
+
+STUDY_FIELDS = [f.name for f in dataclasses.fields(StudyConfig)]
+_TABLES = {"masker_options", "modality_options", "model_options", "train_options"}
+
+
+def load_study_toml(path: str | Path) -> dict[str, Any]:
+    """Read a study file. Top-level keys may use dashes; masker names inside tables keep theirs."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"study file {p}: no such file")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"study file {p}: not valid TOML ({exc})") from None
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name == "train":
+            name = "train_options"
+        if name not in STUDY_FIELDS:
+            raise ConfigError(f"study file {p}: unknown key {key!r}; valid keys: "
+                              f"{', '.join(sorted(STUDY_FIELDS))}, [train]")
+        if name in _TABLES and not isinstance(value, dict):
+            raise ConfigError(f"study file {p}: {key} must be a table ([{key}])")
+        if name == "masker_options":
+            for masker, opts in value.items():
+                if not isinstance(opts, dict):
+                    raise ConfigError(f"study file {p}: masker_options.{masker} must be a table "
+                                      f"([masker_options.{masker}])")
+        out[name] = value
+    return out
+
+
+def merge_study(file_values: dict[str, Any], cli_values: dict[str, Any]) -> StudyConfig:
+    """File values, then every command-line value that was given (not None); option tables merge."""
+    merged = dict(file_values)
+    for key, value in cli_values.items():
+        if value is None:
+            continue
+        if key == "masker_options":
+            combined = {m: dict(o) for m, o in merged.get(key, {}).items()}
+            for masker, opts in value.items():
+                combined.setdefault(masker, {}).update(opts)
+            merged[key] = combined
+        elif key in _TABLES:
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return StudyConfig.from_dict(merged)
+
+
+def parse_masker_options(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["self-guided.start_epoch=5"]`` -> ``{"self-guided": {"start_epoch": "5"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        masker, dot, option = key.partition(".")
+        if not sep or not dot or not masker.strip() or not option.strip():
+            raise ConfigError(f"--masker-opt expects MASKER.key=value (e.g. self-guided.start_epoch=5), "
+                              f"got {item!r}")
+        out.setdefault(masker.strip(), {})[option.strip()] = value.strip()
+    return out
+
+
+def split_list(value: str | None, option: str, kind: type = str) -> list[Any] | None:
+    """``"a,b"`` -> ``["a", "b"]`` converted to ``kind``; None stays None."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [kind(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"{option} expects a comma-separated list of {kind.__name__}s, got {value!r}") from None
+
+
+__all__ = ["STUDY_CONTROLLED", "StudyConfig", "load_study_toml", "merge_study", "parse_masker_options",
+           "split_list"]

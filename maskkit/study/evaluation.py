@@ -1,0 +1,259 @@
+"""One evaluation protocol for every run and baseline of a study.
+
+- Frozen features of the full input -> linear probe and k-NN (``maskkit.evaluate``), on the same
+  labelled subset and the same folds (``eval_seed``) for every run, so runs differ only in weights.
+- Reconstruction loss on the evaluation data, twice: with the run's own masker (its task) and with
+  one shared random mask per sample at the same ratio (the same masks for every run of a cell),
+  which is the number that compares maskers fairly.
+- Token-clustering metrics from ``maskkit.analysis`` when that module is installed.
+- Probe accuracy at every kept checkpoint, for the learning curves.
+Results are written next to the run (``study_eval.json``) with the protocol they used, so a
+finished evaluation is reused only when the protocol still matches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from maskkit.evaluate import EvaluationError, evaluate_encoder, evaluate_with_baselines
+from maskkit.masking.base import Masker, TrainingProgress
+from maskkit.masking.random import RandomMasker
+from maskkit.modality import MaskkitDataset, Modality, collate_samples
+from maskkit.model.mae import MaskedAutoencoder
+from maskkit.registry import build_masker
+from maskkit.study.config import StudyConfig
+from maskkit.train.build import build_dataset, build_run
+from maskkit.train.checkpoint import list_checkpoints, load_run_model
+from maskkit.train.config import TrainConfig
+from maskkit.train.runtime import autocast, resolve_precision
+from maskkit.train.step import make_context
+
+EVAL_FILE = "study_eval.json"
+
+
+# --------------------------------------------------------------------------- pieces
+def eval_dataset(modality: Modality, study: StudyConfig, config: TrainConfig) -> MaskkitDataset:
+    """The evaluation data without augmentation, built with ``eval_seed`` so every run sees the same."""
+    return build_dataset(modality, study.eval_data if study.eval_data is not None else config.data,
+                         train=False, seed=study.eval_seed)
+
+
+def eval_indices(dataset: MaskkitDataset, max_samples: int, seed: int) -> np.ndarray:
+    n = len(dataset)
+    if n <= max_samples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+
+
+def probe_results(model: MaskedAutoencoder, dataset: MaskkitDataset, device: torch.device,
+                  study: StudyConfig, arm: str) -> list[dict[str, Any]] | None:
+    """Linear probe + k-NN rows (dicts) for each feature, or None when the data has no labels."""
+    try:
+        rows = evaluate_encoder(model, dataset, device, seed=study.eval_seed, arm=arm,
+                                max_samples=study.eval_max_samples, k=study.knn_k,
+                                amp_dtype=resolve_precision("auto", device))
+    except EvaluationError:
+        return None
+    return [r.to_dict() for r in rows]
+
+
+@torch.no_grad()
+def reconstruction_loss(model: MaskedAutoencoder, loss_fn: torch.nn.Module, masker: Masker, mask_ratio: float,
+                        dataset: MaskkitDataset, indices: np.ndarray, device: torch.device, seed: int,
+                        progress: TrainingProgress, batch_size: int = 64,
+                        keep_masks: int = 0) -> tuple[float, list[list[int]]]:
+    """Mean loss over hidden tokens; each batch's generator is seeded from (seed, batch index), so a
+    masker that draws the same way gives identical masks in every run. Also returns the first
+    ``keep_masks`` masks (1 = hidden) for the mask-example figure."""
+    model.eval()
+    masker.eval()
+    amp_dtype = resolve_precision("auto", device)
+    loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_samples)
+    generator = torch.Generator(device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    hidden = torch.zeros((), dtype=torch.float64, device=device)
+    examples: list[list[int]] = []
+    for b, (x, _) in enumerate(loader):
+        x = x.to(device)
+        generator.manual_seed(seed * 1_000_003 + b)
+        with autocast(device, amp_dtype):
+            tokens = model.tokenize(x)
+            ctx = make_context(model, tokens, mask_ratio, generator, progress,
+                               needs_model=type(masker).needs_model)
+            plan = masker(ctx)
+            out = model(tokens, plan)
+            recon = loss_fn(out.pred.float(), tokens.targets.float(), plan)
+        mask = plan.mask.to(torch.float64)
+        total += (recon.per_token.to(torch.float64) * mask).sum()
+        hidden += mask.sum()
+        if len(examples) < keep_masks:
+            examples.extend(plan.mask[: keep_masks - len(examples)].int().cpu().tolist())
+    return float(total / hidden.clamp_min(1.0)), examples
+
+
+def clustering_metrics(model: MaskedAutoencoder, dataset: MaskkitDataset, masker: Masker, mask_ratio: float,
+                       device: torch.device, seed: int) -> tuple[dict[str, float] | None, str | None]:
+    """Token-clustering metrics of ``maskkit.analysis`` (None and a note when unavailable)."""
+    try:
+        from maskkit.analysis import probe_metrics
+    except ImportError:
+        return None, "token-clustering metrics skipped: maskkit.analysis is not installed"
+    try:
+        raw = probe_metrics(model, dataset, masker, mask_ratio, device=device, seed=seed,
+                            amp_dtype=resolve_precision("auto", device))
+    except Exception as exc:  # a secondary metric must not cost the study; the report names the failure
+        return None, f"token-clustering metrics failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[str(key)] = float(value)
+    return out, None
+
+
+def final_progress(ckpt: dict[str, Any], config: TrainConfig) -> TrainingProgress:
+    """Where training ended, so scheduled maskers (start epoch, hints) mask as they did at the end."""
+    pos = ckpt.get("position", {})
+    epochs = int(pos.get("epoch", config.epochs)) or 1
+    steps = int(pos.get("global_step", 0))
+    per_epoch = max(1, steps // epochs)
+    return TrainingProgress(epoch=max(0, epochs - 1), step=max(0, steps - 1), epochs=config.epochs,
+                            steps_per_epoch=per_epoch)
+
+
+def pick(rows: list[dict[str, Any]] | None, arm: str, feature: str) -> dict[str, Any] | None:
+    for row in rows or []:
+        if row["arm"] == arm and row["feature"] == feature:
+            return row
+    for row in rows or []:  # e.g. "cls" asked but the model has no CLS token: use the mean
+        if row["arm"] == arm:
+            return row
+    return None
+
+
+# --------------------------------------------------------------------------- runs
+def learning_curve(run_dir: Path, study: StudyConfig, dataset: MaskkitDataset, device: torch.device,
+                   final: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Probe accuracy at each kept periodic checkpoint (the final one reuses ``final``)."""
+    if not study.resolved_curve_every() or final is None:
+        return []
+    points = []
+    last_epoch = study.epochs
+    for path in list_checkpoints(run_dir):
+        if path.name == "last.pt":
+            continue
+        epoch = int(re.findall(r"\d+", path.stem)[0])  # epoch_0004.pt
+        if epoch == last_epoch:
+            row = final
+        else:
+            model, _, _, _ = load_run_model(path, device)
+            row = pick(probe_results(model, dataset, device, study, "pretrained"), "pretrained",
+                       study.probe_feature)
+        if row is not None:
+            points.append({"epoch": epoch, "linear_acc": row["linear_acc"], "knn_acc": row["knn_acc"]})
+    return points
+
+
+def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dict[str, Any]:
+    """Evaluate a finished run with the study protocol and write ``run_dir/study_eval.json``."""
+    model, modality, config, ckpt = load_run_model(run_dir, device)
+    dataset = eval_dataset(modality, study, config)
+    probes = probe_results(model, dataset, device, study, "pretrained")
+    masker = build_masker(config.masker, config.masker_options)
+    if "masker" in ckpt:
+        masker.load_state_dict(ckpt["masker"])
+    masker.to(device)
+    progress = final_progress(ckpt, config)
+    masker.on_epoch_start(progress)
+    mask_ratio = float(ckpt["config"].get("mask_ratio", config.mask_ratio))
+    loss_fn = modality.build_loss().to(device)
+    idx = eval_indices(dataset, study.recon_max_samples, study.eval_seed)
+    own, own_masks = reconstruction_loss(model, loss_fn, masker, mask_ratio, dataset, idx, device,
+                                         study.eval_seed, progress, keep_masks=study.mask_examples)
+    shared, shared_masks = reconstruction_loss(model, loss_fn, RandomMasker().to(device), mask_ratio, dataset,
+                                               idx, device, study.eval_seed, progress,
+                                               keep_masks=study.mask_examples)
+    clustering, note = (clustering_metrics(model, dataset, masker, mask_ratio, device, study.eval_seed)
+                        if study.analysis else (None, None))
+    final = pick(probes, "pretrained", study.probe_feature)
+    layout = model.tokenizer.layout
+    result = {
+        "protocol": study.protocol(), "run": run_dir.name, "seed": config.seed, "masker": config.masker,
+        "mask_ratio": mask_ratio, "patch_size": ckpt["config"].get("modality_options", {}).get("patch_size"),
+        "probes": probes, "probe_note": None if probes is not None else "the evaluation data has no labels",
+        "recon_own": own, "recon_shared": shared, "recon_samples": len(idx),
+        "clustering": clustering, "clustering_note": note,
+        "curve": learning_curve(run_dir, study, dataset, device, final),
+        "grid": list(layout.grid) if layout.grid is not None else None, "num_tokens": layout.num_tokens,
+        "mask_examples": own_masks, "shared_mask_examples": shared_masks,
+        "masker_config": _jsonable(masker.describe_config()),
+    }
+    write_json(run_dir / EVAL_FILE, result)
+    return result
+
+
+# --------------------------------------------------------------------------- baselines
+def initial_parts(config: TrainConfig):
+    """The run's modality (adapted to its training data) and its model at the initial weights."""
+    return build_run(config, with_data=True, train=True)
+
+
+def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.device, path: Path) -> dict[str, Any]:
+    """Random-init encoder (the runs' exact initial weights for this seed) and the raw input, same protocol."""
+    parts = initial_parts(config)
+    model = parts.model.to(device).eval()
+    dataset = eval_dataset(parts.modality, study, config)
+    probes = None
+    try:
+        rows = evaluate_with_baselines(model, None, parts.modality, dataset, device, seed=study.eval_seed,
+                                       max_samples=study.eval_max_samples, k=study.knn_k,
+                                       amp_dtype=resolve_precision("auto", device))
+        probes = [(replace(r, arm="random-init") if r.arm == "pretrained" else r).to_dict() for r in rows]
+    except EvaluationError:
+        pass
+    clustering, note = (clustering_metrics(model, dataset, RandomMasker().to(device), parts.mask_ratio, device,
+                                           study.eval_seed) if study.analysis else (None, None))
+    result = {"protocol": study.protocol(), "seed": config.seed,
+              "patch_size": parts.modality.options_dict().get("patch_size"), "probes": probes,
+              "probe_note": None if probes is not None else "the evaluation data has no labels",
+              "clustering": clustering, "clustering_note": note}
+    write_json(path, result)
+    return result
+
+
+# --------------------------------------------------------------------------- files
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write via a temporary file, so an interrupted study never leaves half a result behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_current(payload: dict[str, Any] | None, study: StudyConfig) -> bool:
+    return payload is not None and payload.get("protocol") == study.protocol()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+__all__ = ["EVAL_FILE", "clustering_metrics", "eval_dataset", "evaluate_baseline", "evaluate_run", "is_current",
+           "learning_curve", "probe_results", "read_json", "reconstruction_loss", "write_json"]
