@@ -270,13 +270,18 @@ def test_bad_videos_are_reported_or_skipped(tmp_path):
 def test_zero_frame_video_is_reported(tmp_path):
     import av
 
-    path = tmp_path / "zero.mp4"
-    with av.open(str(path), mode="w") as c:
-        s = c.add_stream("mpeg4", rate=8)
-        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
     m = small_modality(num_frames=4, frame_stride=1, image_size=16)
-    with pytest.raises(DataError, match="zero.mp4"):
-        m.build_dataset(str(path), train=False)
+    for suffix in (".avi", ".mkv"):
+        path = tmp_path / f"zero{suffix}"
+        with av.open(str(path), mode="w") as c:  # a header and a stream, but no frames
+            s = c.add_stream("mpeg4", rate=8)
+            s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+            c.start_encoding()
+        assert path.stat().st_size > 0
+        # avi: opens, then no frame decodes; mkv: the demuxer already hits end of file
+        reason = "the video has no decodable frames" if suffix == ".avi" else "not a readable video"
+        with pytest.raises(DataError, match=f"zero{suffix}: {reason}"):
+            m.build_dataset(str(path), train=False)
 
 
 def test_frame_indices_sampling():

@@ -194,7 +194,7 @@ class CurriculumMasker(CompositeMasker):
     def plan(self, ctx: MaskContext) -> MaskPlan:
         stage = self.stage(ctx.progress)
         plan = self.run_child(stage, ctx)
-        plan.logs["curriculum_stage"] = float(stage)
+        plan.logs["curriculum_stage"] = torch.tensor(float(stage), device=ctx.device)
         return plan
 
 
@@ -281,5 +281,5 @@ class MixtureMasker(CompositeMasker):
     def plan(self, ctx: MaskContext) -> MaskPlan:
         index = self.choose(ctx)
         plan = self.run_child(index, ctx)
-        plan.logs["mixture_choice"] = float(index)
+        plan.logs["mixture_choice"] = torch.tensor(float(index), device=ctx.device)
         return plan

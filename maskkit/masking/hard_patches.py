@@ -132,7 +132,7 @@ class HardPatchesMasker(Masker):
             hard = predicted.argsort(dim=1, descending=True)[:, :n_hard]
             score = score.scatter(1, hard, 2.0)  # predicted-hard tokens outrank every random score
         plan = MaskPlan.from_scores(score, ctx.n_mask)
-        plan.logs["hpm_alpha"] = alpha
+        plan.logs["hpm_alpha"] = torch.tensor(alpha, device=ctx.device)
         return plan
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,

@@ -45,7 +45,10 @@ def probe_video(path: str | Path) -> int:
                 count = int(round(float(stream.duration * stream.time_base * stream.average_rate)))
             if count <= 0 and container.duration and stream.average_rate:
                 count = int(round(container.duration / 1_000_000 * float(stream.average_rate)))
-            first = next(iter(container.decode(stream)), None)
+            try:
+                first = next(iter(container.decode(stream)), None)
+            except EOFError:  # PyAV's end-of-file error is an EOFError too
+                first = None
             if first is None:
                 raise DataError(f"{path}: the video has no decodable frames")
             if count <= 0:  # no usable header: count by decoding (rare)

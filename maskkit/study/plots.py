@@ -1,0 +1,199 @@
+"""PNG figures of a study (matplotlib, Agg canvas; no pyplot global state, no display needed).
+
+Each function takes plain numbers, so the figures can be redrawn from results.csv and the runs'
+metrics.jsonl without touching any model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Curve = Sequence[tuple[float, float]]  # (epoch, value) points of one seed
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _colors(names: Sequence[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def _mean_band(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and min..max over seeds at every epoch any seed has."""
+    epochs = sorted({e for c in curves for e, v in c if math.isfinite(v)})
+    table: dict[float, list[float]] = {e: [] for e in epochs}
+    for c in curves:
+        for e, v in c:
+            if math.isfinite(v):
+                table[e].append(v)
+    x = np.asarray(epochs, dtype=float)
+    mean = np.asarray([np.mean(table[e]) for e in epochs])
+    low = np.asarray([np.min(table[e]) for e in epochs])
+    high = np.asarray([np.max(table[e]) for e in epochs])
+    return x, mean, low, high
+
+
+def _plot_methods(ax, curves: dict[str, Sequence[Curve]], colors: dict[str, tuple]) -> None:
+    for name, seeds in curves.items():
+        x, mean, low, high = _mean_band(seeds)
+        if not len(x):
+            continue
+        ax.plot(x, mean, marker="o", ms=3, color=colors[name], label=f"{name} (n={len(seeds)})")
+        if len(seeds) > 1:
+            ax.fill_between(x, low, high, color=colors[name], alpha=0.15, linewidth=0)
+
+
+def learning_curves(path: Path, loss: dict[str, Sequence[Curve]], probe: dict[str, Sequence[Curve]],
+                    baselines: dict[str, float], probe_label: str, title: str) -> Path:
+    """Training loss per epoch and probe accuracy per kept checkpoint (mean, band = min..max over seeds)."""
+    colors = _colors(list(loss) or list(probe))
+    fig = _figure(11, 4)
+    ax1, ax2 = fig.subplots(1, 2)
+    _plot_methods(ax1, loss, colors)
+    ax1.set(xlabel="epochs trained", ylabel="training loss (epoch mean)", title="reconstruction loss")
+    ax1.legend(fontsize=7)
+    if any(probe.values()):
+        _plot_methods(ax2, probe, colors)
+        styles = {"random-init": "--", "raw-input": ":"}
+        for name, value in baselines.items():
+            if math.isfinite(value):
+                ax2.axhline(value, color="grey", linestyle=styles.get(name, "-."), linewidth=1, label=name)
+        ax2.legend(fontsize=7)
+    else:
+        ax2.text(0.5, 0.5, "no probe points\n(no labels, or curve_every = 0)", ha="center", va="center",
+                 transform=ax2.transAxes)
+    ax2.set(xlabel="epochs trained (0 = random init)", ylabel=probe_label, title=probe_label)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def diagnostics(path: Path, panels: dict[str, dict[str, Sequence[Curve]]],
+                references: dict[str, dict[str, Sequence[Curve]]], title: str) -> Path:
+    """One panel per diagnostic (realised ratio, position sd, IoU, masker logs); one line per masker.
+    ``references[panel][masker]`` draws the random expectation of that panel dashed."""
+    names = sorted({m for p in panels.values() for m in p})
+    colors = _colors(names)
+    count = max(1, len(panels))
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig = _figure(4.2 * cols, 3.2 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, (panel, curves) in zip(axes, panels.items(), strict=False):
+        _plot_methods(ax, curves, colors)
+        for masker, ref in references.get(panel, {}).items():
+            x, mean, _, _ = _mean_band(ref)
+            if len(x):
+                ax.plot(x, mean, linestyle="--", color=colors.get(masker, "grey"), linewidth=1,
+                        label=f"{masker}: random expectation")
+        ax.set(xlabel="epochs trained", title=panel)
+        ax.legend(fontsize=6)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _as_image(values: Sequence[float], grid: Sequence[int] | None) -> np.ndarray:
+    """Token values -> 2-D picture: the grid (extra leading axes averaged) or a 1-row strip."""
+    arr = np.asarray(values, dtype=float)
+    if grid and int(np.prod(grid)) == arr.size and len(grid) >= 2:
+        arr = arr.reshape(tuple(grid))
+        while arr.ndim > 2:
+            arr = arr.mean(axis=0)
+        return arr
+    return arr.reshape(1, -1)
+
+
+def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: Sequence[int] | None,
+                       mask_ratio: float, title: str) -> Path:
+    """Per-position masking frequency of the final epoch, one heat-map per masker (random: flat at r)."""
+    names = list(frequency)
+    cols = max(1, len(names))
+    fig = _figure(3.4 * cols, 3.4 if grid and len(grid) >= 2 else 2.0)
+    axes = np.atleast_1d(fig.subplots(1, cols)).reshape(-1)
+    image = None
+    for ax, name in zip(axes, names, strict=False):
+        freq = np.asarray(frequency[name], dtype=float)
+        image = ax.imshow(_as_image(freq, grid), vmin=0.0, vmax=1.0, cmap="magma", aspect="auto")
+        ax.set_title(f"{name}\nsd {freq.std():.3f} (random ≈ 0 + noise, mean {mask_ratio:g})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of masks hiding the position")
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def mask_examples(path: Path, masks: dict[str, Sequence[Sequence[int]]], grid: Sequence[int] | None,
+                  title: str) -> Path:
+    """Rows = maskers, columns = the same evaluation samples; dark = hidden token."""
+    names = [n for n in masks if masks[n]]
+    cols = max((len(masks[n]) for n in names), default=1)
+    rows = max(1, len(names))
+    fig = _figure(1.6 * cols + 1.6, 1.6 * rows + 0.6)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    for r, name in enumerate(names):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(masks[name]):
+                ax.imshow(1 - _as_image(masks[name][c], grid), cmap="gray", vmin=0, vmax=1, aspect="auto")
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def sweep_heatmaps(path: Path, values: dict[str, dict[tuple[float, object], float]], ratios: Sequence[float],
+                   patches: Sequence[object], label: str) -> Path:
+    """One heat-map per masker: ``label`` over mask ratio (rows) x patch size (columns)."""
+    names = list(values)
+    cols = max(1, len(names))
+    fig = _figure(3.2 * cols + 1, 0.6 * len(ratios) + 2.2)
+    axes = np.atleast_1d(fig.subplots(1, cols)).reshape(-1)
+    finite = [v for m in values.values() for v in m.values() if math.isfinite(v)]
+    vmin, vmax = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    image = None
+    for ax, name in zip(axes, names, strict=False):
+        grid = np.full((len(ratios), len(patches)), np.nan)
+        for i, r in enumerate(ratios):
+            for j, p in enumerate(patches):
+                grid[i, j] = values[name].get((r, p), float("nan"))
+        image = ax.imshow(grid, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-9, cmap="viridis")
+        for i in range(len(ratios)):
+            for j in range(len(patches)):
+                if math.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(patches)), [str(p) for p in patches])
+        ax.set_yticks(range(len(ratios)), [f"{r:g}" for r in ratios])
+        ax.set(xlabel="patch size", ylabel="mask ratio", title=name)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label=label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+__all__ = ["diagnostics", "learning_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]
