@@ -62,26 +62,32 @@ def _plot_methods(ax, curves: dict[str, Sequence[Curve]], colors: dict[str, tupl
             ax.fill_between(x, low, high, color=colors[name], alpha=0.15, linewidth=0)
 
 
-def learning_curves(path: Path, loss: dict[str, Sequence[Curve]], probe: dict[str, Sequence[Curve]],
-                    baselines: dict[str, float], probe_label: str, title: str) -> Path:
-    """Training loss per epoch and probe accuracy per kept checkpoint (mean, band = min..max over seeds)."""
-    colors = _colors(list(loss) or list(probe))
-    fig = _figure(11, 4)
-    ax1, ax2 = fig.subplots(1, 2)
-    _plot_methods(ax1, loss, colors)
-    ax1.set(xlabel="epochs trained", ylabel="training loss (epoch mean)", title="reconstruction loss")
-    ax1.legend(fontsize=7)
-    if any(probe.values()):
-        _plot_methods(ax2, probe, colors)
-        styles = {"random-init": "--", "raw-input": ":"}
-        for name, value in baselines.items():
-            if math.isfinite(value):
-                ax2.axhline(value, color="grey", linestyle=styles.get(name, "-."), linewidth=1, label=name)
-        ax2.legend(fontsize=7)
-    else:
-        ax2.text(0.5, 0.5, "no probe points\n(no labels, or curve_every = 0)", ha="center", va="center",
-                 transform=ax2.transAxes)
-    ax2.set(xlabel="epochs trained (0 = random init)", ylabel=probe_label, title=probe_label)
+def learning_curves(path: Path, loss: dict[str, Sequence[Curve]],
+                    probes: dict[str, tuple[dict[str, Sequence[Curve]], dict[str, float]]], title: str) -> Path:
+    """Training loss per epoch, then one panel per probe (``{label: (curves by masker, baselines)}``):
+    accuracy at each kept checkpoint. Lines are seed means, bands min..max over seeds."""
+    colors = _colors(list(loss))
+    panels = max(1, len(probes))
+    fig = _figure(4.2 * (panels + 1), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, panels + 1)).reshape(-1)
+    _plot_methods(axes[0], loss, colors)
+    axes[0].set(xlabel="epochs trained", ylabel="training loss (epoch mean)", title="reconstruction loss")
+    axes[0].legend(fontsize=7)
+    styles = {"random-init": "--", "raw-input": ":"}
+    for ax, (label, (curves, baselines)) in zip(axes[1:], probes.items(), strict=False):
+        if any(curves.values()):
+            _plot_methods(ax, curves, colors)
+            for name, value in baselines.items():
+                if math.isfinite(value):
+                    ax.axhline(value, color="grey", linestyle=styles.get(name, "-."), linewidth=1, label=name)
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no probe points", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xlabel="epochs trained (0 = random init)", ylabel="accuracy", title=label)
+    if not probes:
+        axes[1].text(0.5, 0.5, "no probe points\n(no labels, or curve_every = 0)", ha="center", va="center",
+                     transform=axes[1].transAxes)
+        axes[1].axis("off")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
@@ -124,7 +130,7 @@ def _as_image(values: Sequence[float], grid: Sequence[int] | None) -> np.ndarray
 
 
 def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: Sequence[int] | None,
-                       mask_ratio: float, title: str) -> Path:
+                       floors: dict[str, float], title: str) -> Path:
     """Per-position masking frequency of the final epoch, one heat-map per masker (random: flat at r)."""
     names = list(frequency)
     cols = max(1, len(names))
@@ -134,7 +140,8 @@ def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: 
     for ax, name in zip(axes, names, strict=False):
         freq = np.asarray(frequency[name], dtype=float)
         image = ax.imshow(_as_image(freq, grid), vmin=0.0, vmax=1.0, cmap="magma", aspect="auto")
-        ax.set_title(f"{name}\nsd {freq.std():.3f} (random ≈ 0 + noise, mean {mask_ratio:g})", fontsize=8)
+        floor = floors.get(name, float("nan"))
+        ax.set_title(f"{name}: mean {freq.mean():.2f}\nsd {freq.std():.3f} (random: {floor:.3f})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     if image is not None:

@@ -36,6 +36,7 @@ class TrainConfig:
     out: str = "runs/latest"
     resume: bool = False
     save_every: int = 5  # epochs between kept checkpoints (the last one is always written)
+    save_every_steps: int = 0  # also refresh last.pt every N steps (0 = only at epoch ends)
     keep_checkpoints: int = 3  # how many periodic checkpoints to keep (0 = all)
     log_every: int = 10  # steps between metric lines
     probe_every: int = 0  # epochs between clustering-metric probes (0 = never)
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
         if self.save_every < 1:
             raise ConfigError(f"save-every must be >= 1, got {self.save_every}")
+        if self.save_every_steps < 0:
+            raise ConfigError(f"save-every-steps must be >= 0, got {self.save_every_steps}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
         if self.num_workers < 0:

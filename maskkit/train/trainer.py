@@ -292,6 +292,9 @@ class Trainer:
                 bar.update(self.batch_in_epoch, loss=mean_loss, lr=record["lr"], rate=rate)
                 window_loss = torch.zeros((), device=self.device)
                 window_n, window_t0 = 0, time.perf_counter()
+            if (cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0
+                    and self.batch_in_epoch < self.steps_per_epoch and last_micro):
+                self.save(self.wall_time_before + time.perf_counter() - start)
             if self._stop_signal is not None:
                 wall = self.wall_time_before + time.perf_counter() - start
                 self.save(wall)
