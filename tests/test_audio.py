@@ -300,7 +300,8 @@ def test_time_freq_exact_count_and_stripes(grid, ratio):
     assert plan.n_keep == num_visible(ctx.num_tokens, ratio)
     loose, stripes = stripe_stats(plan.mask, grid)
     assert bool((loose <= max(grid)).all())  # only one partial stripe outside full rows/columns
-    assert bool((stripes >= 1).all())
+    if plan.n_mask >= max(grid):  # room for at least one whole stripe of either kind
+        assert bool((stripes >= 1).all())
     # random masking of the same count is not striped
     rand = get_masker("random")()(ctx_for(grid, ratio))
     loose_r, _ = stripe_stats(rand.mask, grid)
