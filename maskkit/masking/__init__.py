@@ -7,6 +7,7 @@ from maskkit.masking import hard_patches as _hard_patches  # noqa: F401  (regist
 from maskkit.masking import learned as _learned  # noqa: F401  (registers)
 from maskkit.masking import noise as _noise  # noqa: F401  (registers)
 from maskkit.masking import random as _random  # noqa: F401  (registers)
+from maskkit.masking import self_guided as _sg  # noqa: F401  (registers)
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, num_visible
 
 __all__ = ["MaskContext", "MaskPlan", "Masker", "TrainingProgress", "num_visible"]

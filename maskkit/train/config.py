@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -53,6 +54,10 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        for name in ("mask_ratio", "lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "clip_grad"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError(f"--mask-ratio must be in (0, 1), got {self.mask_ratio}")
         for name in ("epochs", "batch_size", "accum_steps"):
