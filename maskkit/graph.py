@@ -115,7 +115,10 @@ def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: fl
 def cosine_affinity(features: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
                     tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
                     centre: bool = True, position_mean: Tensor | None = None) -> Tensor:
-    """(B, N, D) raw features -> (B, N, N) affinity (see :func:`prepare_features`, :func:`affinity_from_similarity`)."""
+    """(B, N, D) raw features -> (B, N, N) affinity.
+
+    See :func:`prepare_features` and :func:`affinity_from_similarity` for the options.
+    """
     x = prepare_features(features, centre=centre, position_mean=position_mean)
     return affinity_from_similarity(cosine_similarity(x), rule, tau=tau, tau_quantile=tau_quantile,
                                     knn=knn, eps=eps)

@@ -21,6 +21,8 @@ from torch import Tensor
 from maskkit import graph
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, exact_topk_plan
+from maskkit.masking.compose import apply_hints
+from maskkit.masking.stats import pairwise_iou
 from maskkit.registry import register_masker
 from maskkit.tokens import TokenBatch
 
@@ -90,7 +92,8 @@ class SelfGuidedConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ConfigError(f"option masker.preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
+            raise ConfigError(f"option masker.preset must be one of {', '.join(PRESETS)}; "
+                              f"got {self.preset!r}")
         for f in fields(self):
             if f.name != "preset" and getattr(self, f.name) is None:
                 setattr(self, f.name, PRESETS[self.preset][f.name])
@@ -139,67 +142,6 @@ def random_plan(ctx: MaskContext) -> MaskPlan:
     """MAE's random masking, draw for draw identical to the ``random`` masker under the same generator."""
     noise = ctx.uniform(ctx.batch_size, ctx.num_tokens)
     return MaskPlan.from_shuffle(noise.argsort(dim=1), ctx.n_keep)
-
-
-def hint_swap(plan: MaskPlan, scores: Tensor, n_hint: int, generator: torch.Generator,
-              select: str = "random", compensate_from: str = "pool") -> tuple[MaskPlan, Tensor, Tensor]:
-    """Reveal ``n_hint`` hidden tokens per sample and hide as many others: the count stays exact.
-
-    ``select``: which hidden tokens become hints: ``random``, ``similarity_low`` (``similarity``;
-    lowest masking score, the edge of the informed region) or ``similarity_high``.
-    ``compensate_from``: the tokens hidden in exchange are drawn uniformly from the visible tokens
-    plus the hints (``pool``; with every hidden token a hint this is exactly random masking) or
-    from the originally visible tokens only (``visible_only``).
-    Returns (plan, hints (B, N) bool, re-masked (B, N) bool).
-    """
-    b, n_keep = plan.ids_keep.shape
-    n_mask = plan.ids_mask.shape[1]
-    n_hint = max(0, min(n_hint, n_mask if compensate_from == "pool" else min(n_mask, n_keep)))
-    device = plan.ids_keep.device
-    if n_hint == 0:
-        empty = torch.zeros_like(plan.mask)
-        return plan, empty, empty
-    if select == "random":
-        order = torch.rand(b, n_mask, generator=generator, device=device).argsort(dim=1)
-    else:
-        hidden_scores = torch.gather(scores, 1, plan.ids_mask)
-        order = hidden_scores.argsort(dim=1, descending=select == "similarity_high", stable=True)
-    ids_mask = torch.gather(plan.ids_mask, 1, order)
-    hints, still_hidden = ids_mask[:, :n_hint], ids_mask[:, n_hint:]
-    if compensate_from == "pool":
-        pool = torch.cat([plan.ids_keep, hints], dim=1)
-        perm = torch.rand(b, pool.shape[1], generator=generator, device=device).argsort(dim=1)
-        pool = torch.gather(pool, 1, perm)
-        remasked, visible = pool[:, :n_hint], pool[:, n_hint:]
-    elif compensate_from == "visible_only":
-        perm = torch.rand(b, n_keep, generator=generator, device=device).argsort(dim=1)
-        keep = torch.gather(plan.ids_keep, 1, perm)
-        remasked, visible = keep[:, :n_hint], torch.cat([keep[:, n_hint:], hints], dim=1)
-    else:
-        raise ValueError(f"unknown compensate_from {compensate_from!r}; choose pool or visible_only")
-    new = MaskPlan.from_shuffle(torch.cat([visible, still_hidden, remasked], dim=1), n_keep)
-    new.logs = dict(plan.logs)
-    hint_map = torch.zeros_like(plan.mask).scatter_(1, hints, True) & ~new.mask
-    remask_map = torch.zeros_like(plan.mask).scatter_(1, remasked, True) & ~plan.mask
-    return new, hint_map, remask_map
-
-
-def mean_pairwise_iou(mask: Tensor) -> Tensor:
-    """Mean IoU between the masks of different samples of a batch (0-d tensor, no host sync).
-
-    Two random masks with ratio r overlap with IoU ~ r / (2 - r); far above that means the
-    masker hides the same places in every sample (collapse to a spatial pattern).
-    """
-    m = mask.float()
-    b = m.shape[0]
-    if b < 2:
-        return m.new_zeros(())
-    inter = m @ m.t()
-    counts = m.sum(1)
-    union = counts.unsqueeze(0) + counts.unsqueeze(1) - inter
-    iou = inter / union.clamp_min(1.0)
-    off = ~torch.eye(b, dtype=torch.bool, device=m.device)
-    return iou[off].mean()
 
 
 def _slice_tokens(tokens: TokenBatch, b: int) -> TokenBatch:
@@ -313,7 +255,8 @@ class SelfGuidedMasker(Masker):
             return batch_mean if current is None else current.to(feats.device)
         count = self._position_count + 1
         momentum = min(self.config.position_momentum, 1.0 - 1.0 / count)  # bias-corrected warm-up
-        new = batch_mean if current is None else momentum * current.to(feats.device) + (1 - momentum) * batch_mean
+        new = batch_mean if current is None else \
+            momentum * current.to(feats.device) + (1 - momentum) * batch_mean
         self._position_mean, self._position_count = new.detach(), count
         return new
 
@@ -423,12 +366,10 @@ class SelfGuidedMasker(Masker):
             plan.logs.update(logs)
             return plan
         inf = self.informed(ctx, update_state=training)
-        n_hint = int(hint * ctx.n_mask)
-        plan, _, _ = hint_swap(inf.plan, inf.scores, n_hint, ctx.generator, self._hint_select(),
-                               cfg.compensate_from)
+        plan = self._hints(ctx, inf, hint)
         logs["sg/target_fraction"] = inf.target.float().mean()
         logs["sg/informed_kept"] = (inf.plan.mask & plan.mask).float().sum(1).mean() / max(ctx.n_mask, 1)
-        logs["sg/mask_iou"] = mean_pairwise_iou(plan.mask)
+        logs["sg/mask_iou"] = pairwise_iou(plan.mask)
         if inf.density is not None:
             logs["sg/density"] = inf.density.mean()
         if inf.eigengap is not None and inf.lambda2 is not None:
@@ -437,9 +378,12 @@ class SelfGuidedMasker(Masker):
         plan.logs.update(logs)
         return plan
 
-    def _hint_select(self) -> str:
+    def _hints(self, ctx: MaskContext, inf: Informed, hint_ratio: float) -> MaskPlan:
+        """Reveal ``hint_ratio`` of the informed mask and hide as many elsewhere (exact count)."""
         select = self.config.hint_select
-        return "similarity_low" if select == "similarity" else select
+        scores = None if select == "random" else inf.scores if select == "similarity_high" else -inf.scores
+        return apply_hints(inf.plan, hint_ratio, ctx, hint_scores=scores,
+                           compensate_from=self.config.compensate_from)
 
     @torch.no_grad()
     def explain(self, ctx: MaskContext, hint_ratio: float | None = None) -> dict[str, Tensor]:
@@ -451,15 +395,14 @@ class SelfGuidedMasker(Masker):
         if hint_ratio is None:
             hint_ratio = self.hint_ratio_at(progress) if self.is_started(progress) else self.config.hint_min
         inf = self.informed(ctx, update_state=False)
-        plan, hints, remasked = hint_swap(inf.plan, inf.scores, int(min(hint_ratio, 1.0) * ctx.n_mask),
-                                          ctx.generator, self._hint_select(), self.config.compensate_from)
+        plan = self._hints(ctx, inf, hint_ratio)
         return {
             "cluster": inf.target.long(),
             "side": inf.side.long(),
             "score": inf.scores,
             "informed": inf.plan.mask,
-            "hints": hints,
-            "remasked": remasked,
+            "hints": inf.plan.mask & ~plan.mask,
+            "remasked": plan.mask & ~inf.plan.mask,
             "mask": plan.mask,
             "random": random_plan(ctx).mask,
         }
@@ -499,4 +442,4 @@ def _centroid(x: Tensor, members: Tensor) -> Tensor:
     return graph.l2_normalize(total / w.sum(1, keepdim=True).clamp_min(1.0))
 
 
-__all__ = ["PRESETS", "SelfGuidedConfig", "SelfGuidedMasker", "hint_swap", "mean_pairwise_iou", "random_plan"]
+__all__ = ["PRESETS", "SelfGuidedConfig", "SelfGuidedMasker", "random_plan"]
