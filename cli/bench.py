@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,23 +29,25 @@ def parse_masker_spec(spec: str) -> tuple[str, dict[str, str]]:
 @handle_errors
 def bench(
     modality: Annotated[str, typer.Option(help="Modality")] = "image",
-    model: Annotated[Optional[list[str]], typer.Option(help="Model preset(s); repeat to compare")] = None,
-    masker: Annotated[Optional[list[str]], typer.Option(
+    model: Annotated[list[str] | None, typer.Option(help="Model preset(s); repeat to compare")] = None,
+    masker: Annotated[list[str] | None, typer.Option(
         help="Masker spec(s) name[:k=v,...]; repeat to compare (ratios vs the first)")] = None,
-    mask_ratio: Annotated[Optional[float], typer.Option(help="Mask ratio")] = None,
+    mask_ratio: Annotated[float | None, typer.Option(help="Mask ratio")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size")] = 32,
     steps: Annotated[int, typer.Option(help="Timed steps")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up steps")] = 3,
-    image_size: Annotated[Optional[str], typer.Option(help="Image size (e.g. 224)")] = None,
-    patch_size: Annotated[Optional[str], typer.Option(help="Patch size (e.g. 16)")] = None,
-    modality_opt: Annotated[Optional[list[str]], typer.Option("--modality-opt", help="k=v")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Image size (e.g. 224)")] = None,
+    patch_size: Annotated[str | None, typer.Option(help="Patch size (e.g. 16)")] = None,
+    modality_opt: Annotated[list[str] | None, typer.Option("--modality-opt", help="k=v")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the step")] = False,
     grad_checkpoint: Annotated[bool, typer.Option(help="Activation checkpointing")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (torch.set_num_threads)")] = None,
-    peak_tflops: Annotated[Optional[float], typer.Option(help="Device peak TFLOP/s for MFU")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Append results as JSON lines")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads)")] = None,
+    peak_tflops: Annotated[float | None, typer.Option(help="Device peak TFLOP/s for MFU")] = None,
+    reference: Annotated[bool, typer.Option("--reference/--no-reference",
+                                            help="Also time a plain eager MAE of the same size (image only)")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Append results as JSON lines")] = None,
 ) -> None:
     """Benchmark the training step: samples/s, tokens/s, peak memory, TFLOP/s and MFU."""
     import torch
@@ -70,6 +72,20 @@ def bench(
             r = bench_step(cfg, steps=steps, warmup=warmup, peak_tflops=peak_tflops)
             r.masker = spec
             results.append(r)
+        if reference:
+            if modality != "image":
+                from maskkit.config_utils import ConfigError
+
+                raise ConfigError("--reference compares against a plain image MAE: use --modality image")
+            from maskkit.bench import bench_reference
+            from maskkit.train.build import build_run
+
+            parts = build_run(TrainConfig(modality=modality, model=m, modality_options=opts, progress=False))
+            tok = parts.model.tokenizer
+            shape = (tok.channels, *tok.image_size)  # type: ignore[attr-defined]
+            ref_cfg = TrainConfig(modality=modality, model=m, mask_ratio=mask_ratio, batch_size=batch_size,
+                                  device=device, precision=precision, modality_options=opts, progress=False)
+            results.append(bench_reference(ref_cfg, shape, steps=steps, warmup=warmup))
     table = Table(title=f"maskkit bench: {modality}, batch {batch_size}, {results[0].device}, {results[0].precision}")
     for col in ("model", "masker", "tokens (visible)", "ms/step", "samples/s", "tokens/s", "peak MB",
                 "TFLOP/step", "TFLOP/s", "MFU", "× first"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,13 +20,14 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file")],
-    data: Annotated[Optional[str], typer.Option(help="Labelled data (default: the run's data)")] = None,
+    data: Annotated[str | None, typer.Option(help="Labelled data (default: the run's data)")] = None,
     max_samples: Annotated[int, typer.Option(help="Labelled samples used (stratified folds)")] = 2000,
     k: Annotated[int, typer.Option(help="Neighbours for k-NN")] = 10,
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines",
                                             help="Also probe the random-init encoder and the raw input")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Where to write results (default RUN/eval.json)")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Where to write results (default RUN/eval.json)")] = None,
 ) -> None:
     """Linear-probe and k-NN accuracy of a pretrained encoder's frozen features."""
     import torch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,12 +17,12 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def visualize(
     run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file")],
-    out: Annotated[Optional[Path], typer.Option(help="PNG path (default RUN/visualize.png)")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG path (default RUN/visualize.png)")] = None,
     num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Samples (rows)")] = 8,
-    masker: Annotated[Optional[str], typer.Option(help="Masker to show (default: the run's)")] = None,
-    masker_opt: Annotated[Optional[list[str]], typer.Option("--masker-opt", "-O", help="key=value")] = None,
-    mask_ratio: Annotated[Optional[float], typer.Option(help="Mask ratio (default: the run's)")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data to draw from (default: the run's)")] = None,
+    masker: Annotated[str | None, typer.Option(help="Masker to show (default: the run's)")] = None,
+    masker_opt: Annotated[list[str] | None, typer.Option("--masker-opt", "-O", help="key=value")] = None,
+    mask_ratio: Annotated[float | None, typer.Option(help="Mask ratio (default: the run's)")] = None,
+    data: Annotated[str | None, typer.Option(help="Data to draw from (default: the run's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the mask draw")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:

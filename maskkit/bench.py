@@ -130,3 +130,46 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
         ms_per_step=elapsed * 1e3, samples_per_s=config.batch_size / elapsed,
         tokens_per_s=config.batch_size * n / elapsed, peak_memory_mb=peak_mb, tflops_per_step=flops / 1e12,
         achieved_tflops=achieved, mfu=(achieved / peak) if peak else None, compiled=config.compile)
+
+
+def bench_reference(config: TrainConfig, image_shape: tuple[int, int, int], steps: int = 10,
+                    warmup: int = 3) -> BenchResult:
+    """Time the plain eager MAE (maskkit.bench_reference) on the same image shapes and model size."""
+    from maskkit.bench_reference import PlainMAE
+    from maskkit.model.mae import model_preset
+
+    device = resolve_device(config.device)
+    amp_dtype = resolve_precision(config.precision, device)
+    c, h, w = image_shape
+    patch = int(config.modality_options.get("patch_size", 4))
+    m = model_preset(config.model or "tiny")
+    ratio = config.mask_ratio if config.mask_ratio is not None else 0.75
+    model = PlainMAE((h, w), patch, c, m.embed_dim, m.depth, m.num_heads, m.decoder_dim, m.decoder_depth,
+                     m.decoder_heads, ratio).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if device.type == "cuda" else None)
+    x = torch.randn(config.batch_size, c, h, w, device=device)
+
+    def one_step() -> None:
+        with autocast(device, amp_dtype):
+            loss = model(x)
+        loss.float().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        one_step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    _sync(device)
+    elapsed = (time.perf_counter() - t0) / steps
+    n = (h // patch) * (w // patch)
+    return BenchResult(
+        modality="image", model=config.model or "tiny", masker="reference (plain eager MAE)",
+        batch_size=config.batch_size, num_tokens=n, visible_tokens=int(n * (1 - ratio)),
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        precision=str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", ms_per_step=elapsed * 1e3,
+        samples_per_s=config.batch_size / elapsed, tokens_per_s=config.batch_size * n / elapsed,
+        peak_memory_mb=float("nan"), tflops_per_step=float("nan"), achieved_tflops=float("nan"), mfu=None,
+        compiled=False)

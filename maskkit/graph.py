@@ -51,7 +51,8 @@ def cosine_similarity(x: Tensor) -> Tensor:
     return x @ x.transpose(1, 2)
 
 
-def _offdiag(s: Tensor) -> Tensor:
+def offdiagonal(s: Tensor) -> Tensor:
+    """(B, N*(N-1)) off-diagonal entries of (B, N, N) ``s``, row by row."""
     n = s.shape[-1]
     keep = ~torch.eye(n, dtype=torch.bool, device=s.device)
     return s[:, keep].reshape(s.shape[0], n * (n - 1))
@@ -64,7 +65,7 @@ def offdiag_quantile(s: Tensor, q: float) -> Tensor:
     """
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {q}")
-    vals = _offdiag(s)
+    vals = offdiagonal(s)
     if vals.shape[1] > _MAX_QUANTILE_PAIRS:
         stride = math.ceil(vals.shape[1] / _MAX_QUANTILE_PAIRS)
         vals = vals[:, ::stride]
@@ -351,6 +352,7 @@ __all__ = [
     "ncut_value",
     "normalized_laplacian",
     "offdiag_quantile",
+    "offdiagonal",
     "pca_bipartition",
     "prepare_features",
     "principal_projection",

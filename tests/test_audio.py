@@ -9,10 +9,6 @@ import wave
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, num_visible
 from maskkit.modalities.audio import (
     AudioModality,
     AudioOptions,
@@ -25,6 +21,10 @@ from maskkit.modalities.audio.features import hz_to_mel, mel_to_hz
 from maskkit.modalities.audio.io import pcm_to_float, read_audio, write_wav
 from maskkit.modalities.audio.maskers import TimeFreqMasker
 from maskkit.modalities.audio.sources import TONE_CLASSES
+from PIL import Image
+
+from maskkit.config_utils import ConfigError, build_dataclass
+from maskkit.masking.base import MaskContext, num_visible
 from maskkit.modality import DataError, VisualBatch
 from maskkit.registry import get_masker, get_modality
 from maskkit.tokens import TokenLayout
@@ -63,8 +63,8 @@ def numpy_mel_filterbank(n_mels, n_fft, sr, f_min, f_max):
     return fb
 
 
-@pytest.mark.parametrize("n_mels,n_fft,sr,fmin,fmax", [(64, 256, 8000, 0.0, 4000.0), (128, 1024, 16000, 20.0, 7600.0),
-                                                       (40, 512, 22050, 50.0, 8000.0)])
+@pytest.mark.parametrize("n_mels,n_fft,sr,fmin,fmax", [
+    (64, 256, 8000, 0.0, 4000.0), (128, 1024, 16000, 20.0, 7600.0), (40, 512, 22050, 50.0, 8000.0)])
 def test_mel_filterbank_matches_numpy_reference(n_mels, n_fft, sr, fmin, fmax):
     ours = mel_filterbank(n_mels, n_fft, sr, fmin, fmax).numpy()
     ref = numpy_mel_filterbank(n_mels, n_fft, sr, fmin, fmax)
@@ -74,7 +74,7 @@ def test_mel_filterbank_matches_numpy_reference(n_mels, n_fft, sr, fmin, fmax):
 
 def test_mel_scales():
     assert abs(float(hz_to_mel(1000.0)) - 1000.0) < 0.1  # HTK: 1 kHz ~ 1000 mel
-    assert abs(float(hz_to_mel(1000.0, "slaney")) - 15.0) < 1e-9  # Slaney: linear 3 mel per 200 Hz below 1 kHz
+    assert abs(float(hz_to_mel(1000.0, "slaney")) - 15.0) < 1e-9  # Slaney: 3 mel per 200 Hz below 1 kHz
     f = torch.tensor([0.0, 300.0, 1000.0, 3000.0, 7000.0])
     for scale in ("htk", "slaney"):
         assert torch.allclose(mel_to_hz(hz_to_mel(f, scale), scale), f.double(), atol=1e-6)
@@ -233,7 +233,8 @@ def test_spoken_digits_embedded_set():
 
 def test_augmentation_is_deterministic_and_changes_per_epoch():
     m = tones_modality()
-    train, clean = m.build_dataset("builtin:tones", train=True, seed=5), m.build_dataset("builtin:tones", train=False)
+    train = m.build_dataset("builtin:tones", train=True, seed=5)
+    clean = m.build_dataset("builtin:tones", train=False)
     a, b = train[3][0], train[3][0]
     assert torch.equal(a, b)
     assert not torch.equal(a, clean[3][0])
@@ -279,8 +280,8 @@ def test_spectrogram_tokenizer_round_trip(patch):
 def ctx_for(grid, ratio=0.8, batch=8, seed=0, axes=("time", "freq")) -> MaskContext:
     layout = TokenLayout.from_grid(grid, axes)
     return MaskContext(batch_size=batch, num_tokens=layout.num_tokens, mask_ratio=ratio, layout=layout,
-                       positions=layout.grid_coordinates().float(), generator=torch.Generator().manual_seed(seed),
-                       device=torch.device("cpu"))
+                       positions=layout.grid_coordinates().float(),
+                       generator=torch.Generator().manual_seed(seed), device=torch.device("cpu"))
 
 
 def stripe_stats(mask: torch.Tensor, grid) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +293,8 @@ def stripe_stats(mask: torch.Tensor, grid) -> tuple[torch.Tensor, torch.Tensor]:
     return (m & ~covered).flatten(1).sum(1), full_t.sum(1) + full_f.sum(1)
 
 
-@pytest.mark.parametrize("grid,ratio", [((64, 8), 0.8), ((12, 8), 0.8), ((16, 16), 0.5), ((7, 3), 0.6), ((3, 40), 0.3)])
+@pytest.mark.parametrize("grid,ratio", [((64, 8), 0.8), ((12, 8), 0.8), ((16, 16), 0.5), ((7, 3), 0.6),
+                                        ((3, 40), 0.3)])
 def test_time_freq_exact_count_and_stripes(grid, ratio):
     ctx = ctx_for(grid, ratio)
     plan = TimeFreqMasker()(ctx)

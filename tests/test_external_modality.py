@@ -94,9 +94,9 @@ def test_bad_options_and_files(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAS_CLI, reason="the maskkit CLI (cli/app.py) is not available")
 @pytest.mark.parametrize("masker", ["random", "ts-span", "self-guided"])
 def test_cli_trains_one_epoch(tmp_path: Path, masker: str) -> None:
-    from maskkit.cli.app import app
     from typer.testing import CliRunner
 
+    from maskkit.cli.app import app
     from maskkit.registry import masker_names
 
     if masker not in masker_names():

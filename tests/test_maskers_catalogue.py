@@ -8,7 +8,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 
 from maskkit.config_utils import ConfigError
 from maskkit.losses import ReconstructionMSE
@@ -16,6 +15,7 @@ from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress, gumbel
 from maskkit.masking.compose import apply_hints
 from maskkit.masking.hard_patches import pairwise_rank_loss
 from maskkit.masking.stats import mask_statistics
+from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 from maskkit.model.mae import MaskedAutoencoder, model_preset
 from maskkit.registry import build_masker, masker_names
 from maskkit.tokens import TokenBatch, TokenLayout
@@ -123,7 +123,7 @@ def test_noise_needs_a_grid_and_checks_options():
     with pytest.raises(ConfigError, match="sigma-low < sigma-high"):
         build_masker("noise-green", {"sigma_low": 3, "sigma_high": 1})
     with pytest.raises(ConfigError, match="axis-scale"):
-        build_masker("noise-red", {"axis_scale": "1,1,1"})(make_ctx())
+        build_masker("noise-red", {"axis_scale": "1,1,1"}).check_layout(make_ctx().layout)
 
 
 # --------------------------------------------------------------------------- hints

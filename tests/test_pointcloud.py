@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from maskkit.config_utils import ConfigError, build_dataclass
+from maskkit.losses import ChamferLoss
+from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress
 from maskkit.modalities.pointcloud import PointCloudModality, PointCloudOptions
 from maskkit.modalities.pointcloud.grouping import farthest_point_sample, group_points, knn_indices
 from maskkit.modalities.pointcloud.maskers import PointBlockMasker
 from maskkit.modalities.pointcloud.modality import shape_descriptor
 from maskkit.modalities.pointcloud.tokenizer import PointGroupTokenizer
-
-from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.losses import ChamferLoss
-from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress
 from maskkit.registry import build_masker, get_masker, get_modality
 from maskkit.tokens import TokenLayout
 
@@ -200,8 +200,9 @@ def test_render_writes_png(tmp_path) -> None:
                     reason="the maskkit CLI (cli/app.py) is not available")
 @pytest.mark.parametrize("masker", ["random", "point-block"])
 def test_cli_trains_one_epoch(tmp_path, masker: str) -> None:
-    from maskkit.cli.app import app
     from typer.testing import CliRunner
+
+    from maskkit.cli.app import app
 
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
@@ -215,8 +216,9 @@ def test_cli_trains_one_epoch(tmp_path, masker: str) -> None:
 
 def test_cli_rejects_bad_group_options(tmp_path) -> None:
     pytest.importorskip("maskkit.cli.app")
-    from maskkit.cli.app import app
     from typer.testing import CliRunner
+
+    from maskkit.cli.app import app
 
     result = CliRunner().invoke(app, [
         "train", "--modality", "pointcloud", "--model", "nano", "--num-points", "32", "--num-groups", "64",

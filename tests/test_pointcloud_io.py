@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from maskkit.modalities.pointcloud import PointCloudModality, PointCloudOptions
 from maskkit.modalities.pointcloud.data import load_folder, resample
 from maskkit.modalities.pointcloud.io import load_points, read_geometry
 from maskkit.modalities.pointcloud.shapes import SHAPES, generate_shapes
-
 from maskkit.modality import DataError
 
 RNG = np.random.default_rng(0)
@@ -113,6 +113,16 @@ def test_binary_ply_written_by_trimesh(tmp_path: Path) -> None:
     (tmp_path / "box.ply").write_bytes(trimesh.exchange.ply.export_ply(mesh, encoding="binary"))
     pts = load_points(tmp_path / "box.ply", max_points=500)
     assert pts.shape == (500, 3) and on_cube_surface(pts)
+
+
+def test_npz_mesh_and_big_endian_ply(tmp_path: Path) -> None:
+    tris = np.array([[0, 1, 3], [0, 3, 2]] + [[q[0], q[i], q[i + 1]] for q in CUBE_Q[1:] for i in (1, 2)])
+    np.savez(tmp_path / "m.npz", vertices=CUBE_V, faces=tris)
+    assert on_cube_surface(load_points(tmp_path / "m.npz", max_points=300))
+    header = "ply\nformat binary_big_endian 1.0\nelement vertex 2\nproperty double x\nproperty double y\n" \
+             "property double z\nend_header\n"
+    (tmp_path / "be.ply").write_bytes(header.encode() + struct.pack(">6d", 1, 2, 3, 4, 5, 6))
+    np.testing.assert_allclose(load_points(tmp_path / "be.ply", 10), [[1, 2, 3], [4, 5, 6]])
 
 
 def test_binary_ply_mixed_polygons(tmp_path: Path) -> None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, MaskPlan, num_visible
 from maskkit.modalities.video import TubeletTokenizer, VideoModality, VideoOptions, tubeletify, untubeletify
 from maskkit.modalities.video.datasets import frame_indices
 from maskkit.modalities.video.io import write_video
 from maskkit.modalities.video.maskers import FrameMasker, TubeMasker
 from maskkit.modalities.video.synthetic import MOTIONS
+from PIL import Image
+
+from maskkit.config_utils import ConfigError, build_dataclass
+from maskkit.masking.base import MaskContext, MaskPlan, num_visible
 from maskkit.modality import DataError, VisualBatch
 from maskkit.registry import get_masker, get_modality
 from maskkit.tokens import TokenLayout
@@ -68,7 +68,8 @@ def test_tokenizer_rejects_wrong_shape():
 
 
 # --- maskers ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("grid,ratio", [((8, 4, 4), 0.9), ((8, 14, 14), 0.9), ((3, 5, 7), 0.75), ((4, 2, 2), 0.5)])
+@pytest.mark.parametrize("grid,ratio", [((8, 4, 4), 0.9), ((8, 14, 14), 0.9), ((3, 5, 7), 0.75),
+                                        ((4, 2, 2), 0.5)])
 def test_tube_exact_count_and_structure(grid, ratio):
     ctx = ctx_for(grid, ratio)
     plan = TubeMasker()(ctx)
@@ -124,7 +125,8 @@ def test_core_random_masker_runs_on_space_time_grid():
 # --- options ------------------------------------------------------------------------------------
 def test_options_presets_and_errors():
     o = VideoOptions()
-    assert (o.num_frames, o.image_size, o.tubelet_size, o.patch_size) == (16, 32, 2, 8) and o.grid == (8, 4, 4)
+    assert (o.num_frames, o.image_size, o.tubelet_size, o.patch_size) == (16, 32, 2, 8)
+    assert o.grid == (8, 4, 4)
     big = VideoOptions(preset="videomae")
     assert big.grid == (8, 14, 14) and big.frame_stride == 4
     assert build_dataclass(VideoOptions, {"image_size": "16x32", "patch_size": "8"}).size == (16, 32)
@@ -144,7 +146,8 @@ def test_moving_digits_labels_determinism_and_augmentation():
     m.adapt_to_dataset(train)
     assert m.options.channels == 1 and train.class_names == MOTIONS and train.num_classes == len(MOTIONS)
     x, y = train[7]
-    assert x.shape == (1, 8, 16, 16) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert x.shape == (1, 8, 16, 16) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) <= float(x.max()) <= 1
     assert y == 7 % len(MOTIONS)
     assert torch.equal(train[7][0], train[7][0])
     assert torch.equal(clean[7][0], small_modality().build_dataset(None, train=False)[7][0])

@@ -2,9 +2,8 @@
 
 import json
 
-from typer.testing import CliRunner
-
 from maskkit.cli.app import app
+from typer.testing import CliRunner
 
 
 def test_train_video_one_epoch(tmp_path):

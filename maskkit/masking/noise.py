@@ -20,6 +20,7 @@ from torch import Tensor
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
 from maskkit.registry import register_masker
+from maskkit.tokens import TokenLayout
 
 REFERENCE = ("Hinojosa, Liu, Ghanem, ColorMAE: Exploring data-independent masking strategies in "
              "MAEs, ECCV 2024")
@@ -128,6 +129,10 @@ class FilteredNoiseMasker(Masker):
         if self.colour == "purple":  # white minus green: high-pass(sigma_low) + low-pass(sigma_high)
             return 1.0 - gauss[0] + gauss[1]
         raise ValueError(f"unknown noise colour {self.colour!r}")
+
+    def check_layout(self, layout: TokenLayout) -> None:
+        super().check_layout(layout)
+        axis_sigmas(1.0, len(layout.grid or ()), self.config.axis_scale)  # fail at build time
 
     def noise_field(self, ctx: MaskContext) -> Tensor:
         """(B, N) filtered noise, one independent map per sample."""

@@ -1,3 +1,3 @@
-from maskkit.model.mae import MAEOutput, MaskedAutoencoder, ModelConfig, model_preset, MODEL_PRESETS
+from maskkit.model.mae import MODEL_PRESETS, MAEOutput, MaskedAutoencoder, ModelConfig, model_preset
 
 __all__ = ["MAEOutput", "MaskedAutoencoder", "ModelConfig", "model_preset", "MODEL_PRESETS"]

@@ -197,6 +197,10 @@ def load_study_toml(path: str | Path) -> dict[str, Any]:
 def merge_study(file_values: dict[str, Any], cli_values: dict[str, Any]) -> StudyConfig:
     """File values, then every command-line value that was given (not None); option tables merge."""
     merged = dict(file_values)
+    chosen = cli_values.get("maskers")
+    if chosen is not None and "masker_options" in merged:  # options of maskers the CLI left out
+        names = [m.strip() for m in chosen.split(",")] if isinstance(chosen, str) else list(chosen)
+        merged["masker_options"] = {m: o for m, o in merged["masker_options"].items() if m in names}
     for key, value in cli_values.items():
         if value is None:
             continue
@@ -225,16 +229,4 @@ def parse_masker_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     return out
 
 
-def split_list(value: str | None, option: str, kind: type = str) -> list[Any] | None:
-    """``"a,b"`` -> ``["a", "b"]`` converted to ``kind``; None stays None."""
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    try:
-        return [kind(v) for v in items]
-    except ValueError:
-        raise ConfigError(f"{option} expects a comma-separated list of {kind.__name__}s, got {value!r}") from None
-
-
-__all__ = ["STUDY_CONTROLLED", "StudyConfig", "load_study_toml", "merge_study", "parse_masker_options",
-           "split_list"]
+__all__ = ["STUDY_CONTROLLED", "StudyConfig", "load_study_toml", "merge_study", "parse_masker_options"]

@@ -142,7 +142,7 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model, modality, TrainConfig, checkpoint) rebuilt from a run directory or checkpoint file."""
     from maskkit.config_utils import build_dataclass
     from maskkit.model.mae import ModelConfig
-    from maskkit.train.build import build_model, build_modality
+    from maskkit.train.build import build_modality, build_model
     from maskkit.train.config import TrainConfig
 
     ckpt = load_checkpoint(path)

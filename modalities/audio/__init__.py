@@ -7,5 +7,5 @@ from .features import LogMel, mel_filterbank, resample
 from .modality import PRESETS, AudioModality, AudioOptions, parse_patch
 from .tokenizer import SpectrogramPatchTokenizer, patchify_2d, unpatchify_2d
 
-__all__ = ["PRESETS", "AudioModality", "AudioOptions", "LogMel", "SpectrogramPatchTokenizer", "mel_filterbank",
-           "parse_patch", "patchify_2d", "resample", "unpatchify_2d"]
+__all__ = ["PRESETS", "AudioModality", "AudioOptions", "LogMel", "SpectrogramPatchTokenizer",
+           "mel_filterbank", "parse_patch", "patchify_2d", "resample", "unpatchify_2d"]

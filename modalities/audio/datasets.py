@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskkit.modalities.audio.features import LogMel, resample, single_thread
-from maskkit.modalities.audio.sources import WaveSource
 from maskkit.modality import MaskkitDataset
+
+from .features import LogMel, resample, single_thread
+from .sources import WaveSource
 
 NORM_MAX_CLIPS = 2000  # clips used to estimate the normalisation statistics
 

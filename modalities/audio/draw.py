@@ -69,7 +69,8 @@ def render_spectrogram_batch(batch: VisualBatch, path: str | Path, title: str | 
         dimmed = 0.3 + 0.4 * orig.mean(axis=2, keepdims=True).repeat(3, axis=2)
         for name, maps in extras.items():
             rgba = colourise(maps[i], kind=kinds[name])
-            row.append(overlay(dimmed, np.ascontiguousarray(_display(expand_cells(rgba, patch))), strength=0.75))
+            layer = np.ascontiguousarray(_display(expand_cells(rgba, patch)))
+            row.append(overlay(dimmed, layer, strength=0.75))
         cells.append([upscale_nearest(c, factor) for c in row])
     ratio = float(batch.plan.mask.float().mean()) if b else 0.0
     headers = ["log-mel", f"masked {ratio:.0%}", "reconstruction", "recon + visible", *extras]

@@ -92,7 +92,8 @@ def hz_to_mel(f: Tensor | float, scale: MelScale = "htk") -> Tensor:
     # Slaney (Auditory Toolbox): linear below 1 kHz, logarithmic above
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return torch.where(f < min_log_hz, f / f_sp, min_log_mel + torch.log(f.clamp_min(1e-9) / min_log_hz) / logstep)
+    log_part = min_log_mel + torch.log(f.clamp_min(1e-9) / min_log_hz) / logstep
+    return torch.where(f < min_log_hz, f / f_sp, log_part)
 
 
 def mel_to_hz(m: Tensor | float, scale: MelScale = "htk") -> Tensor:

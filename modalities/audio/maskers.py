@@ -50,7 +50,7 @@ class TimeFreqMasker(Masker):
     """
 
     name = "time-freq"
-    description = "Audio-MAE time/frequency stripes (whole columns and rows), exact count via one partial stripe."
+    description = "Audio-MAE stripes: whole time columns and mel rows; exact count via a partial stripe."
     reference = "Huang et al., Masked Autoencoders that Listen, NeurIPS 2022 (2-D masking)"
     needs_grid = True
     grid_ranks = (2,)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from maskkit.modality import DataError
-from maskkit.modalities.audio.io import AUDIO_EXTENSIONS, probe_audio, read_audio
+
+from .io import AUDIO_EXTENSIONS, probe_audio, read_audio
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SPOKEN_DIGITS = DATA_DIR / "spoken_digits.npz"
@@ -115,11 +116,12 @@ class AudioFiles(WaveSource):
                 self.skipped.append((str(f), str(exc)))
                 continue
             good.append(f)
+        if not good:
+            raise DataError(f"{root}: none of the {len(files)} audio files could be read "
+                            f"(first: {self.skipped[0][1]})")
         if self.skipped:
             warnings.warn(f"skipped {len(self.skipped)} unreadable audio file(s) under {root}, first: "
                           f"{self.skipped[0][1]}", stacklevel=2)
-        if not good:
-            raise DataError(f"{root}: none of the {len(files)} audio files could be read")
         self.files = good
         self.labels, self.class_names = folder_labels(good, base)
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from maskkit.modality import DataError, MaskkitDataset
-from maskkit.modalities.video.io import (
+
+from .io import (
     ARRAY_EXTENSIONS,
     FRAME_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -31,7 +32,7 @@ from maskkit.modalities.video.io import (
     read_frames,
     read_video,
 )
-from maskkit.modalities.video.synthetic import MOTIONS, moving_digit_clip
+from .synthetic import MOTIONS, moving_digit_clip
 
 CROP_SCALE = (0.7, 1.0)
 
@@ -75,7 +76,8 @@ def match_channels(frames: np.ndarray, channels: int, source: str) -> np.ndarray
     raise DataError(f"{source}: cannot turn {c}-channel frames into {channels} channels")
 
 
-def crop_box(h: int, w: int, size: tuple[int, int], rng: np.random.Generator | None) -> tuple[int, int, int, int]:
+def crop_box(h: int, w: int, size: tuple[int, int],
+             rng: np.random.Generator | None) -> tuple[int, int, int, int]:
     """(top, left, height, width) of a crop with the target aspect ratio."""
     th, tw = size
     scale = min(h / th, w / tw)  # largest crop with the target aspect ratio
@@ -172,7 +174,8 @@ class VideoFolderDataset(VideoDataset):
         else:
             items, base = find_clips(path), path
         if not items:
-            raise DataError(f"{path}: no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) or frame folders found")
+            kinds = ", ".join(sorted(VIDEO_EXTENSIONS))
+            raise DataError(f"{path}: no videos ({kinds}) or frame folders found")
         good, counts = [], []
         for item in items:
             try:
@@ -186,11 +189,12 @@ class VideoFolderDataset(VideoDataset):
                 continue
             good.append(item)
             counts.append(count)
+        if not good:
+            raise DataError(f"{path}: none of the {len(items)} clips could be read "
+                            f"(first: {self.skipped[0][1]})")
         if self.skipped:
             warnings.warn(f"skipped {len(self.skipped)} unreadable clip(s) under {path}, first: "
                           f"{self.skipped[0][1]}", stacklevel=2)
-        if not good:
-            raise DataError(f"{path}: none of the {len(items)} clips could be read")
         self.items, self.counts = good, counts
         self.labels, self.class_names = _clip_labels(good, base) if path.is_dir() else (np.full(1, -1), None)
 

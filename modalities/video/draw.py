@@ -58,7 +58,8 @@ def render_video_batch(batch: VisualBatch, path: str | Path, title: str | None =
     shown = np.unique(np.linspace(0, t_total - 1, min(t_total, MAX_FRAMES)).round().astype(int))
     factor = upscale_factor(h, w, MIN_FRAME)
     hidden = batch.plan.mask[:n].detach().cpu().view(n, *grid).numpy()
-    extras = {k: v[:n].detach().float().cpu().view(n, *grid).numpy() for k, v in (batch.extra_rows or {}).items()}
+    extras = {k: v[:n].detach().float().cpu().view(n, *grid).numpy()
+              for k, v in (batch.extra_rows or {}).items()}
     kinds = {k: "categorical" if is_categorical(v) else "continuous" for k, v in extras.items()}
 
     def strip(frames: list[np.ndarray]) -> np.ndarray:

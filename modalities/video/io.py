@@ -25,8 +25,8 @@ def _av(path: Path) -> Any:
     try:
         import av
     except ImportError:
-        raise DataError(f"{path}: reading video files needs PyAV; install it with: pip install 'maskkit[video]'"
-                        ) from None
+        raise DataError(f"{path}: reading video files needs PyAV; "
+                        "install it with: pip install 'maskkit[video]'") from None
     return av
 
 
@@ -170,7 +170,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str =
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

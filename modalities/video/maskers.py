@@ -43,13 +43,14 @@ class TubeMasker(Masker):
     """VideoMAE tube masking: one random spatial mask, the same at every time slice."""
 
     name = "tube"
-    description = "VideoMAE tubes: one random spatial mask repeated over time; exact count via one partial tube."
+    description = "VideoMAE tubes: one random spatial mask repeated in time; exact count via a partial tube."
     reference = "Tong et al., VideoMAE: Masked Autoencoders are Data-Efficient Learners, NeurIPS 2022"
     needs_grid = True
     grid_ranks = (3,)
 
     def plan(self, ctx: MaskContext) -> MaskPlan:
-        spatial = tuple(a for a in ctx.layout.axes if a != "t") if "t" in ctx.layout.axes else ctx.layout.axes[1:]
+        axes = ctx.layout.axes
+        spatial = tuple(a for a in axes if a != "t") if "t" in axes else axes[1:]
         return structured_plan(ctx, spatial)
 
 

@@ -89,9 +89,11 @@ class VideoOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.num_frames % self.tubelet_size:  # type: ignore[operator]
-            raise ConfigError(f"--num-frames {self.num_frames} is not divisible by tubelet-size {self.tubelet_size}")
+            raise ConfigError(f"--num-frames {self.num_frames} is not divisible by "
+                              f"tubelet-size {self.tubelet_size}")
         if h % self.patch_size or w % self.patch_size:  # type: ignore[operator]
-            raise ConfigError(f"--image-size {self.image_size} is not divisible by --patch-size {self.patch_size}")
+            raise ConfigError(f"--image-size {self.image_size} is not divisible by "
+                              f"--patch-size {self.patch_size}")
         if self.channels is not None and self.channels not in (1, 3):
             raise ConfigError(f"--channels for video must be 1 or 3, got {self.channels}")
 
@@ -140,8 +142,8 @@ class VideoModality(Modality):
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
         o = self.options
         if o.channels is None:
-            raise ConfigError("video channels are unknown: build the dataset and call adapt_to_dataset first, "
-                              "or set --channels")
+            raise ConfigError("video channels are unknown: build the dataset and call adapt_to_dataset "
+                              "first, or set --channels")
         return TubeletTokenizer(int(o.num_frames), o.size, int(o.tubelet_size), int(o.patch_size),  # type: ignore[arg-type]
                                 int(o.channels), embed_dim)
 

@@ -29,7 +29,8 @@ def digit_images() -> np.ndarray:
 def _scaled_digits(side: int) -> np.ndarray:
     """All digits resized (bilinear) to side x side."""
     x = torch.from_numpy(digit_images()).unsqueeze(1)
-    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).squeeze(1).clamp(0, 1).numpy()
+    y = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    return y.squeeze(1).clamp(0, 1).numpy()
 
 
 def digit_side(size: tuple[int, int]) -> int:

@@ -24,7 +24,8 @@ def tubeletify(video: Tensor, tubelet: int, patch: int) -> Tensor:
     return x.reshape(b, gt * gh * gw, tubelet * patch * patch * c)
 
 
-def untubeletify(tokens: Tensor, tubelet: int, patch: int, grid: tuple[int, int, int], channels: int) -> Tensor:
+def untubeletify(tokens: Tensor, tubelet: int, patch: int, grid: tuple[int, int, int],
+                 channels: int) -> Tensor:
     """Inverse of :func:`tubeletify`."""
     b = tokens.shape[0]
     gt, gh, gw = grid
@@ -61,7 +62,8 @@ class TubeletTokenizer(Tokenizer):
     def tokenize(self, x: Tensor) -> TokenBatch:
         if x.dim() != 5 or tuple(x.shape[1:]) != (self.channels, *self.input_size):
             t, h, w = self.input_size
-            raise ValueError(f"expected clips of shape (B, {self.channels}, {t}, {h}, {w}), got {tuple(x.shape)}")
+            raise ValueError(f"expected clips of shape (B, {self.channels}, {t}, {h}, {w}), "
+                             f"got {tuple(x.shape)}")
         emb = self.proj(x).flatten(2).transpose(1, 2)
         return TokenBatch(embeddings=emb, targets=tubeletify(x, self.tubelet_size, self.patch_size),
                           positions=self.centres, layout=self.layout)

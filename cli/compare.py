@@ -1,0 +1,107 @@
+"""`maskkit compare`: maskers x seeds (x mask ratios x patch sizes) under one budget, one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from maskkit.cli.errors import fail, handle_errors
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
+
+
+@handle_errors
+def compare(
+    config: Annotated[Optional[Path], typer.Argument(help="Study TOML file (command-line options override it)")] = None,
+    modality: Annotated[Optional[str], Opt(help="image | video | audio | pointcloud | any installed")] = None,
+    data: Annotated[Optional[str], Opt(help="Training data: path or builtin:NAME")] = None,
+    eval_data: Annotated[Optional[str], Opt(help="Held-out data for probes and reconstruction "
+                                                 "(default: the training data, no augmentation)")] = None,
+    model: Annotated[Optional[str], Opt(help="Model preset (nano | micro | tiny | small | base ...)")] = None,
+    maskers: Annotated[Optional[str], Opt(help="Comma-separated maskers, e.g. random,block,self-guided")] = None,
+    masker_opt: Annotated[Optional[list[str]], Opt("--masker-opt", "-O",
+                                                   help="MASKER.key=value, e.g. self-guided.start_epoch=5")] = None,
+    reference: Annotated[Optional[str], Opt(help="Masker the others are compared with (default random)")] = None,
+    seeds: Annotated[Optional[str], Opt(help="Number of seeds (3 = seeds 0,1,2) or a list (0,5,7)")] = None,
+    epochs: Annotated[Optional[int], Opt(help="Training epochs of every run")] = None,
+    batch_size: Annotated[Optional[int], Opt(help="Batch size of every run")] = None,
+    max_steps_per_epoch: Annotated[Optional[int], Opt(help="Cap batches per epoch")] = None,
+    mask_ratios: Annotated[Optional[str], Opt(help="Comma-separated mask ratios to sweep, e.g. 0.5,0.75,0.9")] = None,
+    patch_sizes: Annotated[Optional[str], Opt(help="Comma-separated patch sizes to sweep, e.g. 2,4,8")] = None,
+    modality_opt: Annotated[Optional[list[str]], Opt("--modality-opt", help="Modality option k=v")] = None,
+    model_opt: Annotated[Optional[list[str]], Opt("--model-opt", help="Model override k=v")] = None,
+    train_opt: Annotated[Optional[list[str]], Opt("--train-opt", help="Other training option k=v "
+                                                                      "(base_lr, warmup_epochs, precision, ...)")] = None,
+    devices: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:0,cuda:1 (one worker per device)")] = None,
+    out: Annotated[Optional[str], Opt(help="Study directory (re-running it resumes)")] = None,
+    probe_feature: Annotated[Optional[str], Opt(help="mean | cls: features for probes")] = None,
+    eval_max_samples: Annotated[Optional[int], Opt(help="Labelled samples for probes")] = None,
+    knn_k: Annotated[Optional[int], Opt(help="Neighbours for k-NN")] = None,
+    recon_max_samples: Annotated[Optional[int], Opt(help="Samples for the reconstruction loss")] = None,
+    eval_seed: Annotated[Optional[int], Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
+    curve_every: Annotated[Optional[int], Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
+    analysis: Annotated[Optional[bool], Opt("--analysis/--no-analysis",
+                                            help="Token-clustering metrics (maskkit.analysis)")] = None,
+    interval: Annotated[Optional[str], Opt(help="t | bootstrap: interval of paired differences")] = None,
+    confidence: Annotated[Optional[float], Opt(help="Interval confidence level")] = None,
+    progress: Annotated[Optional[bool], Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
+    report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
+                                                           "from what the study directory holds")] = False,
+) -> None:
+    """Compare maskers under the same data, model, budget and evaluation; writes results.csv,
+    report.md and figures. Re-running the same command resumes: finished runs are not redone."""
+    from rich.console import Console
+
+    from maskkit.config_utils import parse_key_values
+    from maskkit.study.config import load_study_toml, merge_study, parse_masker_options
+    from maskkit.study.pipeline import run_study
+
+    file_values = load_study_toml(config) if config is not None else {}
+    cli_values = {
+        "modality": modality, "data": data, "eval_data": eval_data, "model": model, "maskers": maskers,
+        "masker_options": parse_masker_options(masker_opt) or None, "reference": reference, "seeds": seeds,
+        "epochs": epochs, "batch_size": batch_size, "max_steps_per_epoch": max_steps_per_epoch,
+        "mask_ratios": mask_ratios, "patch_sizes": patch_sizes,
+        "modality_options": parse_key_values(modality_opt, "--modality-opt") or None,
+        "model_options": parse_key_values(model_opt, "--model-opt") or None,
+        "train_options": parse_key_values(train_opt, "--train-opt") or None,
+        "devices": devices, "out": out, "probe_feature": probe_feature, "eval_max_samples": eval_max_samples,
+        "knn_k": knn_k, "recon_max_samples": recon_max_samples, "eval_seed": eval_seed,
+        "curve_every": curve_every, "analysis": analysis, "interval": interval, "confidence": confidence,
+        "progress": progress,
+    }
+    study = merge_study(file_values, cli_values)
+    if report_only and not Path(study.out).is_dir():
+        fail(f"--report-only: {study.out} is not a study directory")
+    console = Console(stderr=True)
+    outcome = run_study(study, console=console, report_only=report_only)
+    print_summary(console, outcome)
+    if outcome.progress.failures:
+        names = ", ".join(f.name for f in outcome.progress.failures)
+        fail(f"{len(outcome.progress.failures)} run(s) failed ({names}); the report lists the errors and covers "
+             f"the runs that finished. Re-run the command to retry them", code=1)
+
+
+def print_summary(console, outcome) -> None:
+    """The verdicts in a table, then where the files are."""
+    from rich.table import Table
+
+    from maskkit.study.tables import METRIC_BY_COLUMN, fmt
+
+    if outcome.comparisons:
+        table = Table(title="paired differences vs the reference (masker − reference, per seed)")
+        for col in ("masker", "metric", "mean", "interval", "verdict"):
+            table.add_column(col)
+        for pc in outcome.comparisons:
+            table.add_row(pc.masker, METRIC_BY_COLUMN[pc.metric].label, fmt(pc.mean, 4, True),
+                          f"[{fmt(pc.low, 4, True)}, {fmt(pc.high, 4, True)}]", pc.verdict)
+        console.print(table)
+    p = outcome.progress
+    console.print(f"[green]done[/]: {p.trained} trained, {p.evaluated} evaluated, {p.skipped} already done")
+    console.print(f"report: {outcome.report}\nresults: {outcome.results}")

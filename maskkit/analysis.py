@@ -1,0 +1,535 @@
+"""Token-clustering metrics of the self-guided MAE paper, for any model and modality.
+
+Three layers, each usable on its own:
+
+- metric functions on tensors (features (B, N, D), attention (B, H, L, L), masks (B, N)), each
+  returning one value per sample (or per layer), batched, on any device;
+- ``probe_metrics``: a cheap set of them on a fixed handful of samples, which the trainer logs every
+  ``--probe-every`` epochs;
+- ``analyze_run``: every metric per layer for one or all checkpoints of a run, written to
+  ``analysis.json`` plus plots (``maskkit analyze``).
+
+Definitions follow research/maskers-spec.md §1.3; where the paper's normalisation is unknown the
+option is explicit (see docs/self-guided.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from maskkit import graph
+from maskkit.masking.base import MaskPlan, TrainingProgress, expected_random_iou, num_visible
+from maskkit.model.mae import MaskedAutoencoder
+from maskkit.tokens import TokenBatch
+
+_EPS = 1e-12
+
+
+# =========================================================================== feature metrics
+def similarity_matrix(features: Tensor) -> Tensor:
+    """(B, N, N) cosine similarity of raw token features (the paper's M)."""
+    x = graph.l2_normalize(features.float())
+    return x @ x.transpose(1, 2)
+
+
+def similarity_score(features: Tensor) -> Tensor:
+    """(B, N) cosine of each token with the sample's mean token (polarised = two clear groups)."""
+    f = features.float()
+    return (graph.l2_normalize(f) * graph.l2_normalize(f.mean(dim=1, keepdim=True))).sum(-1)
+
+
+def feature_variance(features: Tensor, normalize: bool = True) -> Tensor:
+    """(B,) sigma_F = mean_i ||e_i - mean_j e_j||^2 on unit-length (default) or raw features."""
+    f = features.float()
+    if normalize:
+        f = graph.l2_normalize(f)
+    return (f - f.mean(dim=1, keepdim=True)).pow(2).sum(-1).mean(-1)
+
+
+def similarity_variance(features: Tensor, include_diagonal: bool = False) -> Tensor:
+    """(B,) sigma_s = variance of the pairwise cosines M_ij (off-diagonal unless asked)."""
+    m = similarity_matrix(features)
+    b, n, _ = m.shape
+    vals = m.reshape(b, n * n) if include_diagonal else graph.offdiagonal(m)
+    return vals.var(dim=1, unbiased=False)
+
+
+def similarity_gap(features: Tensor, affinity: graph.AffinityRule = "tokencut", tau: float = 0.2,
+                   tau_quantile: float | None = 0.5, centre: bool = True,
+                   threshold: graph.SplitRule = "mean") -> Tensor:
+    """(B,) mu_intra - mu_inter of the cosine graph M under its normalized-cut bipartition.
+
+    The cut runs on an affinity of (by default centred) features so that it is well-posed; the gap
+    is measured on the raw cosines M, as in the paper's Fig. 3(a).
+    """
+    x = graph.prepare_features(features, centre=centre)
+    w = graph.affinity_from_similarity(graph.cosine_similarity(x), affinity, tau=tau,
+                                       tau_quantile=tau_quantile)
+    labels = graph.bipartition(w, "ncut", threshold).labels
+    return graph.intra_inter_gap(similarity_matrix(features), labels)
+
+
+def token_relation_kl(reference: Tensor, other: Tensor, temperature: float = 1.0,
+                      exclude_self: bool = True) -> Tensor:
+    """(B,) mean_i KL(P_ref_i || P_other_i), P_i = softmax_j(M_ij / temperature).
+
+    ``reference`` and ``other`` are features of the *same* inputs (e.g. the final and an earlier
+    checkpoint at one layer). ``exclude_self`` drops j = i, whose cosine is always 1.
+    """
+    def log_rel(f: Tensor) -> Tensor:
+        m = similarity_matrix(f) / temperature
+        if exclude_self:
+            eye = torch.eye(m.shape[-1], dtype=torch.bool, device=m.device)
+            m = m.masked_fill(eye, float("-inf"))
+        return torch.log_softmax(m, dim=-1)
+
+    lp, lq = log_rel(reference), log_rel(other)
+    p = lp.exp()
+    kl = torch.where(p > 0, p * (lp - lq), torch.zeros_like(p)).sum(-1)
+    return kl.mean(-1)
+
+
+# =========================================================================== attention metrics
+def token_attention(attn: Tensor, num_prefix: int = 0, renormalize: bool = True) -> Tensor:
+    """(B, H, N, N) token-to-token part of (B, H, L, L) attention (prefix tokens such as CLS dropped),
+    rows renormalised to sum to one unless ``renormalize`` is False."""
+    a = attn.float()[:, :, num_prefix:, num_prefix:]
+    if renormalize:
+        a = a / a.sum(-1, keepdim=True).clamp_min(_EPS)
+    return a
+
+
+def attention_graph(attn: Tensor, num_prefix: int = 0) -> Tensor:
+    """(B, N, N) head-averaged, symmetrised attention (A + A^T) / 2 with a zero diagonal."""
+    a = token_attention(attn, num_prefix).mean(1)
+    w = 0.5 * (a + a.transpose(1, 2))
+    eye = torch.eye(w.shape[-1], dtype=torch.bool, device=w.device)
+    return w.masked_fill(eye, 0.0)
+
+
+def attention_gap(attn: Tensor, num_prefix: int = 0, threshold: graph.SplitRule = "mean") -> Tensor:
+    """(B,) mu_intra - mu_inter of the attention graph under its own normalized-cut bipartition."""
+    w = attention_graph(attn, num_prefix)
+    labels = graph.bipartition(w, "ncut", threshold).labels
+    return graph.intra_inter_gap(w, labels)
+
+
+def mean_attention_distance(attn: Tensor, centres: Tensor, num_prefix: int = 0) -> Tensor:
+    """(B,) sum_j A_ij ||p_i - p_j|| averaged over queries and heads (ViT's attention distance),
+    with ``centres`` (N, k) or (B, N, k) token positions in input units (pixels, seconds, ...)."""
+    a = token_attention(attn, num_prefix)
+    c = centres.float()
+    if c.dim() == 2:
+        c = c.unsqueeze(0).expand(a.shape[0], -1, -1)
+    dist = torch.cdist(c, c)
+    return (a * dist.unsqueeze(1)).sum(-1).mean(dim=(1, 2))
+
+
+def attention_nmi(attn: Tensor, num_prefix: int = 0) -> Tensor:
+    """(B,) normalised mutual information between query and key of each head, averaged over heads.
+
+    p(q=i, k=j) = A_ij / N (uniform queries); NMI = I(Q;K) / sqrt(H(Q) H(K)). Near 0: every query
+    attends alike (global or collapsed attention); near 1: each query has its own keys.
+    """
+    a = token_attention(attn, num_prefix)
+    n = a.shape[-1]
+    pk = a.mean(dim=-2)  # (B, H, N) key marginal
+    h_k = -torch.special.xlogy(pk, pk).sum(-1)
+    h_k_given_q = -torch.special.xlogy(a, a).sum(-1).mean(-1)
+    mutual = h_k - h_k_given_q
+    nmi = mutual / (math.log(n) * h_k).clamp_min(_EPS).sqrt()
+    return nmi.mean(dim=1)
+
+
+def exploitation_rates(attentions: list[Tensor], mask: Tensor, num_prefix: int = 0,
+                       per_key_normalized: bool = False) -> tuple[Tensor, Tensor]:
+    """Per decoder layer: how much the masked positions' queries attend to visible tokens (R_V->O) and
+    to mask tokens (R_M->O). Returns two (layers,) tensors averaged over the batch.
+
+    Attention to prefix tokens (CLS, at index 0 when the model has one) counts for neither.
+    ``per_key_normalized`` divides each sum by the number of visible / mask keys; without it uniform
+    attention at 75 % masking already gives 0.25 vs 0.75.
+    """
+    m = mask.float()
+    v = 1.0 - m
+    queries = m.sum(1).clamp_min(1.0)
+    visible_rates, mask_rates = [], []
+    for attn in attentions:
+        a = attn.float().mean(1)[:, num_prefix:, num_prefix:]  # (B, N, N)
+        to_visible = (a @ v.unsqueeze(-1)).squeeze(-1)
+        to_mask = (a @ m.unsqueeze(-1)).squeeze(-1)
+        if per_key_normalized:
+            to_visible = to_visible / v.sum(1, keepdim=True).clamp_min(1.0)
+            to_mask = to_mask / m.sum(1, keepdim=True).clamp_min(1.0)
+        visible_rates.append(((to_visible * m).sum(1) / queries).mean())
+        mask_rates.append(((to_mask * m).sum(1) / queries).mean())
+    return torch.stack(visible_rates), torch.stack(mask_rates)
+
+
+def mask_token_variance(decoder_hidden: Tensor, mask: Tensor) -> Tensor:
+    """(B,) mean squared distance of the decoder states at masked positions to their mean."""
+    m = mask.float().unsqueeze(-1)
+    h = decoder_hidden.float()
+    mean = (h * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+    return ((h - mean).pow(2).sum(-1) * m.squeeze(-1)).sum(1) / m.squeeze(-1).sum(1).clamp_min(1.0)
+
+
+# =========================================================================== model passes
+def encoder_layers(model: MaskedAutoencoder, tokens: TokenBatch) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield (layer, token features (B, N, D) after the final norm, attention (B, H, L, L)) for every
+    encoder block, full input, one pass; nothing is kept, so memory stays at one layer's attention."""
+    h = model._prefix_and_positions(tokens)
+    for i, blk in enumerate(model.blocks):
+        h, attn = blk.forward_with_attention(h)
+        yield i, model.norm(h)[:, model.num_prefix:], attn
+
+
+def random_mask_plan(batch: int, num_tokens: int, mask_ratio: float, generator: torch.Generator,
+                     device: torch.device) -> MaskPlan:
+    noise = torch.rand(batch, num_tokens, generator=generator, device=device)
+    return MaskPlan.from_shuffle(noise.argsort(dim=1), num_visible(num_tokens, mask_ratio))
+
+
+ENCODER_METRICS = ("feature_var", "similarity_var", "gap_similarity", "gap_attention",
+                   "attention_distance", "attention_nmi")
+
+
+@torch.no_grad()
+def encoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch,
+                    keep_features: bool = False) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """Every encoder metric per layer: {name: (layers, B)} and, if asked, the per-layer features."""
+    centres = model.tokenizer.token_centres(tokens)
+    rows: dict[str, list[Tensor]] = {k: [] for k in ENCODER_METRICS}
+    feats: list[Tensor] = []
+    for _, f, attn in encoder_layers(model, tokens):
+        rows["feature_var"].append(feature_variance(f))
+        rows["similarity_var"].append(similarity_variance(f))
+        rows["gap_similarity"].append(similarity_gap(f))
+        rows["gap_attention"].append(attention_gap(attn, model.num_prefix))
+        rows["attention_distance"].append(mean_attention_distance(attn, centres, model.num_prefix))
+        rows["attention_nmi"].append(attention_nmi(attn, model.num_prefix))
+        if keep_features:
+            feats.append(f.float().cpu())
+    return {k: torch.stack(v).float().cpu() for k, v in rows.items()}, feats
+
+
+@torch.no_grad()
+def decoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch, plan: MaskPlan) -> dict[str, Tensor]:
+    """Exploitation rates per decoder layer (raw and per-key) and the mask-token variance."""
+    out = model(tokens, plan, return_attention=True)
+    assert out.decoder_attention is not None
+    vis, msk = exploitation_rates(out.decoder_attention, plan.mask, model.num_prefix)
+    vis_k, msk_k = exploitation_rates(out.decoder_attention, plan.mask, model.num_prefix,
+                                      per_key_normalized=True)
+    return {"exploit_visible_raw": vis.cpu(), "exploit_mask_raw": msk.cpu(),
+            "exploit_visible": vis_k.cpu(), "exploit_mask": msk_k.cpu(),
+            "mask_token_var": mask_token_variance(out.decoder_hidden, plan.mask).mean().cpu().reshape(1)}
+
+
+# =========================================================================== data
+def probe_inputs(data: Any, num_samples: int) -> Tensor:
+    """A fixed batch of inputs: evenly spaced samples of a dataset (several classes show up, and
+    the same ones every time), the first samples of a tensor, or of an iterable of batches."""
+    if isinstance(data, Tensor):
+        return data[:num_samples]
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        n = len(data)
+        if n == 0:
+            raise ValueError("cannot probe an empty dataset")
+        count = min(num_samples, n)
+        idx = torch.linspace(0, n - 1, count).round().long().tolist()
+        saved = getattr(data, "epoch", None)
+        if saved is not None:
+            data.epoch = 0  # the same augmentation draw at every probe
+        try:
+            return torch.stack([_first(data[i]) for i in idx])
+        finally:
+            if saved is not None:
+                data.epoch = saved
+    chunks, total = [], 0
+    for batch in data:
+        x = _first(batch)
+        chunks.append(x)
+        total += x.shape[0]
+        if total >= num_samples:
+            break
+    if not chunks:
+        raise ValueError("cannot probe: no batches")
+    return torch.cat(chunks)[:num_samples]
+
+
+def _first(item: Any) -> Tensor:
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def _batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
+    for i in range(0, x.shape[0], batch_size):
+        yield x[i:i + batch_size]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# =========================================================================== probe (during training)
+@torch.no_grad()
+def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Any = None, mask_ratio: float = 0.75, *,
+                  device: torch.device | str | None = None, seed: int = 0,
+                  amp_dtype: torch.dtype | None = None, num_samples: int = 32,
+                  batch_size: int = 16) -> dict[str, float]:
+    """Clustering metrics of the current model on a fixed set of samples (host floats).
+
+    Keys: last-encoder-layer ``feature_var``, ``similarity_var``, ``gap_similarity``,
+    ``gap_attention``; ``attention_distance`` and ``attention_nmi`` averaged over encoder layers;
+    ``exploit_visible``/``exploit_mask`` (per-key normalised, mean over decoder layers, random masks)
+    and their ``_raw`` forms; ``mask_token_var``. With a masker: ``mask_iou`` and
+    ``mask_iou_random``, ``mask_position_sd`` and the random floor ``mask_position_sd_random``
+    (grid layouts only), ``mask_clumping``. The model and masker are put back in their modes.
+    """
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    x_all = probe_inputs(data, num_samples)
+    model_mode = model.training
+    masker_mode = getattr(masker, "training", False)
+    model.eval()
+    if masker is not None:
+        masker.eval()
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    enc: dict[str, list[Tensor]] = {}
+    dec: dict[str, list[Tensor]] = {}
+    masks: list[Tensor] = []
+    layout = None
+    stats_rows: list[dict[str, Tensor]] = []
+    try:
+        for x in _batches(x_all, batch_size):
+            x = x.to(dev)
+            with _autocast(dev, amp_dtype):
+                tokens = model.tokenize(x)
+                e, _ = encoder_metrics(model, tokens)
+                plan = random_mask_plan(x.shape[0], tokens.num_tokens, mask_ratio, generator, dev)
+                d = decoder_metrics(model, tokens, plan)
+                if masker is not None:
+                    mplan = _masker_plan(model, masker, tokens, mask_ratio, generator)
+                    masks.append(mplan.mask.cpu())
+                    layout = tokens.layout
+                    stats_rows.append(_mask_stats(mplan, tokens))
+            for k, v in e.items():
+                enc.setdefault(k, []).append(v)
+            for k, v in d.items():
+                dec.setdefault(k, []).append(v.unsqueeze(-1) if k != "mask_token_var" else v)
+    finally:
+        model.train(model_mode)
+        if masker is not None:
+            masker.train(masker_mode)
+    out: dict[str, float] = {}
+    for k in ("feature_var", "similarity_var", "gap_similarity", "gap_attention"):
+        out[k] = float(torch.cat(enc[k], dim=1)[-1].mean())
+    for k in ("attention_distance", "attention_nmi"):
+        out[k] = float(torch.cat(enc[k], dim=1).mean())
+    for k in ("exploit_visible", "exploit_mask", "exploit_visible_raw", "exploit_mask_raw"):
+        out[k] = float(torch.cat(dec[k], dim=1).mean())
+    out["mask_token_var"] = float(torch.cat(dec["mask_token_var"]).mean())
+    if masks:
+        out.update(_mask_summary(torch.cat(masks), layout, stats_rows))
+    return out
+
+
+def _masker_plan(model: MaskedAutoencoder, masker: Any, tokens: TokenBatch, mask_ratio: float,
+                 generator: torch.Generator) -> MaskPlan:
+    from maskkit.train.step import make_context
+
+    progress = getattr(masker, "last_progress", None) or TrainingProgress()
+    ctx = make_context(model, tokens, mask_ratio, generator, progress, needs_model=type(masker).needs_model)
+    return masker(ctx)
+
+
+def _mask_stats(plan: MaskPlan, tokens: TokenBatch) -> dict[str, Tensor]:
+    from maskkit.masking.stats import mask_statistics
+
+    return mask_statistics(plan, tokens.layout, tokens.positions)
+
+
+def _mask_summary(masks: Tensor, layout: Any, rows: list[dict[str, Tensor]]) -> dict[str, float]:
+    n_samples, n = masks.shape
+    n_mask = int(masks[0].sum())
+    out = {"mask_iou": float(torch.stack([r["iou"] for r in rows]).nanmean()),
+           "mask_iou_random": expected_random_iou(n, n_mask),
+           "mask_clumping": float(torch.stack([r["clumping"] for r in rows]).mean())}
+    if layout is not None and layout.has_grid:
+        freq = masks.float().mean(0)
+        r = n_mask / n
+        out["mask_position_sd"] = float(freq.std(unbiased=False))
+        out["mask_position_sd_random"] = math.sqrt(r * (1 - r) / n_samples)
+    return out
+
+
+# =========================================================================== analyze a run
+def _checkpoint_paths(run_dir: Path, which: Literal["last", "all"]) -> list[Path]:
+    from maskkit.train.checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint_path
+
+    if which == "last" or run_dir.is_file():
+        return [resolve_checkpoint_path(run_dir)]
+    paths = list_checkpoints(run_dir)
+    if not paths:
+        raise CheckpointError(f"{run_dir}: run directory has no checkpoints")
+    return paths
+
+
+def _epoch_of(ckpt: dict[str, Any]) -> int:
+    pos = ckpt.get("position")
+    if isinstance(pos, dict) and "epoch" in pos:
+        return int(pos["epoch"])
+    return int(ckpt.get("epoch", -1))
+
+
+@torch.no_grad()
+def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", batches: int = 2,
+                batch_size: int = 16, out: str | Path | None = None, device: str | torch.device = "cpu",
+                seed: int = 0, data: str | None = None, plots: bool = True) -> dict[str, Any]:
+    """Per-layer clustering metrics of a run's checkpoints on the same fixed samples.
+
+    Writes ``analysis.json`` (and PNG plots) to ``out`` (default ``RUN/analysis``) and returns the
+    same dict: ``checkpoints`` is a list (epoch order) of {path, epoch, encoder: {metric: [per
+    layer]}, decoder: {metric: [per layer]}, kl_to_final: [per layer]}; ``clusters`` holds the final
+    model's bipartition of a few samples for pictures.
+    """
+    from maskkit.train.build import build_dataset
+    from maskkit.train.checkpoint import load_checkpoint, load_run_model
+
+    run_path = Path(run)
+    if checkpoints not in ("last", "all"):
+        from maskkit.config_utils import ConfigError
+
+        raise ConfigError(f"--checkpoints must be last or all, got {checkpoints!r}")
+    if batches < 1 or batch_size < 1:
+        from maskkit.config_utils import ConfigError
+
+        raise ConfigError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
+    dev = torch.device(device)
+    # last.pt usually repeats the newest periodic checkpoint: keep one file per epoch (the later wins)
+    by_epoch: dict[int, Path] = {}
+    for p in _checkpoint_paths(run_path, checkpoints):
+        by_epoch[_epoch_of(load_checkpoint(p))] = p
+    epochs = sorted(by_epoch)
+    final_model, modality, config, final_ckpt = load_run_model(by_epoch[epochs[-1]], dev)
+    dataset = build_dataset(modality, data if data is not None else config.data, train=False,
+                            seed=config.seed)
+    x_all = probe_inputs(dataset, batches * batch_size)
+    ratio = config.mask_ratio if config.mask_ratio is not None else modality.default_mask_ratio
+
+    def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor]]:
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        enc: dict[str, list[Tensor]] = {}
+        dec: dict[str, list[Tensor]] = {}
+        feats: list[list[Tensor]] = []
+        for x in _batches(x_all, batch_size):
+            tokens = model.tokenize(x.to(dev))
+            e, f = encoder_metrics(model, tokens, keep_features=True)
+            plan = random_mask_plan(x.shape[0], tokens.num_tokens, ratio, generator, dev)
+            d = decoder_metrics(model, tokens, plan)
+            for k, v in e.items():
+                enc.setdefault(k, []).append(v)
+            for k, v in d.items():
+                dec.setdefault(k, []).append(v)
+            feats.append(f)
+        enc_mean = {k: torch.cat(v, dim=1).mean(1).tolist() for k, v in enc.items()}
+        dec_mean = {k: torch.stack(v).mean(0).tolist() for k, v in dec.items()}
+        per_layer = [torch.cat([fb[i] for fb in feats]) for i in range(len(feats[0]))]
+        return enc_mean, dec_mean, per_layer
+
+    final_enc, final_dec, final_feats = run_model(final_model)
+    results = []
+    for epoch in epochs:  # one model in memory besides the final one
+        if epoch == epochs[-1]:
+            enc, dec, feats = final_enc, final_dec, final_feats
+        else:
+            model = load_run_model(by_epoch[epoch], dev)[0]
+            enc, dec, feats = run_model(model)
+            del model
+        kl = [float(token_relation_kl(final_feats[i], feats[i]).mean()) for i in range(len(feats))]
+        results.append({"path": str(by_epoch[epoch]), "epoch": epoch, "encoder": enc, "decoder": dec,
+                        "kl_to_final": kl})
+    result: dict[str, Any] = {
+        "run": str(run_path),
+        "modality": config.modality,
+        "masker": config.masker,
+        "mask_ratio": ratio,
+        "num_samples": int(x_all.shape[0]),
+        "encoder_layers": final_model.depth,
+        "decoder_layers": len(final_model.decoder_blocks),
+        "checkpoints": results,
+        "clusters": _cluster_pictures(final_model, config, final_ckpt, x_all[:8].to(dev), ratio, seed),
+    }
+    base = run_path if run_path.is_dir() else run_path.parent
+    if base.name == "checkpoints":
+        base = base.parent
+    out_dir = Path(out) if out is not None else base / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result["out_dir"] = str(out_dir)
+    (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
+    if plots:
+        from maskkit.analysis_plots import plot_analysis
+
+        result["plots"] = [str(p) for p in plot_analysis(result, out_dir)]
+        (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _cluster_pictures(model: MaskedAutoencoder, config: Any, ckpt: dict[str, Any], x: Tensor,
+                      mask_ratio: float, seed: int) -> dict[str, Any]:
+    """Token positions and (B, N) maps for pictures: the final model's bipartition at the last layer,
+    and, for a self-guided run, the masker's own maps (cluster, informed mask, hints)."""
+    tokens = model.tokenize(x)
+    centres = model.tokenizer.token_centres(tokens)
+    feats = model.token_features(tokens, -1)
+    w = graph.affinity_from_similarity(graph.cosine_similarity(graph.prepare_features(feats)), "tokencut",
+                                       tau_quantile=0.5)
+    maps: dict[str, Any] = {"bipartition": graph.bipartition(w).labels.long().tolist()}
+    if config.masker == "self-guided":
+        from maskkit.registry import build_masker
+        from maskkit.train.step import make_context
+
+        masker = build_masker(config.masker, config.masker_options)
+        if "masker" in ckpt:
+            masker.load_state_dict(ckpt["masker"], strict=False)
+        masker.eval()
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        ctx = make_context(model, tokens, mask_ratio, generator, masker.last_progress)
+        for key, value in masker.explain(ctx).items():
+            if key in ("cluster", "informed", "hints", "mask"):
+                maps[f"masker_{key}"] = value.long().tolist()
+    return {"positions": centres.float().cpu().tolist(), "grid": list(tokens.layout.grid or ()),
+            "maps": maps}
+
+
+__all__ = [
+    "analyze_run",
+    "attention_gap",
+    "attention_graph",
+    "attention_nmi",
+    "decoder_metrics",
+    "encoder_layers",
+    "encoder_metrics",
+    "exploitation_rates",
+    "feature_variance",
+    "mask_token_variance",
+    "mean_attention_distance",
+    "probe_inputs",
+    "probe_metrics",
+    "similarity_gap",
+    "similarity_matrix",
+    "similarity_score",
+    "similarity_variance",
+    "token_attention",
+    "token_relation_kl",
+]

@@ -1,0 +1,127 @@
+"""PNG plots of ``analyze_run`` results (matplotlib's object API with the Agg canvas; no pyplot, so
+the caller's backend and global state are untouched)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+ENCODER_TITLES = {
+    "feature_var": "feature variance σF",
+    "similarity_var": "similarity variance σs",
+    "gap_similarity": "intra − inter gap (similarity graph)",
+    "gap_attention": "intra − inter gap (attention graph)",
+    "attention_distance": "mean attention distance",
+    "attention_nmi": "attention NMI",
+}
+
+
+def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(1, count - 1)) for i in range(count)]
+
+
+def plot_layers(result: dict[str, Any], path: Path) -> Path:
+    """One panel per metric against layer; one line per checkpoint (dark = early, yellow = late)."""
+    ckpts = result["checkpoints"]
+    colours = _colours(len(ckpts))
+    panels = [*ENCODER_TITLES, "kl_to_final", "exploitation"]
+    cols = 4
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, key in zip(axes, panels, strict=False):
+        if key == "exploitation":
+            final = ckpts[-1]["decoder"]
+            layers = range(len(final["exploit_visible"]))
+            ax.plot(layers, final["exploit_visible"], "o-", label="visible keys (R V→O)")
+            ax.plot(layers, final["exploit_mask"], "s-", label="mask-token keys (R M→O)")
+            ax.set_title("exploitation per key, final", fontsize=9)
+            ax.set_xlabel("decoder layer")
+            ax.legend(fontsize=7)
+            continue
+        for ck, colour in zip(ckpts, colours, strict=True):
+            values = ck["kl_to_final"] if key == "kl_to_final" else ck["encoder"][key]
+            ax.plot(range(len(values)), values, "o-", color=colour, ms=3, label=f"epoch {ck['epoch']}")
+        ax.set_title("token-relation KL to final" if key == "kl_to_final" else ENCODER_TITLES[key], fontsize=9)
+        ax.set_xlabel("encoder layer")
+    if len(ckpts) <= 8:
+        axes[0].legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{result['modality']} · masker {result['masker']} · {result['num_samples']} samples")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_epochs(result: dict[str, Any], path: Path) -> Path:
+    """Last-layer metrics and exploitation rates (mean over decoder layers) against epoch."""
+    ckpts = result["checkpoints"]
+    epochs = [ck["epoch"] for ck in ckpts]
+    keys = ["feature_var", "similarity_var", "gap_similarity", "gap_attention"]
+    fig = Figure(figsize=(16, 6.4), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    for ax, key in zip(axes, keys, strict=False):
+        ax.plot(epochs, [ck["encoder"][key][-1] for ck in ckpts], "o-")
+        ax.set_title(f"{ENCODER_TITLES[key]}, last layer", fontsize=9)
+        ax.set_xlabel("epoch")
+    ax = axes[4]
+    ax.plot(epochs, [sum(ck["kl_to_final"]) / len(ck["kl_to_final"]) for ck in ckpts], "o-")
+    ax.set_title("token-relation KL to final (mean over layers)", fontsize=9)
+    ax.set_xlabel("epoch")
+    ax = axes[5]
+    for key, label in (("exploit_visible", "visible keys"), ("exploit_mask", "mask-token keys")):
+        vals = [sum(ck["decoder"][key]) / len(ck["decoder"][key]) for ck in ckpts]
+        ax.plot(epochs, vals, "o-", label=label)
+    ax.set_title("exploitation per key (mean over decoder layers)", fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
+    """Token centres coloured by cluster (and by the self-guided masker's maps when present):
+    one row per map, one column per sample. Works for grids and unordered tokens alike; 3-D
+    positions are drawn on their first two axes."""
+    clusters = result.get("clusters") or {}
+    maps: dict[str, list] = clusters.get("maps") or {}
+    positions = clusters.get("positions")
+    if not maps or not positions:
+        return None
+    samples = len(next(iter(maps.values())))
+    fig = Figure(figsize=(2.2 * samples, 2.2 * len(maps)), layout="constrained")
+    axes = fig.subplots(len(maps), samples, squeeze=False)
+    for r, (name, values) in enumerate(maps.items()):
+        for c in range(samples):
+            ax = axes[r][c]
+            pos = positions[c] if len(positions) > c and isinstance(positions[c][0], list) else positions
+            xs = [p[-1] for p in pos]  # last axis across (image: column), first axis down (row)
+            ys = [-p[0] for p in pos]
+            ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=12, marker="s", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name.replace("masker_", "masker: "), fontsize=8)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_analysis(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [plot_layers(result, out_dir / "layers.png")]
+    if len(result["checkpoints"]) > 1:
+        written.append(plot_epochs(result, out_dir / "epochs.png"))
+    clusters = plot_clusters(result, out_dir / "clusters.png")
+    if clusters is not None:
+        written.append(clusters)
+    return written
+
+
+__all__ = ["plot_analysis", "plot_clusters", "plot_epochs", "plot_layers"]
