@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,39 +18,39 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def compare(
-    config: Annotated[Optional[Path], typer.Argument(help="Study TOML file (command-line options override it)")] = None,
-    modality: Annotated[Optional[str], Opt(help="image | video | audio | pointcloud | any installed")] = None,
-    data: Annotated[Optional[str], Opt(help="Training data: path or builtin:NAME")] = None,
-    eval_data: Annotated[Optional[str], Opt(help="Held-out data for probes and reconstruction "
+    config: Annotated[Path | None, typer.Argument(help="Study TOML file (command-line options override it)")] = None,
+    modality: Annotated[str | None, Opt(help="image | video | audio | pointcloud | any installed")] = None,
+    data: Annotated[str | None, Opt(help="Training data: path or builtin:NAME")] = None,
+    eval_data: Annotated[str | None, Opt(help="Held-out data for probes and reconstruction "
                                                  "(default: the training data, no augmentation)")] = None,
-    model: Annotated[Optional[str], Opt(help="Model preset (nano | micro | tiny | small | base ...)")] = None,
-    maskers: Annotated[Optional[str], Opt(help="Comma-separated maskers, e.g. random,block,self-guided")] = None,
-    masker_opt: Annotated[Optional[list[str]], Opt("--masker-opt", "-O",
+    model: Annotated[str | None, Opt(help="Model preset (nano | micro | tiny | small | base ...)")] = None,
+    maskers: Annotated[str | None, Opt(help="Comma-separated maskers, e.g. random,block,self-guided")] = None,
+    masker_opt: Annotated[list[str] | None, Opt("--masker-opt", "-O",
                                                    help="MASKER.key=value, e.g. self-guided.start_epoch=5")] = None,
-    reference: Annotated[Optional[str], Opt(help="Masker the others are compared with (default random)")] = None,
-    seeds: Annotated[Optional[str], Opt(help="Number of seeds (3 = seeds 0,1,2) or a list (0,5,7)")] = None,
-    epochs: Annotated[Optional[int], Opt(help="Training epochs of every run")] = None,
-    batch_size: Annotated[Optional[int], Opt(help="Batch size of every run")] = None,
-    max_steps_per_epoch: Annotated[Optional[int], Opt(help="Cap batches per epoch")] = None,
-    mask_ratios: Annotated[Optional[str], Opt(help="Comma-separated mask ratios to sweep, e.g. 0.5,0.75,0.9")] = None,
-    patch_sizes: Annotated[Optional[str], Opt(help="Comma-separated patch sizes to sweep, e.g. 2,4,8")] = None,
-    modality_opt: Annotated[Optional[list[str]], Opt("--modality-opt", help="Modality option k=v")] = None,
-    model_opt: Annotated[Optional[list[str]], Opt("--model-opt", help="Model override k=v")] = None,
-    train_opt: Annotated[Optional[list[str]], Opt("--train-opt", help="Other training option k=v "
+    reference: Annotated[str | None, Opt(help="Masker the others are compared with (default random)")] = None,
+    seeds: Annotated[str | None, Opt(help="Number of seeds (3 = seeds 0,1,2) or a list (0,5,7)")] = None,
+    epochs: Annotated[int | None, Opt(help="Training epochs of every run")] = None,
+    batch_size: Annotated[int | None, Opt(help="Batch size of every run")] = None,
+    max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
+    mask_ratios: Annotated[str | None, Opt(help="Comma-separated mask ratios to sweep, e.g. 0.5,0.75,0.9")] = None,
+    patch_sizes: Annotated[str | None, Opt(help="Comma-separated patch sizes to sweep, e.g. 2,4,8")] = None,
+    modality_opt: Annotated[list[str] | None, Opt("--modality-opt", help="Modality option k=v")] = None,
+    model_opt: Annotated[list[str] | None, Opt("--model-opt", help="Model override k=v")] = None,
+    train_opt: Annotated[list[str] | None, Opt("--train-opt", help="Other training option k=v "
                                                                       "(base_lr, warmup_epochs, precision, ...)")] = None,
-    devices: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:0,cuda:1 (one worker per device)")] = None,
-    out: Annotated[Optional[str], Opt(help="Study directory (re-running it resumes)")] = None,
-    probe_feature: Annotated[Optional[str], Opt(help="mean | cls: features for probes")] = None,
-    eval_max_samples: Annotated[Optional[int], Opt(help="Labelled samples for probes")] = None,
-    knn_k: Annotated[Optional[int], Opt(help="Neighbours for k-NN")] = None,
-    recon_max_samples: Annotated[Optional[int], Opt(help="Samples for the reconstruction loss")] = None,
-    eval_seed: Annotated[Optional[int], Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
-    curve_every: Annotated[Optional[int], Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
-    analysis: Annotated[Optional[bool], Opt("--analysis/--no-analysis",
+    devices: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:0,cuda:1 (one worker per device)")] = None,
+    out: Annotated[str | None, Opt(help="Study directory (re-running it resumes)")] = None,
+    probe_feature: Annotated[str | None, Opt(help="mean | cls: features for probes")] = None,
+    eval_max_samples: Annotated[int | None, Opt(help="Labelled samples for probes")] = None,
+    knn_k: Annotated[int | None, Opt(help="Neighbours for k-NN")] = None,
+    recon_max_samples: Annotated[int | None, Opt(help="Samples for the reconstruction loss")] = None,
+    eval_seed: Annotated[int | None, Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
+    curve_every: Annotated[int | None, Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
+    analysis: Annotated[bool | None, Opt("--analysis/--no-analysis",
                                             help="Token-clustering metrics (maskkit.analysis)")] = None,
-    interval: Annotated[Optional[str], Opt(help="t | bootstrap: interval of paired differences")] = None,
-    confidence: Annotated[Optional[float], Opt(help="Interval confidence level")] = None,
-    progress: Annotated[Optional[bool], Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
+    interval: Annotated[str | None, Opt(help="t | bootstrap: interval of paired differences")] = None,
+    confidence: Annotated[float | None, Opt(help="Interval confidence level")] = None,
+    progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
     report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
                                                            "from what the study directory holds")] = False,
 ) -> None:
@@ -96,10 +96,10 @@ def print_summary(console, outcome) -> None:
 
     if outcome.comparisons:
         table = Table(title="paired differences vs the reference (masker − reference, per seed)")
-        for col in ("masker", "metric", "mean", "interval", "verdict"):
+        for col in ("setting", "masker", "metric", "mean", "interval", "verdict"):
             table.add_column(col)
         for pc in outcome.comparisons:
-            table.add_row(pc.masker, METRIC_BY_COLUMN[pc.metric].label, fmt(pc.mean, 4, True),
+            table.add_row(pc.setting, pc.masker, METRIC_BY_COLUMN[pc.metric].label, fmt(pc.mean, 4, True),
                           f"[{fmt(pc.low, 4, True)}, {fmt(pc.high, 4, True)}]", pc.verdict)
         console.print(table)
     p = outcome.progress

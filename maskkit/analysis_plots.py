@@ -95,6 +95,8 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
     if not maps or not positions:
         return None
     samples = len(next(iter(maps.values())))
+    tokens = len(next(iter(maps.values()))[0])
+    size = 0.8 * (140.0 / math.sqrt(max(tokens, 1))) ** 2  # squares that about fill a grid cell
     fig = Figure(figsize=(2.2 * samples, 2.2 * len(maps)), layout="constrained")
     axes = fig.subplots(len(maps), samples, squeeze=False)
     for r, (name, values) in enumerate(maps.items()):
@@ -103,7 +105,7 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
             pos = positions[c] if len(positions) > c and isinstance(positions[c][0], list) else positions
             xs = [p[-1] for p in pos]  # last axis across (image: column), first axis down (row)
             ys = [-p[0] for p in pos]
-            ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=12, marker="s", vmin=0, vmax=1)
+            ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=size, marker="s", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -405,7 +405,7 @@ def test_trainer_runs_learned_maskers_end_to_end(toy_config):
     from maskkit.train.metrics import read_metrics
     from maskkit.train.trainer import run_training
 
-    cfg = toy_config(epochs=2, masker="curriculum",
+    cfg = toy_config(epochs=2, max_steps_per_epoch=2, masker="curriculum",
                      masker_options={"first": "hard-patches", "second": "learned", "switch_epoch": 1})
     result = run_training(cfg)
     epochs = [r for r in read_metrics(result.out_dir) if r["type"] == "epoch"]

@@ -142,7 +142,7 @@ class FilteredNoiseMasker(Masker):
         widest = [max(sigmas[a] for sigmas in sigma_sets) for a in range(rank)]
         pads = tuple(int(math.ceil(3 * w)) if n > 1 else 0 for n, w in zip(grid, widest, strict=True))
         padded = tuple(n + 2 * p for n, p in zip(grid, pads, strict=True))
-        noise = torch.randn(ctx.batch_size, *padded, generator=ctx.generator, device=ctx.device)
+        noise = ctx.normal(ctx.batch_size, *padded)  # global-batch draw under DDP
         return filtered_noise(noise, self.response(padded, sigma_sets, ctx.device), grid, pads)
 
     def plan(self, ctx: MaskContext) -> MaskPlan:

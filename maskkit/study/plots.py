@@ -18,14 +18,13 @@ Curve = Sequence[tuple[float, float]]  # (epoch, value) points of one seed
 
 
 def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path)
     return path
 
@@ -96,7 +95,7 @@ def diagnostics(path: Path, panels: dict[str, dict[str, Sequence[Curve]]],
                 references: dict[str, dict[str, Sequence[Curve]]], title: str) -> Path:
     """One panel per diagnostic (realised ratio, position sd, IoU, masker logs); one line per masker.
     ``references[panel][masker]`` draws the random expectation of that panel dashed."""
-    names = sorted({m for p in panels.values() for m in p})
+    names = list(dict.fromkeys(m for p in panels.values() for m in p))  # study order
     colors = _colors(names)
     count = max(1, len(panels))
     cols = min(3, count)
@@ -129,6 +128,10 @@ def _as_image(values: Sequence[float], grid: Sequence[int] | None) -> np.ndarray
     return arr.reshape(1, -1)
 
 
+def _aspect(grid: Sequence[int] | None) -> str:
+    return "equal" if grid and len(grid) >= 2 else "auto"
+
+
 def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: Sequence[int] | None,
                        floors: dict[str, float], title: str) -> Path:
     """Per-position masking frequency of the final epoch, one heat-map per masker (random: flat at r)."""
@@ -139,7 +142,7 @@ def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: 
     image = None
     for ax, name in zip(axes, names, strict=False):
         freq = np.asarray(frequency[name], dtype=float)
-        image = ax.imshow(_as_image(freq, grid), vmin=0.0, vmax=1.0, cmap="magma", aspect="auto")
+        image = ax.imshow(_as_image(freq, grid), vmin=0.0, vmax=1.0, cmap="magma", aspect=_aspect(grid))
         floor = floors.get(name, float("nan"))
         ax.set_title(f"{name}: mean {freq.mean():.2f}\nsd {freq.std():.3f} (random: {floor:.3f})", fontsize=8)
         ax.set_xticks([])
@@ -147,9 +150,7 @@ def position_frequency(path: Path, frequency: dict[str, Sequence[float]], grid: 
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of masks hiding the position")
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def mask_examples(path: Path, masks: dict[str, Sequence[Sequence[int]]], grid: Sequence[int] | None,
@@ -166,7 +167,8 @@ def mask_examples(path: Path, masks: dict[str, Sequence[Sequence[int]]], grid: S
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(masks[name]):
-                ax.imshow(1 - _as_image(masks[name][c], grid), cmap="gray", vmin=0, vmax=1, aspect="auto")
+                ax.imshow(1 - _as_image(masks[name][c], grid), cmap="gray", vmin=0, vmax=1,
+                          aspect=_aspect(grid))
             if c == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -192,15 +194,16 @@ def sweep_heatmaps(path: Path, values: dict[str, dict[tuple[float, object], floa
         for i in range(len(ratios)):
             for j in range(len(patches)):
                 if math.isfinite(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
+                    dark = (grid[i, j] - vmin) < 0.5 * (vmax - vmin)
+                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
         ax.set_xticks(range(len(patches)), [str(p) for p in patches])
         ax.set_yticks(range(len(ratios)), [f"{r:g}" for r in ratios])
         ax.set(xlabel="patch size", ylabel="mask ratio", title=name)
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label=label)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    fig.suptitle(f"{label} over mask ratio x patch size (mean over seeds)", fontsize=10)
+    return _save(fig, path)
 
 
 __all__ = ["diagnostics", "learning_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]

@@ -77,6 +77,12 @@ def masker_configs(study: StudyConfig) -> dict[str, dict[str, Any]]:
     return out
 
 
+def default_data(modality: str) -> str:
+    from maskkit.registry import get_modality
+
+    return get_modality(modality).default_data or "the modality default"
+
+
 # --------------------------------------------------------------------------- sections
 def results_section(study: StudyConfig, key: Any, rows: list[dict[str, Any]]) -> list[str]:
     methods = methods_in(rows, study.maskers)
@@ -248,7 +254,7 @@ def settings_section(study: StudyConfig, configs: dict[str, dict[str, Any]], row
     steps = sorted({_int(r.get("steps")) for r in runs})
     items = [
         ("modality", f"`{study.modality}`"),
-        ("training data", f"`{study.data or (resolved or {}).get('data') or 'the modality default'}`"),
+        ("training data", f"`{study.data or default_data(study.modality)}`"),
         ("evaluation data", f"`{study.eval_data}`" if study.eval_data else
          "the training data without augmentation (no separate held-out set was given: set `eval_data`)"),
         ("model", f"`{(resolved or {}).get('model') or study.model}` "
@@ -341,13 +347,30 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
 
 def sweep_section(study: StudyConfig, cells: dict[Any, list[dict[str, Any]]], path: Path | None,
                   column: str) -> list[str]:
-    column = column or "linear_acc"
-    metric = METRIC_BY_COLUMN[column]
-    header = ["masker"] + [cell_label(k) for k in cells]
-    body = [[f"`{m}`"] + [fmt_spread(spread(rows, m, column), metric.digits) for rows in cells.values()]
-            for m in study.maskers]
-    lines = ["## Sweep over mask ratio and patch size", "", f"{metric.label}, mean ± sd over seeds.", ""]
-    lines += _table(header, body) + [""]
+    """Per masker, a mask ratio x patch size grid of one metric (and the random-init baseline)."""
+    metric = METRIC_BY_COLUMN[column or "linear_acc"]
+    ratios = sorted({k[0] for k in cells})
+    patches = sorted({k[1] for k in cells}, key=lambda p: -1 if p is None else p)
+    header = ["mask ratio ↓ / patch size →"] + [str(p) if p is not None else "default" for p in patches]
+    lines = ["## Sweep over mask ratio and patch size", "",
+             f"{metric.label}, mean ± sd over seeds; **bold** = the masker's best setting.", ""]
+    methods = list(study.maskers) + (["random-init"] if metric.column in ("linear_acc", "knn_acc") else [])
+    for method in methods:
+        grid = {k: spread(rows, method, metric.column) for k, rows in cells.items()}
+        shown = [round(s.mean, metric.digits) for s in grid.values() if s.n]
+        if not shown:
+            continue
+        best = max(shown) if metric.higher_is_better else min(shown)
+        body = []
+        for r in ratios:
+            row = [f"{r:g}"]
+            for p in patches:
+                s = grid.get((r, p))
+                text = fmt_spread(s, metric.digits) if s is not None else "–"
+                row.append(_bold(text, s is not None and s.n > 0 and round(s.mean, metric.digits) == best
+                                 and len(shown) > 1))
+            body.append(row)
+        lines += [f"{_name(method)}:", ""] + _table(header, body) + [""]
     if path is not None:
         lines += [f"![sweep heat-map]({SWEEP_FIGURE})", ""]
     return lines

@@ -72,6 +72,7 @@ class PairedComparison:
     confidence: float
     method: str  # "t" | "bootstrap"
     higher_is_better: bool
+    setting: str = ""  # which study cell (mask ratio, patch size) the comparison belongs to
 
     @property
     def n(self) -> int:
@@ -95,8 +96,8 @@ class PairedComparison:
 
 def paired_comparison(masker_values: dict[int, float], reference_values: dict[int, float], *,
                       masker: str, reference: str, metric: str, higher_is_better: bool = True,
-                      confidence: float = 0.95, method: str = "t",
-                      bootstrap_samples: int = 10000) -> PairedComparison:
+                      confidence: float = 0.95, method: str = "t", bootstrap_samples: int = 10000,
+                      setting: str = "") -> PairedComparison:
     """Pair by seed (only seeds present and finite on both sides), then interval and verdict."""
     seeds = sorted(s for s in masker_values if s in reference_values
                    and _finite(masker_values[s]) and _finite(reference_values[s]))
@@ -110,7 +111,7 @@ def paired_comparison(masker_values: dict[int, float], reference_values: dict[in
         raise ValueError(f"interval method must be 't' or 'bootstrap', got {method!r}")
     return PairedComparison(masker=masker, reference=reference, metric=metric, seeds=seeds, differences=diffs,
                             mean=spread.mean, sd=spread.sd, low=low, high=high, confidence=confidence,
-                            method=method, higher_is_better=higher_is_better)
+                            method=method, higher_is_better=higher_is_better, setting=setting)
 
 
 def _finite(value: float | None) -> bool:

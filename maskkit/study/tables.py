@@ -88,10 +88,13 @@ def spread(rows: list[dict[str, Any]], method: str, column: str) -> Spread:
 
 def paired(rows: list[dict[str, Any]], masker: str, reference: str, column: str, confidence: float = 0.95,
            method: str = "t", bootstrap_samples: int = 10000) -> PairedComparison:
+    """Seed-paired comparison of ``masker`` with ``reference`` on one column of one cell's rows."""
     metric = METRIC_BY_COLUMN[column]
+    setting = cell_label(cell_key(rows[0])) if rows else ""
     return paired_comparison(values(rows, masker, column), values(rows, reference, column), masker=masker,
                              reference=reference, metric=column, higher_is_better=metric.higher_is_better,
-                             confidence=confidence, method=method, bootstrap_samples=bootstrap_samples)
+                             confidence=confidence, method=method, bootstrap_samples=bootstrap_samples,
+                             setting=setting)
 
 
 def fmt(value: float, digits: int, signed: bool = False) -> str:
