@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,7 @@ def compare(
     modality_opt: Annotated[list[str] | None, Opt("--modality-opt", help="Modality option k=v")] = None,
     model_opt: Annotated[list[str] | None, Opt("--model-opt", help="Model override k=v")] = None,
     train_opt: Annotated[list[str] | None, Opt("--train-opt", help="Other training option k=v "
-                                                                      "(base_lr, warmup_epochs, precision, ...)")] = None,
+                                                                   "(base_lr, warmup_epochs, precision, ...)")] = None,
     devices: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:0,cuda:1 (one worker per device)")] = None,
     out: Annotated[str | None, Opt(help="Study directory (re-running it resumes)")] = None,
     probe_feature: Annotated[str | None, Opt(help="mean | cls: features for probes")] = None,
@@ -63,6 +64,11 @@ def compare(
     from maskkit.study.pipeline import run_study
 
     file_values = load_study_toml(config) if config is not None else {}
+    if report_only and config is None:  # the study's own settings, as its last run saved them
+        saved = Path(out or "studies/latest") / "study.json"
+        if not saved.is_file():
+            fail(f"--report-only: {saved} does not exist (give the study file or the --out of a study)")
+        file_values = json.loads(saved.read_text())
     cli_values = {
         "modality": modality, "data": data, "eval_data": eval_data, "model": model, "maskers": maskers,
         "masker_options": parse_masker_options(masker_opt) or None, "reference": reference, "seeds": seeds,
@@ -77,8 +83,6 @@ def compare(
         "progress": progress,
     }
     study = merge_study(file_values, cli_values)
-    if report_only and not Path(study.out).is_dir():
-        fail(f"--report-only: {study.out} is not a study directory")
     console = Console(stderr=True)
     outcome = run_study(study, console=console, report_only=report_only)
     print_summary(console, outcome)

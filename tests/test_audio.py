@@ -145,6 +145,15 @@ def test_wav_bit_depths_round_trip(tmp_path, width, tol):
     assert np.abs(y - x).max() < tol
 
 
+def test_float_wav_falls_back_to_soundfile(tmp_path):
+    import soundfile
+
+    x = sine(440.0, 16000, 0.1)
+    soundfile.write(tmp_path / "float.wav", x, 16000, subtype="FLOAT")  # format 3: not for `wave`
+    y, sr = read_audio(tmp_path / "float.wav")
+    assert sr == 16000 and np.allclose(y, x, atol=1e-6)
+
+
 def test_pcm_decoding_by_hand():
     raw24 = bytes([0xFF, 0xFF, 0x7F, 0x00, 0x00, 0x80])  # +max, -max
     assert np.allclose(pcm_to_float(raw24, 3, 1)[:, 0], [1 - 2**-23, -1.0])

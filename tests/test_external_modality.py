@@ -103,8 +103,10 @@ def test_cli_trains_one_epoch(tmp_path: Path, masker: str) -> None:
         pytest.skip(f"masker {masker!r} is not available in this checkout")
 
     out = tmp_path / "run"
+    # self-guided: informed masking from the first step, so the feature path really runs
+    extra = ["-O", "start=epoch", "-O", "start_epoch=0"] if masker == "self-guided" else []
     result = CliRunner().invoke(app, [
-        "train", "--modality", "timeseries", "--masker", masker, "--model", "nano", "--epochs", "1",
+        "train", "--modality", "timeseries", "--masker", masker, *extra, "--model", "nano", "--epochs", "1",
         "--batch-size", "16", "--max-steps-per-epoch", "2", "--device", "cpu", "--out", str(out),
         "--no-progress"])
     assert result.exit_code == 0, result.output

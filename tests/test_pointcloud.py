@@ -102,6 +102,19 @@ def test_tokenizer_is_deterministic_and_permutation_robust() -> None:
     torch.testing.assert_close(single.embeddings[0], a.embeddings[1])
 
 
+def test_mini_pointnet_equals_the_concat_form() -> None:
+    from maskkit.modalities.pointcloud.tokenizer import MiniPointNet
+
+    net = MiniPointNet(24)
+    groups = torch.randn(3, 5, 16, 3)
+    f = net.first(groups)
+    pooled = f.max(dim=-2, keepdim=True).values
+    ref = net.second(net.fuse(torch.cat([pooled.expand_as(f), f], dim=-1))).max(dim=-2).values
+    torch.testing.assert_close(net(groups), ref, rtol=1e-5, atol=1e-5)
+    # a group's embedding ignores the order of its points
+    torch.testing.assert_close(net(groups[:, :, torch.randperm(16)]), net(groups), rtol=1e-5, atol=1e-5)
+
+
 def make_ctx(positions: torch.Tensor, ratio: float, seed: int) -> MaskContext:
     b, n, _ = positions.shape
     return MaskContext(batch_size=b, num_tokens=n, mask_ratio=ratio, layout=TokenLayout.unordered(n),

@@ -3,8 +3,8 @@
 Two kinds of note: (1) the published recipe's budget (``DESIGN_BUDGETS``; a masker class may
 override it with a ``design_budget = (epochs, "sentence")`` class attribute); (2) schedules read
 from the masker's own configuration (``describe_config()``): a start/switch epoch at or past the
-run's last epoch means the informed part never ran, and a ``masker/started`` log that stayed 0
-says the same from the run itself.
+run's last epoch means the informed part never ran, and a ``started`` log (``masker/sg/started``)
+that stayed 0 says the same from the run itself.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ DESIGN_BUDGETS: dict[str, tuple[int, str]] = {
 }
 
 START_KEYS = ("start_epoch", "switch_epoch")
-STARTED_LOGS = ("masker/started", "masker/informed", "masker/active")
 
 
 def design_budget(masker: str) -> tuple[int, str] | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from maskkit.evaluate import EvaluationError, evaluate_encoder, evaluate_with_baselines
+from maskkit.evaluate import (
+    EvaluationError,
+    _folds,  # the protocol's fold rule, shared so every arm uses identical splits
+    extract_features,
+    labelled_subset,
+    probe,
+    raw_features,
+)
 from maskkit.masking.base import Masker, TrainingProgress
 from maskkit.masking.random import RandomMasker
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
@@ -55,14 +61,18 @@ def eval_indices(dataset: MaskkitDataset, max_samples: int, seed: int) -> np.nda
 
 def probe_results(model: MaskedAutoencoder, dataset: MaskkitDataset, device: torch.device,
                   study: StudyConfig, arm: str) -> list[dict[str, Any]] | None:
-    """Linear probe + k-NN rows (dicts) for each feature, or None when the data has no labels."""
+    """Linear probe + k-NN of the study's feature (``probe_feature``; the mean when the model has no
+    CLS token), as ``maskkit.evaluate`` does it: same labelled subset and folds for every run.
+    None when the data has no labels."""
     try:
-        rows = evaluate_encoder(model, dataset, device, seed=study.eval_seed, arm=arm,
-                                max_samples=study.eval_max_samples, k=study.knn_k,
-                                amp_dtype=resolve_precision("auto", device))
+        idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
     except EvaluationError:
         return None
-    return [r.to_dict() for r in rows]
+    labels = np.asarray(dataset.labels)[idx]
+    folds = _folds(labels, study.eval_seed)
+    feats = extract_features(model, dataset, idx, device, amp_dtype=resolve_precision("auto", device))
+    name = study.probe_feature if study.probe_feature in feats else "mean"
+    return [probe(arm, name, feats[name], labels, folds, k=study.knn_k).to_dict()]
 
 
 @torch.no_grad()
@@ -213,14 +223,12 @@ def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.dev
     parts = initial_parts(config)
     model = parts.model.to(device).eval()
     dataset = eval_dataset(parts.modality, study, config)
-    probes = None
-    try:
-        rows = evaluate_with_baselines(model, None, parts.modality, dataset, device, seed=study.eval_seed,
-                                       max_samples=study.eval_max_samples, k=study.knn_k,
-                                       amp_dtype=resolve_precision("auto", device))
-        probes = [(replace(r, arm="random-init") if r.arm == "pretrained" else r).to_dict() for r in rows]
-    except EvaluationError:
-        pass
+    probes = probe_results(model, dataset, device, study, "random-init")
+    if probes is not None:  # the raw input on the same subset and folds
+        idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
+        labels = np.asarray(dataset.labels)[idx]
+        probes.append(probe("raw-input", "raw", raw_features(parts.modality, dataset, idx), labels,
+                            _folds(labels, study.eval_seed), k=study.knn_k).to_dict())
     clustering, note = (clustering_metrics(model, dataset, RandomMasker().to(device), parts.mask_ratio, device,
                                            study.eval_seed) if study.analysis else (None, None))
     result = {"protocol": study.protocol(), "seed": config.seed,

@@ -177,7 +177,9 @@ def budget_section(study: StudyConfig, rows: list[dict[str, Any]], configs: dict
              fmt(r.get("wall_time", float("nan")), 1), fmt(r.get("train_loss", float("nan")), 4)] for r in runs]
     notes: list[str] = []
     for masker in study.maskers:
-        started = [r.get("masker/started") for r in runs if r["masker"] == masker]
+        # a "started" log (e.g. masker/sg/started): its final-epoch mean is 0 if informed masking never ran
+        started = [v for r in runs if r["masker"] == masker for k, v in r.items()
+                   if k.startswith("masker/") and k.rsplit("/", 1)[-1] == "started"]
         started = [float(v) for v in started if isinstance(v, float) and math.isfinite(v)]
         notes += budget_notes(masker, configs.get(masker), study.epochs, max(started) if started else None)
     lines = ["## Budget", "",

@@ -236,6 +236,8 @@ def write_study_file(study: StudyConfig) -> None:
 def run_jobs(study: StudyConfig, console: Any = None) -> StudyProgress:
     """Execute every pending job; user errors stop the study, other failures are collected."""
     validate_study(study)
+    for spec in plan_runs(study):  # finished runs too: a study never mixes in runs made otherwise
+        check_run_matches(run_dir(study, spec), train_config(study, spec, device="cpu"))
     write_study_file(study)
     jobs = plan_jobs(study)
     pending = [j for j in jobs if job_pending(study, j)]

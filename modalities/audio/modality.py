@@ -117,9 +117,10 @@ class AudioOptions:
             raise ConfigError(f"norm-std must be > 0, got {self.norm_std}")
         if (self.norm_mean is None) != (self.norm_std is None):
             raise ConfigError("norm-mean and norm-std must be given together")
-        lo, hi = self.noise_snr_db = tuple(float(v) for v in self.noise_snr_db)  # type: ignore[assignment]
-        if hi < lo:
+        snr = tuple(float(v) for v in self.noise_snr_db)
+        if len(snr) != 2 or snr[1] < snr[0]:
             raise ConfigError(f"noise-snr-db expects min,max in dB, got {self.noise_snr_db}")
+        self.noise_snr_db = snr  # type: ignore[assignment]
         if not 0 <= self.noise_prob <= 1 or self.gain_db < 0:
             raise ConfigError(f"noise-prob must be in [0, 1] and gain-db >= 0, "
                               f"got {self.noise_prob}, {self.gain_db}")

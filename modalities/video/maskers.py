@@ -60,7 +60,7 @@ class FrameMasker(Masker):
 
     name = "frame"
     description = "Whole time slices hidden at random; exact count via one partial slice."
-    reference = "Frame masking ablation of Tong et al., VideoMAE, NeurIPS 2022 (Table 1c)"
+    reference = "Frame masking, ablated against tube masking in Tong et al., VideoMAE, NeurIPS 2022"
     needs_grid = True
     grid_ranks = (3,)
 
