@@ -60,6 +60,8 @@ def train(
     num_workers: Annotated[int | None, Opt(help="DataLoader worker processes")] = None,
     max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
     compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the step")] = None,
+    grad_checkpoint: Annotated[bool | None, Opt("--grad-checkpoint/--no-grad-checkpoint",
+                                                help="Recompute block activations in backward (saves memory)")] = None,
     strategy: Annotated[str | None, Opt(help="auto | ddp | fsdp (under torchrun)")] = None,
     on_nonfinite: Annotated[str | None, Opt(help="skip | stop")] = None,
     on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
@@ -89,7 +91,8 @@ def train(
         "max_steps_per_epoch": max_steps_per_epoch, "compile": compile, "strategy": strategy,
         "on_nonfinite": on_nonfinite, "on_bad_file": on_bad_file, "progress": progress,
         "masker_options": parse_key_values(masker_opt, "--masker-opt") or None,
-        "model_options": parse_key_values(model_opt, "--model-opt") or None,
+        "model_options": {**parse_key_values(model_opt, "--model-opt"),
+                          **({"grad_checkpoint": grad_checkpoint} if grad_checkpoint is not None else {})} or None,
         "modality_options": modality_options(
             {"image_size": image_size, "patch_size": patch_size, "channels": channels, "num_frames": num_frames,
              "frame_stride": frame_stride, "sample_rate": sample_rate, "num_points": num_points,

@@ -76,8 +76,19 @@ def offdiag_quantile(s: Tensor, q: float) -> Tensor:
     return vals[:, lo] * (1.0 - frac) + vals[:, hi] * frac
 
 
+def knn_adjacency(s: Tensor, k: int) -> Tensor:
+    """(B, N, N) bool: i and j linked when either is among the other's k most similar (diagonal off)."""
+    n = s.shape[-1]
+    k = max(1, min(k, n - 1))
+    eye = torch.eye(n, dtype=torch.bool, device=s.device)
+    idx = s.masked_fill(eye, float("-inf")).topk(k, dim=-1).indices
+    adj = torch.zeros(s.shape, dtype=torch.bool, device=s.device).scatter_(-1, idx, True)
+    return adj | adj.transpose(1, 2)
+
+
 def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
-                             tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5) -> Tensor:
+                             tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
+                             min_neighbours: int = 0) -> Tensor:
     """Non-negative (B, N, N) weights from cosines, zero diagonal.
 
     - ``tokencut``: 1 where cos > tau, ``eps`` elsewhere (TokenCut). With ``tau_quantile`` the
@@ -86,6 +97,9 @@ def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: fl
       ``knn=0`` picks round(sqrt(N)).
     - ``clamp``: max(cos, eps); ``shift``: (cos + 1) / 2.
     ``eps`` keeps the graph connected so the Laplacian has a single zero eigenvalue.
+    ``min_neighbours`` (tokencut): also link every token to its that many most similar tokens, so
+    no token is left with only ``eps`` links. An isolated token gives a near-zero eigenvalue whose
+    eigenvector sits on that one token, and the cut would then split it off alone.
     """
     b, n, _ = s.shape
     s = s.float()
@@ -94,15 +108,13 @@ def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: fl
             thr = offdiag_quantile(s, tau_quantile).view(b, 1, 1)
         else:
             thr = torch.full((b, 1, 1), float(tau), device=s.device)
-        w = torch.where(s > thr, torch.ones_like(s), torch.full_like(s, eps))
+        linked = s > thr
+        if min_neighbours > 0:
+            linked = linked | knn_adjacency(s, min_neighbours)
+        w = torch.where(linked, torch.ones_like(s), torch.full_like(s, eps))
     elif rule == "knn":
         k = knn if knn > 0 else max(1, round(math.sqrt(n)))
-        k = min(k, n - 1)
-        eye = torch.eye(n, dtype=torch.bool, device=s.device)
-        idx = s.masked_fill(eye, float("-inf")).topk(k, dim=-1).indices
-        adj = torch.zeros_like(s).scatter_(-1, idx, 1.0)
-        adj = torch.maximum(adj, adj.transpose(1, 2))
-        w = torch.where(adj > 0, adj, torch.full_like(s, eps))
+        w = torch.where(knn_adjacency(s, k), torch.ones_like(s), torch.full_like(s, eps))
     elif rule == "clamp":
         w = s.clamp_min(eps)
     elif rule == "shift":
@@ -115,14 +127,15 @@ def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: fl
 
 def cosine_affinity(features: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
                     tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
-                    centre: bool = True, position_mean: Tensor | None = None) -> Tensor:
+                    centre: bool = True, position_mean: Tensor | None = None,
+                    min_neighbours: int = 0) -> Tensor:
     """(B, N, D) raw features -> (B, N, N) affinity.
 
     See :func:`prepare_features` and :func:`affinity_from_similarity` for the options.
     """
     x = prepare_features(features, centre=centre, position_mean=position_mean)
     return affinity_from_similarity(cosine_similarity(x), rule, tau=tau, tau_quantile=tau_quantile,
-                                    knn=knn, eps=eps)
+                                    knn=knn, eps=eps, min_neighbours=min_neighbours)
 
 
 # --------------------------------------------------------------------------- graph statistics
@@ -348,6 +361,7 @@ __all__ = [
     "fiedler_power",
     "graph_density",
     "intra_inter_gap",
+    "knn_adjacency",
     "l2_normalize",
     "ncut_value",
     "normalized_laplacian",

@@ -57,9 +57,7 @@ def test_study_writes_results_report_and_figures(finished):
         assert needle in text, needle
     for kind in ("curves", "diagnostics", "position_frequency", "masks"):
         assert (outcome.out / "figures" / f"{kind}_r0.75_p2.png").stat().st_size > 1000, kind
-    evaluation = json.loads((outcome.out / "runs" / "random__r0.75_p2__s0" / EVAL_FILE).read_text()) \
-        if (outcome.out / "runs" / "random__r0.75_p2__s0").exists() else \
-        json.loads((outcome.out / "runs" / plan_runs(study)[0].run_id / EVAL_FILE).read_text())
+    evaluation = json.loads((outcome.out / "runs" / plan_runs(study)[0].run_id / EVAL_FILE).read_text())
     assert [p["epoch"] for p in evaluation["curve"]] == [1, 2]  # probe accuracy per kept checkpoint
     assert len(evaluation["mask_examples"]) == 3 and evaluation["grid"] == [4, 4]
 

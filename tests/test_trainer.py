@@ -167,3 +167,17 @@ def test_config_validation():
         TrainConfig(mask_ratio=1.5)
     with pytest.raises(ConfigError, match="--epochs must be >= 1"):
         TrainConfig(epochs=0)
+
+
+def test_grad_checkpoint_matches_plain(toy_config, tmp_path):
+    import torch
+
+    from maskkit.train.checkpoint import load_checkpoint
+
+    run_training(toy_config(out=str(tmp_path / "plain"), max_steps_per_epoch=3))
+    run_training(toy_config(out=str(tmp_path / "ckpt"), max_steps_per_epoch=3,
+                            model_options={"grad_checkpoint": True}))
+    a = load_checkpoint(tmp_path / "plain/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "ckpt/checkpoints/last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

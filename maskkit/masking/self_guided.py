@@ -33,7 +33,7 @@ Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
 _SGMAE: dict[str, Any] = dict(
     feature_layer="middle", feature_source="encoder", centre=True, remove_position=True,
     position_momentum=0.99, partition="ncut", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
-    eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
+    min_neighbours=3, eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
     hint_ratio=1.0, hint_min=0.2, hint_schedule="linear_decay", hint_select="random",
     compensate_from="pool", start="fraction", start_epoch=50, start_fraction=0.125,
     exploit_every=50, exploit_patience=3, exploit_samples=8, exploit_layers="mean", exploit_per_key=True,
@@ -45,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # maskers-spec.md §1.4 verbatim: last layer, raw features, fixed tau 0.2, start at epoch 50,
     # quadratic hints (what the small-scale report measured, kept for reproduction)
     "sgmae-spec": {**_SGMAE, "feature_layer": "last", "centre": False, "remove_position": False,
-                   "tau_quantile": 0.0, "hint_min": 0.0, "hint_schedule": "quadratic_decay",
+                   "tau_quantile": 0.0, "min_neighbours": 0, "hint_min": 0.0, "hint_schedule": "quadratic_decay",
                    "start": "epoch"},
     # maskers-spec.md §1.5: the public SGIM re-implementation (PCA split, ambiguity score)
     "sgim": {**_SGMAE, "feature_layer": "last", "centre": False, "remove_position": False,
@@ -71,6 +71,7 @@ class SelfGuidedConfig:
     tau: float | None = None  # tokencut threshold on cosine (when tau_quantile is 0)
     tau_quantile: float | None = None  # per-sample quantile of cosines as threshold; 0 = fixed tau
     knn: int | None = None  # neighbours of the knn graph; 0 = round(sqrt(N))
+    min_neighbours: int | None = None  # tokencut: always link each token to its k most similar
     eps: float | None = None  # weight of non-edges (keeps the graph connected)
     split: Literal["zero", "mean", "median"] | None = None
     power_iters: int | None = None
@@ -78,7 +79,7 @@ class SelfGuidedConfig:
     scoring: Literal["similarity", "membership", "ambiguity"] | None = None
     hint_ratio: float | None = None  # hint fraction at the start of informed masking (>= 1: random)
     hint_min: float | None = None  # value the decaying schedules end at
-    hint_schedule: Literal["constant", "linear_decay", "quadratic_decay", "none"] | None = None
+    hint_schedule: Literal["constant", "linear_decay", "quadratic_decay", "off"] | None = None  # off: no hints
     hint_select: Literal["random", "similarity", "similarity_low", "similarity_high"] | None = None
     compensate_from: Literal["pool", "visible_only"] | None = None
     start: Literal["epoch", "fraction", "exploitation"] | None = None
@@ -107,8 +108,8 @@ class SelfGuidedConfig:
         for name in ("hint_ratio", "hint_min", "start_fraction"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise bad(name, "in [0, 1]")
-        if self.hint_min > self.hint_ratio:
-            raise bad("hint_min", f"<= hint-ratio ({self.hint_ratio})")
+        if self.hint_schedule in ("linear_decay", "quadratic_decay") and self.hint_min > self.hint_ratio:
+            raise bad("hint_min", f"<= hint-ratio ({self.hint_ratio}) for a decaying hint schedule")
         if not 0.0 <= self.tau_quantile < 1.0:
             raise bad("tau_quantile", "in [0, 1) (0 = use the fixed tau)")
         if not -1.0 <= self.tau <= 1.0:
@@ -117,7 +118,7 @@ class SelfGuidedConfig:
             raise bad("position_momentum", "in [0, 1)")
         if not 0.0 < self.eps < 1.0:
             raise bad("eps", "in (0, 1)")
-        for name in ("knn", "start_epoch"):
+        for name in ("knn", "min_neighbours", "start_epoch"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
         for name in ("power_iters", "exploit_every", "exploit_patience", "exploit_samples"):
@@ -213,7 +214,7 @@ class SelfGuidedMasker(Masker):
     def hint_ratio_at(self, progress: TrainingProgress) -> float:
         """Hint ratio h(s), s = fraction of the informed phase done (0 at the start, 1 at the end)."""
         cfg = self.config
-        if cfg.hint_schedule == "none":
+        if cfg.hint_schedule == "off":
             return 0.0
         if cfg.hint_schedule == "constant":
             return cfg.hint_ratio
@@ -274,7 +275,8 @@ class SelfGuidedMasker(Masker):
             else:
                 w = graph.affinity_from_similarity(
                     graph.cosine_similarity(x), cfg.affinity, tau=cfg.tau,
-                    tau_quantile=cfg.tau_quantile or None, knn=cfg.knn, eps=cfg.eps)
+                    tau_quantile=cfg.tau_quantile or None, knn=cfg.knn, eps=cfg.eps,
+                    min_neighbours=cfg.min_neighbours)
                 bip = graph.bipartition(w, "ncut" if cfg.partition == "ncut" else "power", cfg.split,
                                         iters=cfg.power_iters, generator=ctx.generator)
                 density, eigengap, lambda2 = graph.graph_density(w), bip.eigengap, bip.lambda2
@@ -345,7 +347,9 @@ class SelfGuidedMasker(Masker):
     def plan(self, ctx: MaskContext) -> MaskPlan:
         cfg = self.config
         progress = ctx.progress
-        training = self.training
+        # state (position mean, start latch, last progress) moves only in a real training step:
+        # pictures, probes and evaluation run in eval mode or under no_grad and leave it alone
+        training = self.training and torch.is_grad_enabled()
         if training:
             self._last_progress = progress
         started = self.is_started(progress)

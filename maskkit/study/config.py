@@ -76,6 +76,10 @@ class StudyConfig:
             if self.seeds < 1:
                 raise ConfigError(f"--seeds must be >= 1 (a count) or a list of seeds, got {self.seeds}")
             self.seeds = list(range(self.seeds))
+        # option keys may be written with dashes (TOML, CLI); runs store them with underscores
+        for name in ("modality_options", "model_options", "train_options"):
+            setattr(self, name, _underscored(getattr(self, name)))
+        self.masker_options = {m: _underscored(o) for m, o in self.masker_options.items()}
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -161,6 +165,10 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
         return build_dataclass(cls, values)
+
+
+def _underscored(options: dict[str, Any]) -> dict[str, Any]:
+    return {str(k).replace("-", "_"): v for k, v in dict(options).items()}
 
 
 STUDY_FIELDS = [f.name for f in dataclasses.fields(StudyConfig)]

@@ -340,11 +340,25 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
     if examples:
         lines += ["## Mask examples", "", "The same evaluation samples for every masker (first seed, final model); "
                   "the last row is the shared random mask used for the fair reconstruction number.", ""]
-        lines += [f"![mask examples, {cell_label(key)}]({figure_names(key)['masks']})" for key, _ in examples]
-        lines.append("")
+        for key, _ in examples:
+            lines += [f"![mask examples, {cell_label(key)}]({figure_names(key)['masks']})", ""]
+            links = reconstruction_links(study, cells[key])
+            if links:
+                lines += ["Reconstructions drawn by the modality at the end of training (first seed): "
+                          + ", ".join(links), ""]
     lines += budget_lines
     lines += settings_section(study, configs, rows)
     return "\n".join(lines), comparisons
+
+
+def reconstruction_links(study: StudyConfig, rows: list[dict[str, Any]]) -> list[str]:
+    """Links to each masker's first-seed ``reconstruction.png`` (original / masked / reconstruction)."""
+    links = []
+    for masker in study.maskers:
+        runs = sorted((r for r in rows if r["method"] == masker), key=lambda r: r["seed"])
+        if runs and (Path(study.out) / "runs" / runs[0]["run_id"] / "reconstruction.png").is_file():
+            links.append(f"[{masker}](runs/{runs[0]['run_id']}/reconstruction.png)")
+    return links
 
 
 def sweep_section(study: StudyConfig, cells: dict[Any, list[dict[str, Any]]], path: Path | None,

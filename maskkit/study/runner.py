@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,6 @@ from maskkit.train.trainer import TrainingInterrupted, run_training
 #: fields of a run's saved config.json that must match the study for the run to count as its own
 MATCH_FIELDS = ("modality", "data", "masker", "mask_ratio", "model", "epochs", "batch_size", "seed",
                 "max_steps_per_epoch")
-
-
-class StudyError(RuntimeError):
-    """Some runs failed (the others finished and are in the report); the message lists them."""
 
 
 @dataclass
@@ -296,7 +292,7 @@ def _run_parallel(study: StudyConfig, jobs: list[Job], say: Any) -> list[JobOutc
         try:
             remaining = set(futures)
             while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = futures[fut]
                     try:
@@ -318,5 +314,5 @@ def _run_parallel(study: StudyConfig, jobs: list[Job], say: Any) -> list[JobOutc
     return outcomes
 
 
-__all__ = ["Job", "JobOutcome", "StudyError", "StudyProgress", "check_run_matches", "execute_job",
+__all__ = ["Job", "JobOutcome", "StudyProgress", "check_run_matches", "execute_job",
            "pin_device", "plan_jobs", "run_jobs", "run_state", "validate_study"]

@@ -5,12 +5,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maskkit.modality import MaskkitDataset, collate_samples
 
 
-class EpochOrderSampler(Sampler[int]):
+class EpochIndexed(Dataset):
+    """Wraps a dataset so each index carries its epoch: ``(epoch, index)`` -> ``dataset[index]``.
+
+    Workers (persistent ones included) hold their own dataset copies; carrying the epoch with the
+    index keeps augmentation (drawn from ``rng_for(index)``) identical to a single-process run.
+    """
+
+    def __init__(self, dataset: MaskkitDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]):
+        epoch, index = item
+        if self.dataset.epoch != epoch:
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class EpochOrderSampler(Sampler[tuple[int, int]]):
     """Indices of one epoch for one rank: same seed + epoch -> same order, whatever the workers.
 
     The permutation is padded to a multiple of ``world_size * batch_size`` so every rank runs the
@@ -50,8 +70,8 @@ class EpochOrderSampler(Sampler[int]):
         mine = perm[self.rank::self.world_size]
         return mine[self.start_batch * self.batch_size:].tolist()
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices())
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self.epoch_indices()])
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
@@ -59,8 +79,8 @@ class EpochOrderSampler(Sampler[int]):
 
 def make_loader(dataset: MaskkitDataset, sampler: EpochOrderSampler, num_workers: int,
                 pin_memory: bool) -> DataLoader:
-    """Non-persistent workers on purpose: each epoch's workers get the dataset with its new epoch,
-    so augmentation (drawn from rng_for(index)) replays exactly."""
-    return DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=True, collate_fn=collate_samples,
-                      persistent_workers=False)
+    """Workers persist across epochs and prefetch; pinned memory on CUDA for async copies."""
+    return DataLoader(EpochIndexed(dataset), batch_size=sampler.batch_size, sampler=sampler,
+                      num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
+                      collate_fn=collate_samples, persistent_workers=num_workers > 0,
+                      prefetch_factor=4 if num_workers > 0 else None)

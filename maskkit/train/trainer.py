@@ -124,6 +124,7 @@ class Trainer:
         self.opt_steps_per_epoch = math.ceil(self.steps_per_epoch / cfg.accum_steps)
         self.total_opt_steps = self.opt_steps_per_epoch * cfg.epochs
         self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
+        self.loader = None  # built on first use; persistent workers live across epochs
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -235,7 +236,10 @@ class Trainer:
                                     steps_per_epoch=self.steps_per_epoch)
         self.parts.masker.on_epoch_start(progress)
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        loader = make_loader(dataset, self.sampler, cfg.num_workers, pin_memory=self.device.type == "cuda")
+        if self.loader is None:
+            self.loader = make_loader(dataset, self.sampler, cfg.num_workers,
+                                      pin_memory=self.device.type == "cuda")
+        loader = self.loader
         self.wrapped.train()
         generator = torch.Generator(device=self.device)
         loss_sum = torch.zeros((), device=self.device)

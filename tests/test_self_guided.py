@@ -1,0 +1,381 @@
+"""Self-guided masker: exact counts, random equivalence, content following, state and schedules."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskkit.config_utils import ConfigError
+from maskkit.masking.base import MaskContext, TrainingProgress
+from maskkit.masking.random import RandomMasker
+from maskkit.masking.self_guided import PRESETS, SelfGuidedConfig, SelfGuidedMasker
+from maskkit.registry import build_masker, get_masker
+from maskkit.tokens import TokenLayout
+
+STARTED = TrainingProgress(epoch=5, step=50, epochs=10, steps_per_epoch=10)
+
+
+def grid_layout(n: int) -> TokenLayout:
+    return TokenLayout.from_grid((1, n), ("h", "w"))
+
+
+def make_ctx(feats: torch.Tensor, ratio: float = 0.75, seed: int = 0, progress: TrainingProgress = STARTED,
+             layout: TokenLayout | None = None, positions: torch.Tensor | None = None,
+             layers: list[int] | None = None, **extras: object) -> MaskContext:
+    b, n, _ = feats.shape
+    layout = layout or grid_layout(n)
+    if positions is None:
+        positions = layout.grid_coordinates().float() if layout.has_grid else torch.rand(b, n, 3)
+
+    def feature_fn(layer: int) -> torch.Tensor:
+        if layers is not None:
+            layers.append(layer)
+        return feats
+
+    return MaskContext(batch_size=b, num_tokens=n, mask_ratio=ratio, layout=layout, positions=positions,
+                       generator=torch.Generator().manual_seed(seed), device=torch.device("cpu"),
+                       progress=progress, feature_fn=feature_fn, extras=dict(extras))
+
+
+def masker(**options: object) -> SelfGuidedMasker:
+    base: dict[str, object] = {"start": "epoch", "start_epoch": 0, "hint_schedule": "off"}
+    base.update(options)
+    m = build_masker("self-guided", {k: str(v) for k, v in base.items()})
+    assert isinstance(m, SelfGuidedMasker)
+    return m
+
+
+def blobs(b: int = 4, n: int = 64, small: int = 20, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two well-separated feature blobs; ``small`` tokens per sample (random places) in blob A."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(2, d, generator=g) * 3
+    labels = torch.zeros(b, n, dtype=torch.bool)
+    for i in range(b):
+        labels[i, torch.randperm(n, generator=g)[:small]] = True
+    feats = torch.where(labels.unsqueeze(-1), centres[0], centres[1]) + 0.1 * torch.randn(b, n, d, generator=g)
+    return feats, labels
+
+
+# ------------------------------------------------------------------ registry and config
+def test_registered_with_metadata() -> None:
+    cls = get_masker("self-guided")
+    assert cls is SelfGuidedMasker and cls.needs_model and cls.reference and cls.description
+
+
+def test_presets_resolve_and_options_override() -> None:
+    for name in PRESETS:
+        cfg = SelfGuidedConfig(preset=name)  # type: ignore[arg-type]
+        assert all(getattr(cfg, k) is not None for k in PRESETS[name])
+    sgim = build_masker("self-guided", {"preset": "sgim", "centre": "true"}).config
+    assert sgim.partition == "pca" and sgim.scoring == "ambiguity" and sgim.centre is True
+    default = SelfGuidedConfig()
+    assert default.centre and default.remove_position and default.feature_layer == "middle"
+    assert build_masker("self-guided", {"feature-layer": "3"}).config.feature_layer == 3
+    assert build_masker("self-guided", {"feature-layer": "-1"}).config.feature_layer == -1
+
+
+@pytest.mark.parametrize("options", [
+    {"hint_ratio": "1.5"}, {"tau_quantile": "1.0"}, {"preset": "paper"}, {"partition": "spectral"},
+    {"hint_min": "0.9", "hint_ratio": "0.5", "hint_schedule": "linear_decay"}, {"exploit_every": "0"}])
+def test_bad_options_raise_config_error(options: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        build_masker("self-guided", options)
+
+
+# ------------------------------------------------------------------ exact counts
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(4, 70), ratio=st.floats(0.05, 0.95), b=st.integers(1, 4),
+       preset=st.sampled_from(["sgmae", "sgmae-spec", "sgim"]),
+       partition=st.sampled_from(["ncut", "power", "pca"]), hint=st.floats(0.0, 0.99),
+       select=st.sampled_from(["random", "similarity_low", "similarity_high"]),
+       compensate=st.sampled_from(["pool", "visible_only"]), seed=st.integers(0, 1000))
+def test_exact_count_for_every_sample(n: int, ratio: float, b: int, preset: str, partition: str, hint: float,
+                                      select: str, compensate: str, seed: int) -> None:
+    feats = torch.randn(b, n, 8, generator=torch.Generator().manual_seed(seed))
+    m = masker(preset=preset, partition=partition, hint_schedule="constant", hint_ratio=hint,
+               hint_select=select, compensate_from=compensate)
+    ctx = make_ctx(feats, ratio, seed)
+    plan = m(ctx)
+    plan.validate(n)
+    assert plan.n_keep == ctx.n_keep and bool((plan.mask.sum(1) == ctx.n_mask).all())
+
+
+# ------------------------------------------------------------------ random equivalence
+def test_before_start_is_the_random_masker_draw_for_draw() -> None:
+    feats = torch.randn(3, 32, 8)
+    m = masker(start_epoch=3)
+    early = TrainingProgress(epoch=2, step=25, epochs=10, steps_per_epoch=10)
+    plan = m(make_ctx(feats, seed=7, progress=early))
+    ref = RandomMasker()(make_ctx(feats, seed=7, progress=early))
+    assert torch.equal(plan.mask, ref.mask)
+    assert float(plan.logs["sg/started"]) == 0.0
+
+
+def test_hint_ratio_one_is_random_masking() -> None:
+    feats, _ = blobs(b=2)
+    m = masker(hint_schedule="constant", hint_ratio=1.0)
+    plan = m(make_ctx(feats, seed=3))
+    assert torch.equal(plan.mask, RandomMasker()(make_ctx(feats, seed=3)).mask)
+    # and the swap itself: revealing every informed token and re-hiding from the pool is uniform,
+    # even though the informed mask is the same structured set in every sample
+    b, n = 2000, 64
+    feats, _ = blobs(b=b, n=n, small=20)
+    feats[:] = feats[0]  # identical inputs -> identical informed masks
+    m = masker(hint_schedule="off", partition="pca")
+    ctx = make_ctx(feats, seed=5)
+    inf = m.informed(ctx)
+    assert bool((inf.plan.mask == inf.plan.mask[0]).all())  # fully structured before hints
+    for select in ("random", "similarity_low"):
+        m.config.hint_select = select
+        plan = m._hints(ctx, inf, 1.0)
+        freq = plan.mask.float().mean(0)
+        sd = (0.75 * 0.25 / b) ** 0.5
+        assert float((freq - 0.75).abs().max()) < 5 * sd
+        # the count of hidden tokens inside the informed set is hypergeometric, as for random masks
+        inside = (plan.mask & inf.plan.mask).sum(1).float()
+        assert float(inside.mean()) == pytest.approx(48 * 48 / 64, abs=0.2)
+
+
+# ------------------------------------------------------------------ content following
+@pytest.mark.parametrize("partition", ["ncut", "power", "pca"])
+@pytest.mark.parametrize("preset", ["sgmae", "sgmae-spec"])
+def test_two_blobs_split_and_target_blob_masked_first(partition: str, preset: str) -> None:
+    feats, labels = blobs()
+    m = masker(preset=preset, partition=partition, target="smaller", remove_position="false")
+    ctx = make_ctx(feats, ratio=0.75)
+    inf = m.informed(ctx)
+    same = (inf.side == labels).all(1) | (inf.side == ~labels).all(1)
+    assert bool(same.all())
+    assert torch.equal(inf.target, labels)
+    plan = m(make_ctx(feats, ratio=0.75))
+    assert bool(plan.mask[labels].all())  # n_mask = 48 > 20: the whole small blob is hidden
+    small_ratio = m(make_ctx(feats, ratio=0.25))  # n_mask = 16 < 20: only blob tokens are hidden
+    assert bool(labels[small_ratio.mask].all())
+
+
+def test_tokencut_target_and_membership_scoring() -> None:
+    feats, labels = blobs()
+    m = masker(target="tokencut", scoring="membership", remove_position="false")
+    inf = m.informed(make_ctx(feats))
+    assert torch.equal(inf.target, labels)  # the smaller blob holds the most extreme Fiedler entries
+    assert bool(inf.plan.mask[labels].all())
+
+
+def test_sgim_ambiguity_hides_the_tokens_between_clusters() -> None:
+    feats, labels = blobs(n=64, small=32)
+    between = torch.zeros_like(labels)
+    between[:, :16] = True  # 16 tokens half-way between the two blob centres
+    mid = 0.5 * (feats[labels].mean(0) + feats[~labels].mean(0))
+    feats[between] = mid + 0.01 * torch.randn(int(between.sum()), feats.shape[-1])
+    m = masker(preset="sgim", hint_schedule="off")
+    plan = m(make_ctx(feats, ratio=0.25))
+    assert torch.equal(plan.mask, between)
+
+
+def test_permuting_tokens_permutes_the_mask() -> None:
+    g = torch.Generator().manual_seed(11)
+    feats, _ = blobs(b=3, n=48, small=15)
+    feats = feats + 0.3 * torch.randn(feats.shape, generator=g)
+    perm = torch.randperm(48, generator=g)
+    layout = TokenLayout.unordered(48)
+    for options in ({}, {"partition": "pca"}, {"affinity": "knn"}, {"preset": "sgim"}):
+        m = masker(**options)
+        plan = m(make_ctx(feats, layout=layout, positions=torch.rand(3, 48, 3)))
+        plan_p = m(make_ctx(feats[:, perm], layout=layout, positions=torch.rand(3, 48, 3)))
+        assert torch.equal(plan_p.mask, plan.mask[:, perm]), options
+
+
+def test_grid_free_tokens_with_random_coordinates() -> None:
+    feats, labels = blobs(b=2, n=30, small=10)
+    layout = TokenLayout.unordered(30)
+    m = masker()  # default preset: remove_position is skipped for unordered tokens
+    plan = m(make_ctx(feats, layout=layout, positions=torch.rand(2, 30, 3) * 100))
+    plan.validate(30)
+    assert m._position_mean is None
+    assert bool(plan.mask[labels].all())
+
+
+# ------------------------------------------------------------------ diagnostics and pictures
+def test_logs_are_tensors_and_explain_maps_are_consistent() -> None:
+    feats, _ = blobs()
+    m = masker(hint_schedule="constant", hint_ratio=0.25)
+    ctx = make_ctx(feats)
+    plan = m(ctx)
+    for key in ("sg/started", "sg/hint_ratio", "sg/density", "sg/eigengap", "sg/lambda2", "sg/target_fraction",
+                "sg/mask_iou"):
+        assert isinstance(plan.logs[key], torch.Tensor) and plan.logs[key].dim() == 0, key
+    maps = m.explain(make_ctx(feats))
+    n_mask = make_ctx(feats).n_mask
+    for key in ("cluster", "side", "score", "informed", "hints", "remasked", "mask", "random"):
+        assert maps[key].shape == feats.shape[:2], key
+    assert bool((maps["informed"].sum(1) == n_mask).all()) and bool((maps["mask"].sum(1) == n_mask).all())
+    assert not bool((maps["hints"] & ~maps["informed"]).any())
+    assert not bool((maps["remasked"] & maps["informed"]).any())
+    rebuilt = (maps["informed"] & ~maps["hints"]) | maps["remasked"]
+    assert torch.equal(rebuilt, maps["mask"])
+    assert bool((maps["hints"].sum(1) == maps["remasked"].sum(1)).all())
+
+
+# ------------------------------------------------------------------ determinism and state
+def test_deterministic_under_a_seed() -> None:
+    feats, _ = blobs()
+    for partition in ("ncut", "power", "pca"):
+        a = masker(partition=partition, hint_schedule="constant", hint_ratio=0.3)(make_ctx(feats, seed=4))
+        b = masker(partition=partition, hint_schedule="constant", hint_ratio=0.3)(make_ctx(feats, seed=4))
+        assert torch.equal(a.mask, b.mask)
+
+
+def test_state_round_trip_through_a_checkpoint() -> None:
+    g = torch.Generator().manual_seed(0)
+    m = masker(hint_schedule="constant", hint_ratio=0.2)
+    for step in range(3):
+        m(make_ctx(torch.randn(4, 16, 8, generator=g), progress=TrainingProgress(1, 10 + step, 10, 10)))
+    assert m._position_mean is not None and m._position_count == 3
+    buffer = io.BytesIO()
+    torch.save(m.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    fresh = masker(hint_schedule="constant", hint_ratio=0.2)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh._position_mean, m._position_mean) and fresh._position_count == 3
+    assert fresh.last_progress == m.last_progress
+    feats = torch.randn(4, 16, 8, generator=g)
+    m.eval()
+    fresh.eval()
+    assert torch.equal(m(make_ctx(feats, seed=9)).mask, fresh(make_ctx(feats, seed=9)).mask)
+
+
+def test_eval_mode_and_no_grad_leave_state_alone() -> None:
+    m = masker()
+    m.eval()
+    m(make_ctx(torch.randn(2, 16, 8)))
+    assert m._position_mean is None and m.last_progress == TrainingProgress()
+    m.train()
+    with torch.no_grad():
+        m(make_ctx(torch.randn(2, 16, 8)))
+    assert m._position_mean is None
+
+
+# ------------------------------------------------------------------ schedules and start rules
+def test_start_epoch_and_fraction_rules() -> None:
+    feats = torch.randn(2, 16, 8)
+    m = masker(start_epoch=3)
+    for epoch, started in ((0, False), (2, False), (3, True), (7, True)):
+        plan = m(make_ctx(feats, progress=TrainingProgress(epoch, epoch * 10, 10, 10)))
+        assert float(plan.logs["sg/started"]) == float(started)
+    f = masker(start="fraction", start_fraction=0.25)
+    assert not f.is_started(TrainingProgress(2, 24, 10, 10))
+    assert f.is_started(TrainingProgress(2, 25, 10, 10))
+
+
+def test_hint_schedules() -> None:
+    def h(schedule: str, step: int) -> float:
+        m = masker(start_epoch=2, hint_schedule=schedule, hint_ratio=1.0, hint_min=0.2)
+        return m.hint_ratio_at(TrainingProgress(step // 10, step, 10, 10))
+
+    # informed phase: steps 20..100
+    assert h("linear_decay", 20) == pytest.approx(1.0)
+    assert h("linear_decay", 60) == pytest.approx(0.6)
+    assert h("linear_decay", 100) == pytest.approx(0.2)
+    assert h("quadratic_decay", 60) == pytest.approx(0.2 + 0.8 * 0.75)
+    assert h("constant", 60) == pytest.approx(1.0)
+    assert h("off", 60) == 0.0
+
+
+class FakeDecoder:
+    """Stands in for the model: decoder attention that favours mask-token keys once ``crossed``."""
+
+    num_prefix = 1
+    depth = 4
+
+    def __init__(self) -> None:
+        self.crossed = False
+        self.calls = 0
+
+    def __call__(self, tokens: object, plan: object, return_attention: bool = False) -> SimpleNamespace:
+        self.calls += 1
+        mask = plan.mask  # type: ignore[attr-defined]
+        b, n = mask.shape
+        keys = mask if self.crossed else ~mask
+        row = torch.cat([torch.zeros(b, 1), keys.float()], dim=1)
+        row = row / row.sum(1, keepdim=True)
+        attn = row[:, None, None, :].expand(b, 2, n + 1, n + 1)
+        return SimpleNamespace(decoder_attention=[attn, attn])
+
+
+def test_exploitation_crossover_starts_informed_masking() -> None:
+    feats = torch.randn(4, 16, 8)
+    tokens = SimpleNamespace(batch_size=4, embeddings=torch.zeros(4, 16, 8), targets=torch.zeros(4, 16, 3),
+                             positions=torch.zeros(16, 2), layout=grid_layout(16), context={})
+    fake = FakeDecoder()
+    m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+
+    def step(i: int) -> dict:
+        ctx = make_ctx(feats, progress=TrainingProgress(0, i, 1, 100), model=fake)
+        ctx.tokens = tokens  # type: ignore[assignment]
+        return m(ctx).logs
+
+    for i in range(4):
+        logs = step(i)
+    assert fake.calls == 2 and not m._started
+    assert float(logs["sg/exploit_visible"]) > float(logs["sg/exploit_mask"])
+    fake.crossed = True
+    step(4)
+    assert not m._started  # one crossed check is not enough with patience 2
+    step(5)
+    step(6)
+    assert m._started and m._start_step == 7
+    assert float(step(7)["sg/started"]) == 1.0
+    state = m.state_dict()
+    fresh = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+    fresh.load_state_dict(state)
+    assert fresh._started and fresh._start_step == 7
+
+
+# ------------------------------------------------------------------ with a real model
+def tiny_model(depth: int = 4):
+    from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
+    from maskkit.model.mae import MaskedAutoencoder, ModelConfig
+
+    cfg = ModelConfig(embed_dim=32, depth=depth, num_heads=2, decoder_dim=32, decoder_depth=2, decoder_heads=2)
+    return MaskedAutoencoder(ImagePatchTokenizer((16, 16), 4, 3, 32), cfg)
+
+
+def test_real_model_middle_layer_and_bf16_autocast() -> None:
+    from maskkit.train.step import make_context
+
+    torch.manual_seed(0)
+    model = tiny_model(depth=4)
+    tokens = model.tokenize(torch.randn(4, 3, 16, 16))
+    seen: list[int] = []
+    original = model.token_features
+
+    def spy(tok, layer, normed=True):
+        seen.append(layer)
+        return original(tok, layer, normed)
+
+    model.token_features = spy  # type: ignore[method-assign]
+    m = masker(hint_schedule="constant", hint_ratio=0.25)
+    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plan = m(ctx)
+    plan.validate(16)
+    assert seen == [1]  # "middle" of 4 blocks: features after block 1, blocks 2-3 never run
+    assert m.feature_layer(ctx) == 1
+
+
+def test_real_model_exploitation_check_runs() -> None:
+    from maskkit.train.step import make_context
+
+    model = tiny_model()
+    tokens = model.tokenize(torch.randn(4, 3, 16, 16))
+    m = masker(start="exploitation", exploit_every=1, exploit_patience=100)
+    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), TrainingProgress(0, 0, 1, 10))
+    logs = m(ctx).logs
+    v, k = float(logs["sg/exploit_visible"]), float(logs["sg/exploit_mask"])
+    assert 0.0 < v < 1.0 and 0.0 < k < 1.0
