@@ -81,7 +81,7 @@ def raw_features(modality: Modality, dataset: MaskkitDataset, indices: np.ndarra
     return torch.cat([modality.raw_features(x).float() for x, _ in loader]).numpy()
 
 
-def _folds(labels: np.ndarray, seed: int, n_splits: int = 5):
+def cv_folds(labels: np.ndarray, seed: int, n_splits: int = 5):
     from sklearn.model_selection import StratifiedKFold
 
     smallest = np.bincount(labels)[np.bincount(labels) > 0].min()
@@ -133,7 +133,7 @@ def evaluate_encoder(model: MaskedAutoencoder, dataset: MaskkitDataset, device: 
                      amp_dtype: torch.dtype | None = None) -> list[ProbeResult]:
     idx = labelled_subset(dataset, max_samples, seed)
     labels = np.asarray(dataset.labels)[idx]
-    folds = _folds(labels, seed)
+    folds = cv_folds(labels, seed)
     feats = extract_features(model, dataset, idx, device, amp_dtype=amp_dtype)
     return [probe(arm, name, f, labels, folds, k) for name, f in feats.items()]
 
@@ -145,7 +145,7 @@ def evaluate_with_baselines(model: MaskedAutoencoder, random_init: MaskedAutoenc
     """Pretrained encoder, the same architecture at its initial weights, and the raw input: one protocol."""
     idx = labelled_subset(dataset, max_samples, seed)
     labels = np.asarray(dataset.labels)[idx]
-    folds = _folds(labels, seed)
+    folds = cv_folds(labels, seed)
     rows: list[ProbeResult] = []
     for arm, m in (("pretrained", model), ("random-init", random_init)):
         if m is None:

@@ -9,6 +9,12 @@ import wave
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from maskkit.config_utils import ConfigError, build_dataclass
+from maskkit.masking.base import MaskContext, num_visible
 from maskkit.modalities.audio import (
     AudioModality,
     AudioOptions,
@@ -21,10 +27,6 @@ from maskkit.modalities.audio.features import hz_to_mel, mel_to_hz
 from maskkit.modalities.audio.io import pcm_to_float, read_audio, write_wav
 from maskkit.modalities.audio.maskers import TimeFreqMasker
 from maskkit.modalities.audio.sources import TONE_CLASSES
-from PIL import Image
-
-from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, num_visible
 from maskkit.modality import DataError, VisualBatch
 from maskkit.registry import get_masker, get_modality
 from maskkit.tokens import TokenLayout
@@ -353,3 +355,14 @@ def test_render_and_raw_features(tmp_path):
     img = Image.open(m.render(batch, tmp_path / "audio.png", title="time-freq"))
     assert img.format == "PNG" and img.width > 5 * 48 and img.height > 4 * 32
     assert m.raw_features(x).shape == (4, 12 * 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_t=st.integers(1, 20), n_f=st.integers(1, 12), batch=st.integers(1, 4), ratio=st.floats(0.05, 0.95),
+       seed=st.integers(0, 10_000), tp=st.sampled_from([None, 0.0, 0.3, 1.0]))
+def test_time_freq_exact_on_any_grid(n_t, n_f, batch, ratio, seed, tp):
+    cfg = TimeFreqMasker.Config(time_prob=tp, freq_prob=None if tp != 0.0 else 0.5)
+    ctx = ctx_for((n_t, n_f), ratio, batch=batch, seed=seed)
+    plan = TimeFreqMasker(cfg)(ctx)
+    plan.validate(ctx.num_tokens)
+    assert plan.n_keep == num_visible(ctx.num_tokens, ratio)

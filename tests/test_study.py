@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -127,7 +128,7 @@ def test_a_study_refuses_runs_made_with_other_settings(finished, tmp_path):
         run_study(make_study(copy, batch_size=4))
 
 
-def test_baselines_use_the_runs_seeds_initial_weights_and_protocol(finished):
+def test_baselines_use_the_runs_seeds_initial_weights_and_protocol(finished, tmp_path):
     study, outcome = finished
     for seed in study.seed_list:
         baseline = json.loads((outcome.out / "baselines" / f"s{seed}.json").read_text())
@@ -137,9 +138,9 @@ def test_baselines_use_the_runs_seeds_initial_weights_and_protocol(finished):
         assert baseline["patch_size"] == evaluation["patch_size"]
         assert {p["num_samples"] for p in baseline["probes"]} == {p["num_samples"] for p in evaluation["probes"]}
         # the random-init encoder is exactly the weights this seed's runs started from
-        trainer = Trainer(train_config(study, run, device="cpu", progress=False))
-        trainer.out = outcome.out / "scratch"  # setup writes there; the run directory stays untouched
-        trainer.config.out = str(trainer.out)
+        config = replace(train_config(study, run, device="cpu", progress=False),
+                         out=str(tmp_path / f"scratch{seed}"))  # setup writes there, not in the study
+        trainer = Trainer(config)
         trainer.setup()
         start = trainer.parts.model.state_dict()
         base = initial_parts(baseline_train_config(study, BaselineSpec(seed, None))).model.state_dict()
@@ -173,3 +174,30 @@ def test_cli_compare_report_only_and_errors(finished):
     unknown = runner.invoke(app, ["compare", "--modality", "toy", "--maskers", "random,nope", "--out",
                                   str(outcome.out / "never")])
     assert unknown.exit_code == 2 and "unknown masker 'nope'" in unknown.output
+
+
+def test_a_study_without_labels_reports_reconstruction_only(tmp_path):
+    import numpy as np
+    from toy import BlobDataset, ToyModality
+
+    from maskkit.registry import register_modality
+
+    @register_modality
+    class UnlabelledToy(ToyModality):
+        """The toy modality with its labels hidden (-1), like an unlabelled folder of data."""
+
+        name = "toy-unlabelled"
+
+        def build_dataset(self, data, train, seed=0):
+            ds = BlobDataset(n=48, seed=seed, augment=train)
+            ds.labels = np.full(len(ds), -1, dtype=np.int64)
+            return ds
+
+    study = make_study(tmp_path / "study", modality="toy-unlabelled", maskers=["random"], seeds=1, epochs=1,
+                       curve_every=0)
+    outcome = run_study(study)
+    (row,) = [r for r in read_results(outcome.results) if r["arm"] == "pretrained"]
+    assert row["recon_shared"] > 0 and row["linear_acc"] != row["linear_acc"]  # NaN: nothing to probe
+    text = outcome.report.read_text()
+    assert "no linear probe or k-NN" in text and "no labels" in text
+    assert (outcome.out / "figures" / "curves_r0.75_p2.png").is_file()

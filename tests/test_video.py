@@ -6,15 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from maskkit.config_utils import ConfigError, build_dataclass
+from maskkit.masking.base import MaskContext, MaskPlan, num_visible
 from maskkit.modalities.video import TubeletTokenizer, VideoModality, VideoOptions, tubeletify, untubeletify
 from maskkit.modalities.video.datasets import frame_indices
 from maskkit.modalities.video.io import write_video
 from maskkit.modalities.video.maskers import FrameMasker, TubeMasker
 from maskkit.modalities.video.synthetic import MOTIONS
-from PIL import Image
-
-from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, MaskPlan, num_visible
 from maskkit.modality import DataError, VisualBatch
 from maskkit.registry import get_masker, get_modality
 from maskkit.tokens import TokenLayout
@@ -316,3 +318,13 @@ def test_render_and_raw_features(tmp_path):
     assert img.format == "PNG" and img.width > 8 * 16 and img.height > 3 * 5 * 16
     feats = m.raw_features(x)
     assert feats.shape == (3, 8 * 8 * 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 8), h=st.integers(1, 6), w=st.integers(1, 6), batch=st.integers(1, 4),
+       ratio=st.floats(0.05, 0.95), seed=st.integers(0, 10_000), name=st.sampled_from(["tube", "frame"]))
+def test_structured_video_maskers_exact_on_any_grid(t, h, w, batch, ratio, seed, name):
+    ctx = ctx_for((t, h, w), ratio, batch=batch, seed=seed)
+    plan = get_masker(name)()(ctx)
+    plan.validate(ctx.num_tokens)
+    assert plan.n_keep == num_visible(ctx.num_tokens, ratio)

@@ -2,8 +2,9 @@
 
 import json
 
-from maskkit.cli.app import app
 from typer.testing import CliRunner
+
+from maskkit.cli.app import app
 
 
 def test_train_video_one_epoch(tmp_path):

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from maskkit.evaluate import (
     EvaluationError,
-    _folds,  # the protocol's fold rule, shared so every arm uses identical splits
+    cv_folds,  # the protocol's fold rule, shared so every arm uses identical splits
     extract_features,
     labelled_subset,
     probe,
@@ -59,17 +59,26 @@ def eval_indices(dataset: MaskkitDataset, max_samples: int, seed: int) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
+def probe_note(dataset: MaskkitDataset, study: StudyConfig) -> str | None:
+    """Why the data cannot be probed (no labels, too few per class), or None when it can."""
+    try:
+        labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
+    except EvaluationError as exc:
+        return str(exc)
+    return None
+
+
 def probe_results(model: MaskedAutoencoder, dataset: MaskkitDataset, device: torch.device,
                   study: StudyConfig, arm: str) -> list[dict[str, Any]] | None:
     """Linear probe + k-NN of the study's feature (``probe_feature``; the mean when the model has no
     CLS token), as ``maskkit.evaluate`` does it: same labelled subset and folds for every run.
-    None when the data has no labels."""
+    None when the data cannot be probed (see :func:`probe_note`)."""
     try:
         idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
     except EvaluationError:
         return None
     labels = np.asarray(dataset.labels)[idx]
-    folds = _folds(labels, study.eval_seed)
+    folds = cv_folds(labels, study.eval_seed)
     feats = extract_features(model, dataset, idx, device, amp_dtype=resolve_precision("auto", device))
     name = study.probe_feature if study.probe_feature in feats else "mean"
     return [probe(arm, name, feats[name], labels, folds, k=study.knn_k).to_dict()]
@@ -200,7 +209,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
     result = {
         "protocol": study.protocol(), "run": run_dir.name, "seed": config.seed, "masker": config.masker,
         "mask_ratio": mask_ratio, "patch_size": ckpt["config"].get("modality_options", {}).get("patch_size"),
-        "probes": probes, "probe_note": None if probes is not None else "the evaluation data has no labels",
+        "probes": probes, "probe_note": probe_note(dataset, study) if probes is None else None,
         "recon_own": own, "recon_shared": shared, "recon_samples": len(idx),
         "clustering": clustering, "clustering_note": note,
         "curve": learning_curve(run_dir, study, dataset, device, final),
@@ -228,12 +237,12 @@ def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.dev
         idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
         labels = np.asarray(dataset.labels)[idx]
         probes.append(probe("raw-input", "raw", raw_features(parts.modality, dataset, idx), labels,
-                            _folds(labels, study.eval_seed), k=study.knn_k).to_dict())
+                            cv_folds(labels, study.eval_seed), k=study.knn_k).to_dict())
     clustering, note = (clustering_metrics(model, dataset, RandomMasker().to(device), parts.mask_ratio, device,
                                            study.eval_seed) if study.analysis else (None, None))
     result = {"protocol": study.protocol(), "seed": config.seed,
               "patch_size": parts.modality.options_dict().get("patch_size"), "probes": probes,
-              "probe_note": None if probes is not None else "the evaluation data has no labels",
+              "probe_note": probe_note(dataset, study) if probes is None else None,
               "clustering": clustering, "clustering_note": note}
     write_json(path, result)
     return result

@@ -297,9 +297,10 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
     """Markdown text and the paired comparisons it states (rows as read from results.csv)."""
     cells = by_cell(rows)
     configs = masker_configs(study)
-    clustering_notes = sorted({ev["clustering_note"] for spec in plan_runs(study)
-                               if (ev := read_json(Path(study.out) / "runs" / spec.run_id / EVAL_FILE))
-                               and ev.get("clustering_note")})
+    evaluations = [ev for spec in plan_runs(study)
+                   if (ev := read_json(Path(study.out) / "runs" / spec.run_id / EVAL_FILE)) is not None]
+    clustering_notes = sorted({ev["clustering_note"] for ev in evaluations if ev.get("clustering_note")})
+    probe_notes = sorted({ev["probe_note"] for ev in evaluations if ev.get("probe_note")})
     runs = [r for r in rows if r["arm"] == "pretrained"]
     planned = {s.run_id for s in plan_runs(study)}
     missing = sorted(planned - {r["run_id"] for r in runs})
@@ -311,8 +312,9 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
         warnings.append(f"{len(missing)} of {len(planned)} runs are missing (failed or not finished): "
                         + ", ".join(f"`{m}`" for m in missing))
     if runs and not any(math.isfinite(r.get("linear_acc", float("nan"))) for r in runs):
-        warnings.append("the evaluation data has no labels: no linear probe or k-NN; compare the "
-                        "shared-random-mask reconstruction loss instead")
+        reason = "; ".join(probe_notes) or "the evaluation data has no labels"
+        warnings.append(f"no linear probe or k-NN ({reason}); compare the shared-random-mask reconstruction "
+                        f"loss instead")
     warnings += list(notes or [])
 
     lines = [f"# Masking study: {', '.join(study.maskers)} on `{study.modality}`", ""]

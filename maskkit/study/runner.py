@@ -44,8 +44,10 @@ from maskkit.train.config import TrainConfig
 from maskkit.train.trainer import TrainingInterrupted, run_training
 
 #: fields of a run's saved config.json that must match the study for the run to count as its own
-MATCH_FIELDS = ("modality", "data", "masker", "mask_ratio", "model", "epochs", "batch_size", "seed",
-                "max_steps_per_epoch")
+#: (everything that changes what the run learns; not where it ran or how often it logged)
+MATCH_FIELDS = ("modality", "data", "masker", "mask_ratio", "model", "model_options", "epochs", "batch_size",
+                "seed", "max_steps_per_epoch", "lr", "base_lr", "min_lr", "weight_decay", "betas",
+                "warmup_epochs", "accum_steps", "clip_grad", "precision")
 
 
 @dataclass
@@ -103,12 +105,14 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
         return
     want = expected.to_dict()
     for key in MATCH_FIELDS:
+        if key not in saved:  # a field newer than the run: nothing to compare
+            continue
         if key == "mask_ratio":
-            same = abs(float(saved.get(key, -1)) - float(want[key])) < 1e-12
+            same = abs(float(saved[key]) - float(want[key])) < 1e-12
         elif key == "model":
-            same = want[key] is None or saved.get(key) == want[key]
+            same = want[key] is None or saved[key] == want[key]
         else:
-            same = saved.get(key) == want[key]
+            same = json.dumps(saved[key], sort_keys=True) == json.dumps(want[key], sort_keys=True)
         if not same:
             raise ConfigError(f"{directory} was trained with {key}={saved.get(key)!r} but this study asks for "
                               f"{key}={want[key]!r}; use another --out for a different study")

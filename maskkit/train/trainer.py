@@ -247,6 +247,7 @@ class Trainer:
         window_loss = torch.zeros((), device=self.device)
         window_n, window_t0 = 0, time.perf_counter()
         log_sums: dict[str, torch.Tensor] = {}
+        log_counts: dict[str, int] = {}
         layout = self.parts.model.tokenizer.layout
         frequency = PositionFrequency(layout.num_tokens)
         bar.start_epoch(self.epoch, self.batch_in_epoch)
@@ -278,6 +279,7 @@ class Trainer:
             for key, value in out.logs.items():
                 if isinstance(value, torch.Tensor) and value.numel() == 1:
                     log_sums[key] = log_sums.get(key, 0) + value.detach().float()
+                    log_counts[key] = log_counts.get(key, 0) + 1  # keys logged on some steps only
             self.global_step += 1
             self.batch_in_epoch += 1
             self.samples_seen += x.shape[0] * self.dist.world_size
@@ -309,7 +311,7 @@ class Trainer:
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
                   "wall_time": self.wall_time_before + time.perf_counter() - start}
-        record.update({f"masker/{k}": float(v) / max(loss_count, 1) for k, v in log_sums.items()})
+        record.update({f"masker/{k}": float(v) / max(log_counts[k], 1) for k, v in log_sums.items()})
         record.update(self._mask_diagnostics(frequency, layout))
         record.update(self._epoch_probe())
         self.metrics.write(record)

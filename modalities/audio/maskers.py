@@ -74,12 +74,8 @@ class TimeFreqMasker(Masker):
         pt, pf = self.probabilities(ctx.mask_ratio)
         strength_t = pt - ctx.uniform(b, n_t)
         strength_f = pf - ctx.uniform(b, n_f)
-        # a disabled axis never contributes stripes, not even in the fix-up
-        if pt == 0.0:
-            strength_t = torch.full_like(strength_t, -2.0)
-        if pf == 0.0:
-            strength_f = torch.full_like(strength_f, -2.0)
         rank = ranks(torch.cat([strength_t, strength_f], dim=1))  # (B, n_t + n_f)
+        # a disabled axis never contributes stripes, not even in the fix-up
         if pt == 0.0:
             rank[:, :n_t] = -1.0
         if pf == 0.0:
