@@ -69,11 +69,13 @@ def offdiag_quantile(s: Tensor, q: float) -> Tensor:
     if vals.shape[1] > _MAX_QUANTILE_PAIRS:
         stride = math.ceil(vals.shape[1] / _MAX_QUANTILE_PAIRS)
         vals = vals[:, ::stride]
-    vals = vals.sort(dim=1).values
     pos = q * (vals.shape[1] - 1)
     lo, hi = math.floor(pos), math.ceil(pos)
     frac = pos - lo
-    return vals[:, lo] * (1.0 - frac) + vals[:, hi] * frac
+    low = vals.kthvalue(lo + 1, dim=1).values  # selection, ~4x cheaper than a full sort
+    if hi == lo or frac == 0.0:
+        return low
+    return low * (1.0 - frac) + vals.kthvalue(hi + 1, dim=1).values * frac
 
 
 def knn_adjacency(s: Tensor, k: int) -> Tensor:

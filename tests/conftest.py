@@ -6,7 +6,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread: tiny test models gain nothing from two, and oversubscribed CPUs make OpenMP spin
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import toy  # noqa: E402,F401  (registers the "toy" modality)

@@ -379,3 +379,11 @@ def test_real_model_exploitation_check_runs() -> None:
     logs = m(ctx).logs
     v, k = float(logs["sg/exploit_visible"]), float(logs["sg/exploit_mask"])
     assert 0.0 < v < 1.0 and 0.0 < k < 1.0
+
+
+def test_exploitation_deadline_starts_without_a_crossover() -> None:
+    m = masker(start="exploitation", exploit_deadline=0.5)
+    assert not m.is_started(TrainingProgress(4, 49, 10, 10))
+    assert m.is_started(TrainingProgress(5, 50, 10, 10))
+    assert m.start_step(TrainingProgress(5, 50, 10, 10)) == 50
+    assert not masker(start="exploitation").is_started(TrainingProgress(9, 99, 10, 10))

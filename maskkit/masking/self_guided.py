@@ -37,6 +37,7 @@ _SGMAE: dict[str, Any] = dict(
     hint_ratio=1.0, hint_min=0.2, hint_schedule="linear_decay", hint_select="random",
     compensate_from="pool", start="fraction", start_epoch=50, start_fraction=0.125,
     exploit_every=50, exploit_patience=3, exploit_samples=8, exploit_layers="mean", exploit_per_key=True,
+    exploit_deadline=1.0,
 )
 PRESETS: dict[str, dict[str, Any]] = {
     "sgmae": _SGMAE,
@@ -90,6 +91,8 @@ class SelfGuidedConfig:
     exploit_samples: int | None = None  # samples of the batch used for a check
     exploit_layers: Literal["mean", "last"] | None = None
     exploit_per_key: bool | None = None  # divide rates by the number of visible / mask keys
+    #: start=exploitation: start anyway at this fraction of training (1 = only on the crossover)
+    exploit_deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -105,7 +108,7 @@ class SelfGuidedConfig:
             return ConfigError(f"option masker.{name.replace('_', '-')} must be {expected}; "
                                f"got {getattr(self, name)!r}")
 
-        for name in ("hint_ratio", "hint_min", "start_fraction"):
+        for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise bad(name, "in [0, 1]")
         if self.hint_schedule in ("linear_decay", "quadratic_decay") and self.hint_min > self.hint_ratio:
@@ -201,7 +204,14 @@ class SelfGuidedMasker(Masker):
             return cfg.start_epoch * progress.steps_per_epoch
         if cfg.start == "fraction":
             return int(round(cfg.start_fraction * progress.total_steps))
-        return self._start_step if self._started else None
+        if self._started:
+            return self._start_step
+        return self._deadline_step(progress)
+
+    def _deadline_step(self, progress: TrainingProgress) -> int | None:
+        if self.config.exploit_deadline >= 1.0:
+            return None
+        return int(round(self.config.exploit_deadline * progress.total_steps))
 
     def is_started(self, progress: TrainingProgress) -> bool:
         cfg = self.config
@@ -209,7 +219,8 @@ class SelfGuidedMasker(Masker):
             return progress.epoch >= cfg.start_epoch
         if cfg.start == "fraction":
             return progress.step >= int(round(cfg.start_fraction * progress.total_steps))
-        return self._started
+        deadline = self._deadline_step(progress)
+        return self._started or (deadline is not None and progress.step >= deadline)
 
     def hint_ratio_at(self, progress: TrainingProgress) -> float:
         """Hint ratio h(s), s = fraction of the informed phase done (0 at the start, 1 at the end)."""

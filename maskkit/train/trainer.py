@@ -115,7 +115,7 @@ class Trainer:
         self.effective_batch = effective_batch
         fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
         self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
-                                           betas=cfg.betas, fused=fused or None)
+                                           betas=cfg.betas, fused=fused or None, foreach=None if fused else True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         assert self.parts.dataset is not None
         self.sampler = EpochOrderSampler(len(self.parts.dataset), cfg.batch_size, cfg.seed,
