@@ -213,3 +213,11 @@ def test_principal_projection_uses_the_smaller_gram() -> None:
         ref_p = ref.U[:, :, 0] * ref.S[:, :1]
         cos = (p * ref_p).sum(1).abs() / (p.norm(dim=1) * ref_p.norm(dim=1))
         torch.testing.assert_close(cos, torch.ones(2), atol=1e-4, rtol=0)
+
+
+def test_offdiag_quantile_with_ties() -> None:
+    s = torch.zeros(2, 6, 6)
+    s[0] = 1.0  # all ties
+    s[1, 0, 1:] = 2.0
+    for q in (0.1, 0.5, 0.77):
+        torch.testing.assert_close(graph.offdiag_quantile(s, q), torch.quantile(graph.offdiagonal(s), q, dim=1))

@@ -238,6 +238,8 @@ class SelfGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ features
     def feature_layer(self, ctx: MaskContext) -> int:
+        """The encoder block to read. ``middle`` needs the model (``ctx.extras["model"]``) to know the
+        depth; a context without one (a custom ``feature_fn``) is asked for the last layer (-1)."""
         layer = self.config.feature_layer
         model = ctx.extras.get("model")
         depth = getattr(model, "depth", None)
@@ -276,8 +278,10 @@ class SelfGuidedMasker(Masker):
     def informed(self, ctx: MaskContext, update_state: bool = False) -> Informed:
         """Bipartition, target cluster, scores and the exact informed plan (before hints)."""
         cfg = self.config
+        with torch.no_grad():
+            feats = self._features(ctx)  # the feature pass keeps the step's autocast (bf16 on GPU)
         with torch.no_grad(), _no_autocast(ctx.device):
-            feats = self._features(ctx)
+            feats = feats.float()
             offset = self._position_offset(ctx, feats, update_state)
             x = graph.prepare_features(feats, centre=cfg.centre, position_mean=offset)
             density = eigengap = lambda2 = None

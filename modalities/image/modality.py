@@ -104,7 +104,7 @@ class ImageModality(Modality):
     Options = ImageOptions
     default_mask_ratio = 0.75
     default_data = "builtin:digits"
-    default_model = "tiny"
+    default_model = "micro"
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
