@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from maskkit.modalities.image import ImageModality, ImageOptions, ImagePatchTokenizer, patchify, unpatchify
-from maskkit.modalities.image.data import digits_array
-from maskkit.modalities.image.draw import MIN_CELL
 from PIL import Image
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 from maskkit.imaging import GridStyle, colourise, compose_grid, grid_size, upscale_factor
 from maskkit.masking.base import MaskContext
+from maskkit.modalities.image import ImageModality, ImageOptions, ImagePatchTokenizer, patchify, unpatchify
+from maskkit.modalities.image.data import digits_array
+from maskkit.modalities.image.draw import MIN_CELL
 from maskkit.modality import DataError, VisualBatch, collate_samples
 from maskkit.registry import build_masker, get_modality
 
