@@ -54,8 +54,12 @@ def visualize(
     dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
     x = pick_samples(dataset, num_samples)
     pos = ckpt.get("position", {})
+    steps_per_epoch = max(1, int(pos.get("global_step", 0)) // max(1, int(pos.get("epoch", 0)) or 1))
     progress = TrainingProgress(epoch=int(pos.get("epoch", 0)), step=int(pos.get("global_step", 0)),
-                                epochs=max(config.epochs, 1), steps_per_epoch=1)
+                                epochs=max(config.epochs, 1), steps_per_epoch=steps_per_epoch)
+    saved_progress = getattr(m, "last_progress", None)
+    if isinstance(saved_progress, TrainingProgress) and saved_progress.step > 0:
+        progress = saved_progress  # where the masker's own schedule stood when the checkpoint was written
     loss = modality.build_loss()
     batch = build_visual_batch(model, loss, m, ratio, x, seed=seed, progress=progress)
     target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
