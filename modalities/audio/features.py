@@ -12,8 +12,6 @@ Conventions (documented in docs/modalities/audio.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from typing import Literal
 
@@ -21,23 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maskkit.threads import single_thread
+
 MelScale = Literal["htk", "slaney"]
 LOG_FLOOR = 1e-6
 
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run small per-sample tensor ops on one thread: on a busy 2-core machine, intra-op threads make
-    a 0.2 ms spectrogram take 5-20 ms. DataLoader workers are single-threaded already."""
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # --- resampling -------------------------------------------------------------------------------

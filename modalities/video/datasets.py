@@ -11,8 +11,6 @@ largest centred crop with the target's aspect ratio).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from maskkit.modality import DataError, MaskkitDataset
+from maskkit.threads import single_thread
 
 from .io import (
     ARRAY_EXTENSIONS,
@@ -36,20 +35,6 @@ from .synthetic import MOTIONS, moving_digit_clip
 
 CROP_SCALE = (0.7, 1.0)
 
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Per-clip tensor ops on one thread: intra-op threads only add contention for ops this small
-    (DataLoader workers are single-threaded already)."""
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def frame_indices(count: int, num_frames: int, stride: int, rng: np.random.Generator | None) -> np.ndarray:
