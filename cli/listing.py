@@ -13,6 +13,14 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_components)
 
 
+def resolved_defaults(cls: type) -> dict:
+    """Defaults after presets are applied (self-guided leaves options unset until its preset fills them)."""
+    try:
+        return dict(cls().describe_config())
+    except Exception:  # a masker that cannot be built without a model still lists its raw defaults
+        return {}
+
+
 def list_components(
     modalities: Annotated[bool, typer.Option("--modalities", help="Only modalities")] = False,
     maskers: Annotated[bool, typer.Option("--maskers", help="Only maskers")] = False,
@@ -51,8 +59,12 @@ def list_components(
                 t = Table(title=f"options of {name} (--masker-opt key=value)")
                 for col in ("option", "type", "default"):
                     t.add_column(col)
-                for row in fields_help(cls.Config):
-                    t.add_row(*row)
+                resolved = resolved_defaults(cls)
+                for option, kind, default in fields_help(cls.Config):
+                    key = option.replace("-", "_")
+                    if default == "None" and resolved.get(key) is not None:
+                        default = f"{resolved[key]!r} (from the preset)"
+                    t.add_row(option, kind, default)
                 console.print(t)
     if show_all or models:
         t = Table(title="Model presets")

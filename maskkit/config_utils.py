@@ -137,7 +137,17 @@ def fields_help(cls: type) -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        t = hints[f.name]
-        tname = getattr(t, "__name__", None) or str(t).replace("typing.", "")
-        rows.append((f.name.replace("_", "-"), tname, repr(default)))
+        rows.append((f.name.replace("_", "-"), type_label(hints[f.name]), repr(default)))
     return rows
+
+
+def type_label(annotation: Any) -> str:
+    """Readable type for help tables: Literal choices spelled out, None left out of unions."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(map(str, args))
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_label(a) for a in args if a is not type(None))
+    if origin in (tuple, list):
+        return f"list of {type_label(args[0])}" if args else "list"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
