@@ -122,3 +122,10 @@ def test_bench_runs_and_reports(tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["masker"] for r in rows] == ["random", "block"]
     assert all(r["samples_per_s"] > 0 and r["tflops_per_step"] > 0 for r in rows)
+
+
+def test_list_options_shows_resolved_defaults():
+    result = runner.invoke(app, ["list", "--maskers", "--options"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "options of self-guided" in result.output and "(from the preset)" in result.output
+    assert "ncut | power | pca" in result.output
