@@ -24,6 +24,8 @@ def compare(
     data: Annotated[str | None, Opt(help="Training data: path or builtin:NAME")] = None,
     eval_data: Annotated[str | None, Opt(help="Held-out data for probes and reconstruction "
                                                  "(default: the training data, no augmentation)")] = None,
+    holdout: Annotated[float | None, Opt(help="Without --eval-data: fraction of training samples every run "
+                                              "leaves out, for the reconstruction loss (default 0.1)")] = None,
     model: Annotated[str | None, Opt(help="Model preset (nano | micro | tiny | small | base ...)")] = None,
     maskers: Annotated[str | None, Opt(help="Comma-separated maskers, e.g. random,block,self-guided")] = None,
     masker_opt: Annotated[list[str] | None, Opt("--masker-opt", "-O",
@@ -70,7 +72,8 @@ def compare(
             fail(f"--report-only: {saved} does not exist (give the study file or the --out of a study)")
         file_values = json.loads(saved.read_text())
     cli_values = {
-        "modality": modality, "data": data, "eval_data": eval_data, "model": model, "maskers": maskers,
+        "modality": modality, "data": data, "eval_data": eval_data, "holdout": holdout, "model": model,
+        "maskers": maskers,
         "masker_options": parse_masker_options(masker_opt) or None, "reference": reference, "seeds": seeds,
         "epochs": epochs, "batch_size": batch_size, "max_steps_per_epoch": max_steps_per_epoch,
         "mask_ratios": mask_ratios, "patch_sizes": patch_sizes,

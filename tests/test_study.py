@@ -3,6 +3,7 @@
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,3 +202,16 @@ def test_a_study_without_labels_reports_reconstruction_only(tmp_path):
     text = outcome.report.read_text()
     assert "no linear probe or k-NN" in text and "no labels" in text
     assert (outcome.out / "figures" / "curves_r0.75_p2.png").is_file()
+
+
+def test_reconstruction_loss_is_measured_on_samples_no_run_trained_on(finished):
+    study, _ = finished
+    run_dirs = sorted((Path(study.out) / "runs").iterdir())
+    held_sets = set()
+    for run in run_dirs:
+        info = json.loads((run / "holdout.json").read_text())
+        held_sets.add(tuple(info["indices"]))
+        evaluation = json.loads((run / "study_eval.json").read_text())
+        assert evaluation["recon_on"] == "held-out samples never trained on"
+        assert evaluation["recon_samples"] == len(info["indices"])
+    assert len(held_sets) == 1  # one fixed split for every masker and seed

@@ -181,3 +181,19 @@ def test_grad_checkpoint_matches_plain(toy_config, tmp_path):
     b = load_checkpoint(tmp_path / "ckpt/checkpoints/last.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_holdout_samples_are_never_trained_on(toy_config, tmp_path):
+    from maskkit.train.data import EpochOrderSampler, holdout_split
+
+    train, held = holdout_split(96, 0.25)
+    assert len(held) == 24 and set(train).isdisjoint(held) and len(train) + len(held) == 96
+    assert torch.equal(torch.as_tensor(holdout_split(96, 0.25)[1]), torch.as_tensor(held))  # seed-free
+    sampler = EpochOrderSampler(96, 8, seed=3, indices=train)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        seen = {i for _, i in sampler}
+        assert seen.isdisjoint(held)
+    run_training(toy_config(holdout_fraction=0.25, out=str(tmp_path / "h")))
+    saved = json.loads((tmp_path / "h/holdout.json").read_text())
+    assert saved["indices"] == held.tolist() and saved["num_samples"] == 96

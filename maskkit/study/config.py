@@ -35,6 +35,9 @@ class StudyConfig:
     data: str | None = None  # training data (path or builtin:NAME); None = the modality's default
     #: data for probes and reconstruction loss; None = the training data without augmentation
     eval_data: str | None = None
+    #: without eval_data: fraction of the training samples every run leaves out (one fixed split), on
+    #: which the reconstruction loss is measured; 0 = measure on the training data
+    holdout: float = 0.1
     model: str | None = None
     maskers: list[str] = field(default_factory=lambda: ["random"])
     #: per-masker options: {"self-guided": {"start_epoch": 5}}
@@ -84,6 +87,8 @@ class StudyConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
+        if not 0.0 <= self.holdout < 0.9:
+            raise ConfigError(f"--holdout must be in [0, 0.9), got {self.holdout}")
         if not self.maskers:
             raise ConfigError("--maskers: give at least one masker name")
         if len(set(self.maskers)) != len(self.maskers):
@@ -153,7 +158,7 @@ class StudyConfig:
 
     def protocol(self) -> dict[str, Any]:
         """What an evaluation depends on; a cached evaluation is reused only when this matches."""
-        return {"eval_data": self.eval_data, "probe_feature": self.probe_feature,
+        return {"eval_data": self.eval_data, "holdout": self.holdout, "probe_feature": self.probe_feature,
                 "eval_max_samples": self.eval_max_samples, "knn_k": self.knn_k,
                 "recon_max_samples": self.recon_max_samples, "eval_seed": self.eval_seed,
                 "curve_every": self.resolved_curve_every(), "analysis": self.analysis,

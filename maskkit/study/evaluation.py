@@ -59,6 +59,29 @@ def eval_indices(dataset: MaskkitDataset, max_samples: int, seed: int) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
+def reconstruction_indices(run_dir: Path, dataset: MaskkitDataset, study: StudyConfig) -> tuple[np.ndarray, str]:
+    """Samples for the reconstruction loss, and what they are.
+
+    When the run held samples out of training (``holdout.json``) and the evaluation data is the
+    training data (same length), only those unseen samples are used; a modality whose evaluation
+    data is its own test split (different length) is held out by construction.
+    """
+    info = read_json(run_dir / "holdout.json")
+    if info is not None and int(info["num_samples"]) == len(dataset):
+        held = np.asarray(info["indices"], dtype=np.int64)
+        if len(held) > study.recon_max_samples:
+            pick_idx = np.random.default_rng(study.eval_seed).choice(len(held), study.recon_max_samples,
+                                                                      replace=False)
+            held = np.sort(held[pick_idx])
+        return held, "held-out samples never trained on"
+    idx = eval_indices(dataset, study.recon_max_samples, study.eval_seed)
+    if study.eval_data is not None:
+        return idx, "the evaluation data"
+    if info is not None:
+        return idx, "the modality's evaluation split (separate from its training split)"
+    return idx, "training samples (no hold-out)"
+
+
 def probe_note(dataset: MaskkitDataset, study: StudyConfig) -> str | None:
     """Why the data cannot be probed (no labels, too few per class), or None when it can."""
     try:
@@ -196,7 +219,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
     masker.on_epoch_start(progress)
     mask_ratio = float(ckpt["config"].get("mask_ratio", config.mask_ratio))
     loss_fn = modality.build_loss().to(device)
-    idx = eval_indices(dataset, study.recon_max_samples, study.eval_seed)
+    idx, recon_on = reconstruction_indices(run_dir, dataset, study)
     own, own_masks = reconstruction_loss(model, loss_fn, masker, mask_ratio, dataset, idx, device,
                                          study.eval_seed, progress, keep_masks=study.mask_examples)
     shared, shared_masks = reconstruction_loss(model, loss_fn, RandomMasker().to(device), mask_ratio, dataset,
@@ -210,7 +233,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
         "protocol": study.protocol(), "run": run_dir.name, "seed": config.seed, "masker": config.masker,
         "mask_ratio": mask_ratio, "patch_size": ckpt["config"].get("modality_options", {}).get("patch_size"),
         "probes": probes, "probe_note": probe_note(dataset, study) if probes is None else None,
-        "recon_own": own, "recon_shared": shared, "recon_samples": len(idx),
+        "recon_own": own, "recon_shared": shared, "recon_samples": len(idx), "recon_on": recon_on,
         "clustering": clustering, "clustering_note": note,
         "curve": learning_curve(run_dir, study, dataset, device, final),
         "grid": list(layout.grid) if layout.grid is not None else None, "num_tokens": layout.num_tokens,

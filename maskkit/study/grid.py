@@ -113,6 +113,7 @@ def train_config(study: StudyConfig, spec: RunSpec, device: str = "auto", progre
         model_options=dict(study.model_options), epochs=study.epochs, batch_size=study.batch_size,
         seed=spec.seed, out=str(run_dir(study, spec)), max_steps_per_epoch=study.max_steps_per_epoch,
         device=device, progress=study.progress if progress is None else progress, resume=resume,
+        holdout_fraction=study.holdout if study.eval_data is None else 0.0,
     )
     return TrainConfig.from_dict(values)
 

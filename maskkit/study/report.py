@@ -258,7 +258,9 @@ def settings_section(study: StudyConfig, configs: dict[str, dict[str, Any]], row
         ("modality", f"`{study.modality}`"),
         ("training data", f"`{study.data or default_data(study.modality)}`"),
         ("evaluation data", f"`{study.eval_data}`" if study.eval_data else
-         "the training data without augmentation (no separate held-out set was given: set `eval_data`)"),
+         (f"the training data without augmentation for probes; reconstruction loss on the {study.holdout:.0%} "
+          "of samples held out of every run's training (one fixed split)" if study.holdout > 0 else
+          "the training data without augmentation (no held-out set: set `eval_data` or `holdout`)")),
         ("model", f"`{(resolved or {}).get('model') or study.model}` "
                   f"{json.dumps((resolved or {}).get('resolved_model', {}))}"),
         ("modality options", f"`{json.dumps((resolved or {}).get('modality_options', study.modality_options))}`"),

@@ -44,6 +44,8 @@ class TrainConfig:
     probe_every: int = 0  # epochs between clustering-metric probes (0 = never)
     num_workers: int = 0
     max_steps_per_epoch: int | None = None  # cap (smoke tests, quick looks)
+    #: fraction of samples never trained on (a fixed split, the same for every seed), for held-out metrics
+    holdout_fraction: float = 0.0
     compile: bool = False
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     on_nonfinite: Literal["skip", "stop"] = "skip"
@@ -55,7 +57,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("mask_ratio", "lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "clip_grad"):
+        for name in ("mask_ratio", "lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "clip_grad",
+                     "holdout_fraction"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"save-every-steps must be >= 0, got {self.save_every_steps}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+        if not 0.0 <= self.holdout_fraction < 0.9:
+            raise ConfigError(f"holdout-fraction must be in [0, 0.9), got {self.holdout_fraction}")
         if self.num_workers < 0:
             raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
 

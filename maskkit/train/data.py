@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maskkit.modality import MaskkitDataset, collate_samples
+
+HOLDOUT_SEED = 20_241_123  # fixed: every seed and every masker of a study holds out the same samples
+
+
+def holdout_split(num_samples: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, held-out indices), sorted; independent of the run's seed."""
+    if fraction <= 0:
+        return np.arange(num_samples), np.arange(0)
+    count = min(num_samples - 1, max(1, round(num_samples * fraction)))
+    held = np.sort(np.random.default_rng(HOLDOUT_SEED).permutation(num_samples)[:count])
+    return np.setdiff1d(np.arange(num_samples), held), held
 
 
 class EpochIndexed(Dataset):
@@ -39,8 +51,9 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
     """
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 max_batches: int | None = None) -> None:
-        self.num_samples = num_samples
+                 max_batches: int | None = None, indices: np.ndarray | None = None) -> None:
+        self.indices = torch.as_tensor(indices, dtype=torch.long) if indices is not None else None
+        self.num_samples = len(self.indices) if self.indices is not None else num_samples
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -67,6 +80,8 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
             reps = -(-needed // perm.numel())
             perm = perm.repeat(reps)
         perm = perm[:needed]
+        if self.indices is not None:  # a permutation of the allowed samples (e.g. without the hold-out)
+            perm = self.indices[perm]
         mine = perm[self.rank::self.world_size]
         return mine[self.start_batch * self.batch_size:].tolist()
 

@@ -30,7 +30,7 @@ from maskkit.train.checkpoint import (
     set_rng_state,
 )
 from maskkit.train.config import TrainConfig
-from maskkit.train.data import EpochOrderSampler, make_loader
+from maskkit.train.data import EpochOrderSampler, holdout_split, make_loader
 from maskkit.train.metrics import MetricsLog, to_float
 from maskkit.train.progress import TrainProgressBar
 from maskkit.train.runtime import (
@@ -118,8 +118,15 @@ class Trainer:
                                            betas=cfg.betas, fused=fused or None, foreach=None if fused else True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         assert self.parts.dataset is not None
+        train_idx, held = holdout_split(len(self.parts.dataset), cfg.holdout_fraction)
         self.sampler = EpochOrderSampler(len(self.parts.dataset), cfg.batch_size, cfg.seed,
-                                         self.dist.rank, self.dist.world_size, cfg.max_steps_per_epoch)
+                                         self.dist.rank, self.dist.world_size, cfg.max_steps_per_epoch,
+                                         indices=train_idx if len(held) else None)
+        if len(held) and self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "holdout.json").write_text(json.dumps(
+                {"num_samples": len(self.parts.dataset), "fraction": cfg.holdout_fraction,
+                 "indices": held.tolist()}))
         self.steps_per_epoch = self.sampler.batches_per_epoch
         self.opt_steps_per_epoch = math.ceil(self.steps_per_epoch / cfg.accum_steps)
         self.total_opt_steps = self.opt_steps_per_epoch * cfg.epochs
