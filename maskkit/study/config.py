@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 

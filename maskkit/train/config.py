@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 
