@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
@@ -103,6 +105,17 @@ def build_dataclass(cls: type[T], values: dict[str, Any], prefix: str = "", base
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {exc}") from None
     return obj
+
+
+def read_toml(path: str | Path, label: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is one ConfigError line starting with ``label``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{label} {p}: no such file")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label} {p}: not valid TOML ({exc})") from None
 
 
 def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:

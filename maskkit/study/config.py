@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
+from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
 
 #: TrainConfig fields the study sets itself for every run (not allowed in ``[train]``)
 STUDY_CONTROLLED = frozenset({
@@ -182,12 +181,7 @@ _TABLES = {"masker_options", "modality_options", "model_options", "train_options
 def load_study_toml(path: str | Path) -> dict[str, Any]:
     """Read a study file. Top-level keys may use dashes; masker names inside tables keep theirs."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file {p}: no such file")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"study file {p}: not valid TOML ({exc})") from None
+    raw = read_toml(p, "study file")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")

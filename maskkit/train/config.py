@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
+from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
 
 
 @dataclass
@@ -94,13 +93,7 @@ class TrainConfig:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML run file; tables ``[masker_options]``, ``[modality_options]``, ``[model_options]``
     map to those fields (``[masker]``/``[modality]``/``[model]`` tables with ``name`` are accepted too)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--config {p}: no such file")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {p}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "--config")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         key = key.replace("-", "_")
