@@ -6,9 +6,6 @@ from typing import Any
 
 from maskkit.config_utils import parse_key_values
 
-MODALITY_OPTION_NAMES = ("image_size", "patch_size", "channels", "num_frames", "frame_stride", "tubelet_size",
-                         "sample_rate", "n_mels", "num_points", "num_groups", "group_size")
-
 
 def modality_options(values: dict[str, Any], extra: list[str] | None) -> dict[str, Any]:
     """Given CLI modality options (None = not given) plus ``--modality-opt k=v`` items."""

@@ -6,9 +6,11 @@ A third-party package adds a modality by subclassing ``Modality`` and exposing i
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +21,9 @@ from maskkit.losses import Loss, ReconstructionMSE
 from maskkit.masking.base import MaskPlan
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DataError(ValueError):
@@ -115,6 +120,40 @@ class Modality:
         from maskkit.config_utils import dataclass_to_dict
 
         return dataclass_to_dict(self.options)
+
+
+def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,
+               label: str, noun: str = "files") -> tuple[list[T], list[R], list[tuple[str, str]]]:
+    """Check every item when a dataset opens; report all bad ones together.
+
+    ``check(item)`` returns what the loader needs (a frame count, the decoded points...) or raises
+    ``DataError``. With ``on_bad_file="error"`` any bad item stops the run before training with one
+    line listing them (path: reason, the first five, then a count); with ``"skip"`` they are left out,
+    returned as (path, reason) and summarised in a warning. Returns (good items, their check results,
+    skipped).
+    """
+    if on_bad_file not in ("error", "skip"):
+        raise DataError(f"--on-bad-file must be error or skip, got {on_bad_file!r}")
+    good: list[T] = []
+    results: list[R] = []
+    skipped: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            results.append(check(item))
+        except DataError as exc:
+            skipped.append((str(item), str(exc).removeprefix(f"{item}: ")))
+            continue
+        good.append(item)
+    listed = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
+    listed += f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    if not good:
+        raise DataError(f"{label}: none of the {len(items)} {noun} could be read: {listed}")
+    if skipped and on_bad_file == "error":
+        raise DataError(f"{label}: {len(skipped)} unreadable file(s) (use --on-bad-file skip to skip them): "
+                        f"{listed}")
+    if skipped:
+        warnings.warn(f"{label}: skipped {len(skipped)} unreadable file(s): {listed}", stacklevel=2)
+    return good, results, skipped
 
 
 def collate_samples(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:

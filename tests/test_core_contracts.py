@@ -123,3 +123,28 @@ def test_config_parsing_errors():
         build_dataclass(C, {"a": "x"})
     with pytest.raises(ConfigError, match="key=value"):
         parse_key_values(["novalue"], "--masker-opt")
+
+
+def test_scan_files_reports_every_bad_file_in_one_line():
+    import warnings
+
+    from maskkit.modality import DataError, scan_files
+
+    def check(name):
+        if name.startswith("bad"):
+            raise DataError(f"{name}: broken header")
+        return len(name)
+
+    items = ["a.wav", "bad1.wav", "b.wav", "bad2.wav"]
+    with pytest.raises(DataError) as err:
+        scan_files(items, check, "error", "--data x")
+    message = str(err.value)
+    assert "2 unreadable file(s)" in message and "bad1.wav: broken header" in message
+    assert "bad2.wav: broken header" in message and "\n" not in message
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        good, results, skipped = scan_files(items, check, "skip", "--data x")
+    assert good == ["a.wav", "b.wav"] and results == [5, 5]
+    assert skipped == [("bad1.wav", "broken header"), ("bad2.wav", "broken header")]
+    with pytest.raises(DataError, match="none of the 1 files"):
+        scan_files(["bad.wav"], check, "skip", "--data x")

@@ -6,12 +6,11 @@ augmentation and features live in :mod:`maskkit.modalities.audio.datasets`.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from maskkit.modality import DataError
+from maskkit.modality import DataError, scan_files
 
 from .io import AUDIO_EXTENSIONS, probe_audio, read_audio
 
@@ -105,23 +104,7 @@ class AudioFiles(WaveSource):
             raise DataError(f"{root}: no such file or folder")
         if not files:
             raise DataError(f"{root}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found")
-        self.skipped = []
-        good: list[Path] = []
-        for f in files:
-            try:
-                probe_audio(f)
-            except DataError as exc:
-                if on_bad_file != "skip":
-                    raise
-                self.skipped.append((str(f), str(exc)))
-                continue
-            good.append(f)
-        if not good:
-            raise DataError(f"{root}: none of the {len(files)} audio files could be read "
-                            f"(first: {self.skipped[0][1]})")
-        if self.skipped:
-            warnings.warn(f"skipped {len(self.skipped)} unreadable audio file(s) under {root}, first: "
-                          f"{self.skipped[0][1]}", stacklevel=2)
+        good, _, self.skipped = scan_files(files, probe_audio, on_bad_file, str(root))
         self.files = good
         self.labels, self.class_names = folder_labels(good, base)
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from maskkit.modality import DataError, MaskkitDataset
+from maskkit.modality import DataError, MaskkitDataset, scan_files
 
 from .transforms import Policy, match_channels, to_size
 
@@ -263,29 +263,17 @@ class ImageFolder(ImageDataset):
 
     def __init__(self, root: Path, display: str, channels: int | None, on_bad_file: str,
                  **kwargs: object) -> None:
-        if on_bad_file not in ("error", "skip"):
-            raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
         files = find_images(root)
         if not files:
             raise DataError(f"--data {display}: no PNG/JPEG images found")
-        good: list[Path] = []
-        modes: list[str] = []
-        self.skipped: list[tuple[str, str]] = []
-        for f in files:
+
+        def check(f: Path) -> str:
             mode, reason = check_image(f)
             if reason is not None:
-                self.skipped.append((str(f), reason))
-            else:
-                good.append(f)
-                modes.append(mode or "")
-        if self.skipped and on_bad_file == "error":
-            listed = "; ".join(f"{p}: {r}" for p, r in self.skipped[:5])
-            more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            raise DataError(f"--data {display}: {len(self.skipped)} unreadable image file(s) "
-                            f"(use --on-bad-file skip to skip them): {listed}{more}")
-        if not good:
-            raise DataError(f"--data {display}: no readable PNG/JPEG images found "
-                            f"({len(self.skipped)} skipped)")
+                raise DataError(reason)
+            return mode or ""
+
+        good, modes, self.skipped = scan_files(files, check, on_bad_file, f"--data {display}")
         self.files = good
         rel = [f.relative_to(root).parts for f in good]
         if all(len(parts) >= 2 for parts in rel):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskkit.modality import DataError, MaskkitDataset
+from maskkit.modality import DataError, MaskkitDataset, scan_files
 
 from .io import POINT_SUFFIXES, load_points
 from .shapes import generate_shapes
@@ -164,18 +164,9 @@ def load_folder(path: str | Path, train: bool, num_points: int, on_bad_file: str
     if not files:
         raise DataError(f"{root}: no point-cloud files found ({', '.join(POINT_SUFFIXES)})")
     cap = max(2 * num_points, 2048)
-    clouds, kept, skipped = [], [], []
-    for f, label in zip(files, labels, strict=True):
-        try:
-            clouds.append(load_points(f, cap))
-            kept.append(label)
-        except DataError as exc:
-            if on_bad_file != "skip":
-                raise
-            skipped.append((str(f), str(exc).removeprefix(f"{f}: ")))
-    if not clouds:
-        first, reason = skipped[0]
-        raise DataError(f"{root}: all {len(files)} files are unreadable (first: {first}: {reason})")
+    label_of = dict(zip(files, labels, strict=True))
+    good, clouds, skipped = scan_files(files, lambda f: load_points(f, cap), on_bad_file, str(root))
+    kept = [label_of[f] for f in good]
     return PointCloudDataset(clouds, np.asarray(kept), class_names or None, num_points, augment, seed,
                              source=str(root), augmentation=augmentation, skipped=skipped)
 

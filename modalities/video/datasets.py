@@ -10,7 +10,6 @@ largest centred crop with the target's aspect ratio).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskkit.modality import DataError, MaskkitDataset
+from maskkit.modality import DataError, MaskkitDataset, scan_files
 from maskkit.threads import single_thread
 
 from .io import (
@@ -161,25 +160,13 @@ class VideoFolderDataset(VideoDataset):
         if not items:
             kinds = ", ".join(sorted(VIDEO_EXTENSIONS))
             raise DataError(f"{path}: no videos ({kinds}) or frame folders found")
-        good, counts = [], []
-        for item in items:
-            try:
-                count = probe_frames(item) if item.is_dir() else probe_video(item)
-                if count <= 0:
-                    raise DataError(f"{item}: the video has no frames")
-            except DataError as exc:
-                if on_bad_file != "skip":
-                    raise
-                self.skipped.append((str(item), str(exc)))
-                continue
-            good.append(item)
-            counts.append(count)
-        if not good:
-            raise DataError(f"{path}: none of the {len(items)} clips could be read "
-                            f"(first: {self.skipped[0][1]})")
-        if self.skipped:
-            warnings.warn(f"skipped {len(self.skipped)} unreadable clip(s) under {path}, first: "
-                          f"{self.skipped[0][1]}", stacklevel=2)
+        def count_frames(item: Path) -> int:
+            count = probe_frames(item) if item.is_dir() else probe_video(item)
+            if count <= 0:
+                raise DataError(f"{item}: the video has no frames")
+            return count
+
+        good, counts, self.skipped = scan_files(items, count_frames, on_bad_file, str(path), noun="clips")
         self.items, self.counts = good, counts
         self.labels, self.class_names = _clip_labels(good, base) if path.is_dir() else (np.full(1, -1), None)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskkit.modality import DataError, MaskkitDataset
+from maskkit.modality import DataError, MaskkitDataset, scan_files
 
 from .signals import generate_signals
 
@@ -65,18 +65,8 @@ def signal_folder(root: str | Path, length: int, augment: bool, seed: int,
         raise DataError(f"{base}: no .npy files found")
     class_names = sorted({f.relative_to(base).parts[0] for f in files if len(f.relative_to(base).parts) > 1})
     index = {c: i for i, c in enumerate(class_names)}
-    signals, labels = [], []
-    for f in files:
-        try:
-            signals.append(_load_signal(f, length))
-        except DataError:
-            if on_bad_file != "skip":
-                raise
-            continue
-        parts = f.relative_to(base).parts
-        labels.append(index[parts[0]] if len(parts) > 1 else -1)
-    if not signals:
-        raise DataError(f"{base}: none of the {len(files)} .npy files is a usable signal")
+    good, signals, _ = scan_files(files, lambda f: _load_signal(f, length), on_bad_file, str(base))
+    labels = [index[f.relative_to(base).parts[0]] if len(f.relative_to(base).parts) > 1 else -1 for f in good]
     return SignalDataset(signals, np.asarray(labels), class_names or None, length, augment, seed, str(base))
 
 
