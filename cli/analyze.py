@@ -30,8 +30,8 @@ def analyze(
 ) -> None:
     """Feature/similarity variance, cluster gaps, token-relation KL, exploitation rates, attention
     distance and NMI per layer; writes analysis.json and PNGs."""
-    from maskkit.analysis import analyze_run
     from maskkit.config_utils import ConfigError
+    from maskkit.lab.analysis import analyze_run
     from maskkit.train.runtime import resolve_device
 
     if checkpoints not in ("last", "all"):

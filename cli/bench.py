@@ -52,7 +52,7 @@ def bench(
     """Benchmark the training step: samples/s, tokens/s, peak memory, TFLOP/s and MFU."""
     import torch
 
-    from maskkit.bench import bench_step
+    from maskkit.lab.bench import bench_step
     from maskkit.train.config import TrainConfig
 
     if threads:
@@ -77,7 +77,7 @@ def bench(
                 from maskkit.config_utils import ConfigError
 
                 raise ConfigError("--reference compares against a plain image MAE: use --modality image")
-            from maskkit.bench import bench_reference
+            from maskkit.lab.bench import bench_reference
             from maskkit.train.build import build_run
 
             parts = build_run(TrainConfig(modality=modality, model=m, modality_options=opts, progress=False))

@@ -50,7 +50,7 @@ def compare(
     eval_seed: Annotated[int | None, Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
     curve_every: Annotated[int | None, Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
     analysis: Annotated[bool | None, Opt("--analysis/--no-analysis",
-                                            help="Token-clustering metrics (maskkit.analysis)")] = None,
+                                            help="Token-clustering metrics (maskkit.lab.analysis)")] = None,
     interval: Annotated[str | None, Opt(help="t | bootstrap: interval of paired differences")] = None,
     confidence: Annotated[float | None, Opt(help="Interval confidence level")] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
@@ -62,8 +62,8 @@ def compare(
     from rich.console import Console
 
     from maskkit.config_utils import parse_key_values
-    from maskkit.study.config import load_study_toml, merge_study, parse_masker_options
-    from maskkit.study.pipeline import run_study
+    from maskkit.lab.study.config import load_study_toml, merge_study, parse_masker_options
+    from maskkit.lab.study.pipeline import run_study
 
     file_values = load_study_toml(config) if config is not None else {}
     if report_only and config is None:  # the study's own settings, as its last run saved them
@@ -99,7 +99,7 @@ def print_summary(console, outcome) -> None:
     """The verdicts in a table, then where the files are."""
     from rich.table import Table
 
-    from maskkit.study.tables import METRIC_BY_COLUMN, fmt
+    from maskkit.lab.study.tables import METRIC_BY_COLUMN, fmt
 
     if outcome.comparisons:
         table = Table(title="paired differences vs the reference (masker − reference, per seed)")

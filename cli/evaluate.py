@@ -32,7 +32,7 @@ def evaluate(
     """Linear-probe and k-NN accuracy of a pretrained encoder's frozen features."""
     import torch
 
-    from maskkit.evaluate import evaluate_with_baselines
+    from maskkit.lab.evaluate import evaluate_with_baselines
     from maskkit.train.build import build_dataset, build_model
     from maskkit.train.checkpoint import load_run_model, resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device

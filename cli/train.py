@@ -69,8 +69,8 @@ def train(
 ) -> None:
     """Pretrain a masked autoencoder."""
     from maskkit.config_utils import parse_key_values
+    from maskkit.lab.training import train as train_run
     from maskkit.train.config import load_toml, merge_config
-    from maskkit.train.trainer import run_training
 
     file_values = load_toml(config) if config is not None else {}
     if resume:
@@ -102,7 +102,7 @@ def train(
         file_values.pop("masker_options", None)  # options of another masker would not fit
     cfg = merge_config(file_values, cli_values)
     console = Console(stderr=True)
-    result = run_training(cfg, console=console)
+    result = train_run(cfg, console=console)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
             console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
                       f"{result.final_loss:.4f}, {result.wall_time:.1f}s -> {result.out_dir}")

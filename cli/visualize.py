@@ -28,12 +28,12 @@ def visualize(
 ) -> None:
     """Draw reconstructions of a trained model."""
     from maskkit.config_utils import ConfigError, parse_key_values
+    from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.masking.base import TrainingProgress
     from maskkit.registry import build_masker
     from maskkit.train.build import build_dataset
     from maskkit.train.checkpoint import load_run_model, resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
-    from maskkit.visualize import build_visual_batch, pick_samples, render
 
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")

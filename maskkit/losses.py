@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from maskkit.masking.base import MaskPlan
+from maskkit.plan import MaskPlan
 
 
 @dataclass

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from maskkit.config_utils import dataclass_to_dict
 from maskkit.losses import Loss, ReconstructionMSE
-from maskkit.masking.base import MaskPlan
+from maskkit.plan import MaskPlan
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch
 
@@ -117,7 +118,6 @@ class Modality:
 
     # --- helpers --------------------------------------------------------------------------------
     def options_dict(self) -> dict[str, Any]:
-        from maskkit.config_utils import dataclass_to_dict
 
         return dataclass_to_dict(self.options)
 

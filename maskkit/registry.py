@@ -1,15 +1,17 @@
 """Name -> class registries for modalities and maskers, open to third parties via entry points.
 
-Built-in maskers register on import of ``maskkit.masking``; modalities (built-in and external)
-are found through the ``maskkit.modalities`` entry-point group and maskers from other packages
-through ``maskkit.maskers``. The core never imports ``maskkit.modalities`` directly.
+One mechanism for everything: built-in and third-party modalities are found through the
+``maskkit.modalities`` entry-point group, maskers through ``maskkit.maskers`` (pyproject.toml lists
+every built-in one). Entry points load lazily, on first use of a name. ``register_masker`` /
+``register_modality`` add a class programmatically (a notebook, a test) under the same checks.
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from maskkit.config_utils import ConfigError, build_dataclass
 
 if TYPE_CHECKING:
     from maskkit.masking.base import Masker
@@ -17,9 +19,10 @@ if TYPE_CHECKING:
 
 _MASKERS: dict[str, type[Masker]] = {}
 _MODALITIES: dict[str, type[Modality]] = {}
-_MODALITY_ENTRY_POINTS: dict[str, Any] = {}
+_MODALITY_ENTRY_POINTS: dict[str, EntryPoint] = {}
+_MASKER_ENTRY_POINTS: dict[str, EntryPoint] = {}
 _LOADED_ENTRY_POINTS = False
-_MODALITY_ERRORS: dict[str, str] = {}
+_LOAD_ERRORS: dict[str, str] = {}
 
 M = TypeVar("M")
 
@@ -52,14 +55,10 @@ def _load_entry_points() -> None:
     if _LOADED_ENTRY_POINTS:
         return
     _LOADED_ENTRY_POINTS = True
-    importlib.import_module("maskkit.masking")
     for ep in entry_points(group="maskkit.modalities"):
         _MODALITY_ENTRY_POINTS.setdefault(ep.name, ep)
     for ep in entry_points(group="maskkit.maskers"):
-        try:
-            register_masker(ep.load())
-        except Exception as exc:  # a broken plug-in must not break maskkit
-            _MODALITY_ERRORS[f"masker:{ep.name}"] = f"{type(exc).__name__}: {exc}"
+        _MASKER_ENTRY_POINTS.setdefault(ep.name, ep)
 
 
 def _load_modality(name: str) -> type[Modality] | None:
@@ -70,11 +69,28 @@ def _load_modality(name: str) -> type[Modality] | None:
         return None
     try:
         cls = ep.load()
-    except Exception as exc:
-        _MODALITY_ERRORS[name] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a broken plug-in must not break maskkit
+        _LOAD_ERRORS[name] = f"{type(exc).__name__}: {exc}"
         return None
     _MODALITIES[name] = cls
     return cls
+
+
+def _load_masker(name: str) -> type[Masker] | None:
+    if name in _MASKERS:
+        return _MASKERS[name]
+    ep = _MASKER_ENTRY_POINTS.get(name)
+    if ep is None:
+        return None
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plug-in must not break maskkit
+        _LOAD_ERRORS[f"masker:{name}"] = f"{type(exc).__name__}: {exc}"
+        return None
+    if getattr(cls, "name", None) != name:
+        _LOAD_ERRORS[f"masker:{name}"] = f"entry point {name!r} names a class whose name is {cls.name!r}"
+        return None
+    return register_masker(cls)
 
 
 def modality_names() -> list[str]:
@@ -86,14 +102,14 @@ def get_modality(name: str) -> type[Modality]:
     _load_entry_points()
     cls = _load_modality(name)
     if cls is None:
-        if name in _MODALITY_ERRORS:
-            raise RegistryError(f"modality {name!r} is installed but failed to load: {_MODALITY_ERRORS[name]}")
+        if name in _LOAD_ERRORS:
+            raise RegistryError(f"modality {name!r} is installed but failed to load: {_LOAD_ERRORS[name]}")
         raise RegistryError(f"unknown modality {name!r}; known: {', '.join(modality_names()) or 'none'}")
     return cls
 
 
 def load_all_modalities() -> dict[str, type[Modality]]:
-    """Import every installed modality (so their maskers register) and return them by name."""
+    """Import every installed modality and return them by name."""
     _load_entry_points()
     for name in list(_MODALITY_ENTRY_POINTS):
         _load_modality(name)
@@ -101,32 +117,36 @@ def load_all_modalities() -> dict[str, type[Modality]]:
 
 
 def masker_names() -> list[str]:
-    load_all_modalities()
-    return sorted(_MASKERS)
+    """Every registered or installed masker name (nothing is imported)."""
+    _load_entry_points()
+    return sorted(set(_MASKERS) | set(_MASKER_ENTRY_POINTS))
 
 
 def get_masker(name: str) -> type[Masker]:
     _load_entry_points()
-    if name not in _MASKERS:
-        load_all_modalities()
-    if name not in _MASKERS:
+    cls = _load_masker(name)
+    if cls is None:
+        key = f"masker:{name}"
+        if key in _LOAD_ERRORS:
+            raise RegistryError(f"masker {name!r} is installed but failed to load: {_LOAD_ERRORS[key]}")
         raise RegistryError(f"unknown masker {name!r}; known: {', '.join(masker_names())}")
-    return _MASKERS[name]
+    return cls
 
 
 def all_maskers() -> dict[str, type[Masker]]:
-    load_all_modalities()
+    """Load every masker (``maskkit list``); ones that fail to load are reported by ``load_errors``."""
+    _load_entry_points()
+    for name in list(_MASKER_ENTRY_POINTS):
+        _load_masker(name)
     return dict(sorted(_MASKERS.items()))
 
 
 def load_errors() -> dict[str, str]:
-    return dict(_MODALITY_ERRORS)
+    return dict(_LOAD_ERRORS)
 
 
 def build_masker(name: str, options: dict[str, Any] | None = None) -> Masker:
     """Instantiate a masker by name with options from TOML or ``key=value`` strings."""
-    from maskkit.config_utils import ConfigError, build_dataclass
-
     cls = get_masker(name)
     options = dict(options or {})
     if cls.Config is None:

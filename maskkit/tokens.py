@@ -83,3 +83,14 @@ class TokenBatch:
         if self.positions.dim() == 2:
             return self.positions.unsqueeze(0).expand(self.batch_size, -1, -1)
         return self.positions
+
+    def head(self, count: int) -> TokenBatch:
+        """The first ``count`` samples (views, no copy); shared positions stay shared."""
+        full = self.batch_size
+
+        def cut(t: Tensor) -> Tensor:
+            return t[:count] if t.dim() > 0 and t.shape[0] == full else t
+
+        positions = self.positions[:count] if self.positions.dim() == 3 else self.positions
+        return TokenBatch(embeddings=self.embeddings[:count], targets=self.targets[:count], positions=positions,
+                          layout=self.layout, context={k: cut(v) for k, v in self.context.items()})

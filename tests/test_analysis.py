@@ -10,8 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from maskkit import analysis
+from maskkit.lab import analysis
 from maskkit.masking.base import MaskPlan
+from maskkit.masking.signals import exploitation_rates
 
 
 def test_feature_and_similarity_variance_by_hand() -> None:
@@ -111,10 +112,10 @@ def test_exploitation_rates_by_hand() -> None:
     attn[0, 0, 3] = torch.tensor([0.1, 0.3, 0.2, 0.2, 0.2])
     attn[0, 0, 4] = torch.tensor([0.1, 0.0, 0.3, 0.3, 0.3])
     attn[0, 0, 0] = attn[0, 0, 1] = 0.2  # rows of CLS and the visible query do not count
-    vis, msk = analysis.exploitation_rates([attn, attn], mask, num_prefix=1)
+    vis, msk = exploitation_rates([attn, attn], mask, num_prefix=1)
     torch.testing.assert_close(vis, torch.full((2,), (0.6 + 0.3 + 0.0) / 3))
     torch.testing.assert_close(msk, torch.full((2,), (0.3 + 0.6 + 0.9) / 3))
-    vis_k, msk_k = analysis.exploitation_rates([attn], mask, num_prefix=1, per_key_normalized=True)
+    vis_k, msk_k = exploitation_rates([attn], mask, num_prefix=1, per_key_normalized=True)
     assert vis_k.item() == pytest.approx(0.3 / 1)
     assert msk_k.item() == pytest.approx(0.6 / 3)
 

@@ -1,4 +1,4 @@
-"""maskkit.graph against networkx on random weighted graphs, plus the batched helpers' contracts."""
+"""maskkit.masking.graph against networkx on random weighted graphs, plus the batched helpers' contracts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskkit import graph
+from maskkit.masking import graph
 
 
 def random_graph(seed: int, n: int, density: float) -> torch.Tensor:

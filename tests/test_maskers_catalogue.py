@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
 from maskkit.losses import ReconstructionMSE
-from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress, gumbel_scores
+from maskkit.masking.base import MaskContext, MaskPlan, ModelShape, TrainingProgress, gumbel_scores
 from maskkit.masking.compose import apply_hints
+from maskkit.masking.fixed_view import FixedModelView
 from maskkit.masking.hard_patches import pairwise_rank_loss
 from maskkit.masking.stats import mask_statistics
 from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
@@ -44,7 +45,7 @@ def fake_tokens(ctx: MaskContext, dim: int = 16, seed: int = 0) -> TokenBatch:
 def feature_ctx(batch=4, ratio=0.75, seed=0, dim=16, grid=(8, 8), **kw) -> MaskContext:
     ctx = make_ctx(grid=grid, batch=batch, ratio=ratio, seed=seed, **kw)
     feats = torch.randn(batch, ctx.num_tokens, dim, generator=torch.Generator().manual_seed(seed + 1))
-    ctx.feature_fn = lambda layer: feats
+    ctx.model = FixedModelView(ModelShape(depth=4, embed_dim=dim), features_fn=lambda layer: feats)
     ctx.tokens = fake_tokens(ctx, dim, seed)
     return ctx
 
@@ -179,14 +180,14 @@ def test_attention_masks_most_attended(prefix):
     ctx = make_ctx(batch=3, ratio=0.25)  # 16 hidden of 64
     favourite = torch.tensor([1, 5, 9, 11, 20, 22, 30, 33, 40, 41, 42, 50, 55, 60, 62, 63])
     attn = cls_attention(3, 64, favourite, prefix)
-    ctx.attention_fn = lambda layer: attn
+    ctx.model = FixedModelView(attention_fn=lambda layer: attn)
     plan = build_masker("attention")(ctx)
     assert_exact(plan, ctx)
     expected = torch.zeros(64, dtype=torch.bool)
     expected[favourite] = True
     assert torch.equal(plan.mask, expected.expand(3, -1))
     low = build_masker("attention", {"mode": "low", "masking_prob": 1.0})(
-        make_ctx(batch=3, ratio=0.25, attention_fn=lambda layer: attn))
+        make_ctx(batch=3, ratio=0.25, model=FixedModelView(attention_fn=lambda layer: attn)))
     assert not bool((low.mask & expected).any())
 
 
@@ -196,12 +197,12 @@ def test_attention_hints_and_masking_prob():
     expected = torch.zeros(64, dtype=torch.bool)
     expected[favourite] = True
     hinted = build_masker("attention", {"hint_ratio": 0.5})(
-        make_ctx(batch=200, ratio=0.25, attention_fn=lambda layer: attn))
+        make_ctx(batch=200, ratio=0.25, model=FixedModelView(attention_fn=lambda layer: attn)))
     assert_exact(hinted, make_ctx(batch=200, ratio=0.25))
     kept_informed = (hinted.mask & expected).sum(1)
     assert bool((kept_informed >= 8).all()) and bool((kept_informed < 16).any())
     mixed = build_masker("attention", {"masking_prob": 0.5})(
-        make_ctx(batch=200, ratio=0.25, attention_fn=lambda layer: attn))
+        make_ctx(batch=200, ratio=0.25, model=FixedModelView(attention_fn=lambda layer: attn)))
     informed_rows = (mixed.mask == expected).all(1).float().mean()
     assert 0.35 < float(informed_rows) < 0.65
     assert abs(float(mixed.logs["informed_fraction"]) - float(informed_rows)) < 1e-6
@@ -360,8 +361,7 @@ def training_module(name: str, options: dict, seed: int = 0) -> TrainingModule:
     config = model_preset("nano")
     model = MaskedAutoencoder(ImagePatchTokenizer((16, 16), 4, 3, config.embed_dim), config)
     masker = build_masker(name, options)
-    if hasattr(masker, "bind_model"):
-        masker.bind_model(model)
+    masker.bind_model(model.shape)
     return TrainingModule(model, masker, ReconstructionMSE(), 0.75)
 
 

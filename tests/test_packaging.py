@@ -24,3 +24,62 @@ def test_every_package_folder_is_listed_in_pyproject():
             rel = init.parent.relative_to(ROOT / top)
             found.add(".".join([name, *rel.parts]) if rel.parts else name)
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
+
+
+def _import_graph(exclude_type_checking: bool):
+    import grimp
+    import networkx as nx
+
+    graph = grimp.build_graph("maskkit", "maskkit.cli", "maskkit.modalities", include_external_packages=False,
+                              exclude_type_checking_imports=exclude_type_checking)
+    directed = nx.DiGraph()
+    for module in graph.modules:
+        directed.add_node(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            directed.add_edge(module, imported)
+    return directed
+
+
+def test_module_import_graph_has_no_cycle():
+    """Function-level imports count too (grimp reads every import statement in a module)."""
+    import networkx as nx
+
+    for exclude in (True, False):
+        cycles = [sorted(c) for c in nx.strongly_connected_components(_import_graph(exclude)) if len(c) > 1]
+        assert cycles == [], f"import cycles (type-checking imports {'excluded' if exclude else 'included'}): {cycles}"
+
+
+def test_import_linter_contracts_hold():
+    """The executable form of docs/architecture.md's layer picture (also run by .ci/run)."""
+    import shutil
+    import subprocess
+    import sys
+
+    beside = Path(sys.executable).parent / "lint-imports"  # the venv's script, whatever PATH says
+    command = str(beside) if beside.is_file() else shutil.which("lint-imports")
+    assert command, "import-linter is a test dependency: pip install -e '.[test]'"
+    out = subprocess.run([command, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+def test_every_builtin_masker_registers_through_entry_points():
+    from importlib.metadata import entry_points
+
+    from maskkit.registry import all_maskers, load_errors
+
+    group = {ep.name: ep.value for ep in entry_points(group="maskkit.maskers")}
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["maskkit.maskers"]
+    assert set(config) <= set(group)
+    loaded = all_maskers()
+    assert not {k: v for k, v in load_errors().items() if k.startswith("masker:")}
+    builtin = {name for name, cls in loaded.items() if cls.__module__.startswith("maskkit.")}
+    assert builtin == set(config), "every maskkit masker is listed in [project.entry-points.\"maskkit.maskers\"]"
+    for name in config:
+        assert loaded[name].name == name
+
+
+def test_registry_imports_no_masker():
+    source = (ROOT / "maskkit" / "registry.py").read_text()
+    assert not re.search(r"^\s*(from maskkit\.masking\.(?!base\b)|import maskkit\.masking)", source, re.M)
+    assert "import_module" not in source

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, TrainingProgress
+from maskkit.masking.base import MaskContext, MaskPlan, ModelShape, TrainingProgress
+from maskkit.masking.fixed_view import FixedModelView
 from maskkit.masking.random import RandomMasker
 from maskkit.masking.self_guided import PRESETS, SelfGuidedConfig, SelfGuidedMasker
 from maskkit.registry import build_masker, get_masker
@@ -26,7 +26,7 @@ def grid_layout(n: int) -> TokenLayout:
 
 def make_ctx(feats: torch.Tensor, ratio: float = 0.75, seed: int = 0, progress: TrainingProgress = STARTED,
              layout: TokenLayout | None = None, positions: torch.Tensor | None = None,
-             layers: list[int] | None = None, **extras: object) -> MaskContext:
+             layers: list[int] | None = None, decoder: FakeDecoder | None = None) -> MaskContext:
     b, n, _ = feats.shape
     layout = layout or grid_layout(n)
     if positions is None:
@@ -39,7 +39,9 @@ def make_ctx(feats: torch.Tensor, ratio: float = 0.75, seed: int = 0, progress: 
 
     return MaskContext(batch_size=b, num_tokens=n, mask_ratio=ratio, layout=layout, positions=positions,
                        generator=torch.Generator().manual_seed(seed), device=torch.device("cpu"),
-                       progress=progress, feature_fn=feature_fn, extras=dict(extras))
+                       progress=progress, model=FixedModelView(
+                           shape=ModelShape(depth=4, embed_dim=feats.shape[-1], num_prefix=1),
+                           features_fn=feature_fn, decoder_attention_fn=decoder))
 
 
 def masker(**options: object) -> SelfGuidedMasker:
@@ -288,36 +290,30 @@ def test_hint_schedules() -> None:
 
 
 class FakeDecoder:
-    """Stands in for the model: decoder attention that favours mask-token keys once ``crossed``."""
-
-    num_prefix = 1
-    depth = 4
+    """Stands in for the model's decoder attention: favours mask-token keys once ``crossed``."""
 
     def __init__(self) -> None:
         self.crossed = False
         self.calls = 0
 
-    def __call__(self, tokens: object, plan: object, return_attention: bool = False) -> SimpleNamespace:
+    def __call__(self, plan: MaskPlan, samples: int) -> list[torch.Tensor]:
         self.calls += 1
-        mask = plan.mask  # type: ignore[attr-defined]
+        mask = plan.mask[:samples]
         b, n = mask.shape
         keys = mask if self.crossed else ~mask
         row = torch.cat([torch.zeros(b, 1), keys.float()], dim=1)
         row = row / row.sum(1, keepdim=True)
         attn = row[:, None, None, :].expand(b, 2, n + 1, n + 1)
-        return SimpleNamespace(decoder_attention=[attn, attn])
+        return [attn, attn]
 
 
 def test_exploitation_crossover_starts_informed_masking() -> None:
     feats = torch.randn(4, 16, 8)
-    tokens = SimpleNamespace(batch_size=4, embeddings=torch.zeros(4, 16, 8), targets=torch.zeros(4, 16, 3),
-                             positions=torch.zeros(16, 2), layout=grid_layout(16), context={})
     fake = FakeDecoder()
     m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
 
     def step(i: int) -> dict:
-        ctx = make_ctx(feats, progress=TrainingProgress(0, i, 1, 100), model=fake)
-        ctx.tokens = tokens  # type: ignore[assignment]
+        ctx = make_ctx(feats, progress=TrainingProgress(0, i, 1, 100), decoder=fake)
         return m(ctx).logs
 
     for i in range(4):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from maskkit.lab.study import StudyConfig, run_study
+from maskkit.lab.study.evaluation import EVAL_FILE, clustering_metrics, initial_parts
+from maskkit.lab.study.grid import BaselineSpec, baseline_train_config, plan_runs, train_config
+from maskkit.lab.study.results import read_results
+from maskkit.lab.study.tables import by_cell, fmt_spread, paired, spread
 from maskkit.masking.base import Masker, MaskPlan
 from maskkit.registry import register_masker
-from maskkit.study import StudyConfig, run_study
-from maskkit.study.evaluation import EVAL_FILE, clustering_metrics, initial_parts
-from maskkit.study.grid import BaselineSpec, baseline_train_config, plan_runs, train_config
-from maskkit.study.results import read_results
-from maskkit.study.tables import by_cell, fmt_spread, paired, spread
 from maskkit.train.trainer import Trainer
 
 
@@ -98,15 +98,15 @@ def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
     copy = tmp_path / "copy"
     shutil.copytree(outcome.out, copy)
     calls = []
-    import maskkit.study.runner as runner
+    import maskkit.lab.study.runner as runner
 
-    real = runner.run_training
+    real = runner.train
 
     def counting(config, console=None):
         calls.append((config.masker, config.seed, config.resume))
         return real(config, console=console)
 
-    monkeypatch.setattr(runner, "run_training", counting)
+    monkeypatch.setattr(runner, "train", counting)
     again = run_study(make_study(copy))
     assert calls == [] and again.progress.trained == 0 and again.progress.evaluated == 0
     assert again.results.read_text() == (outcome.out / "results.csv").read_text()
@@ -151,10 +151,10 @@ def test_baselines_use_the_runs_seeds_initial_weights_and_protocol(finished, tmp
 
 
 def test_clustering_metrics_come_from_maskkit_analysis(finished):
-    pytest.importorskip("maskkit.analysis")
+    pytest.importorskip("maskkit.lab.analysis")
     study, _ = finished
+    from maskkit.lab.study.evaluation import eval_dataset
     from maskkit.masking.random import RandomMasker
-    from maskkit.study.evaluation import eval_dataset
 
     parts = initial_parts(baseline_train_config(study, BaselineSpec(0, None)))
     data = eval_dataset(parts.modality, study, parts.config)

@@ -1,8 +1,8 @@
 """Several devices: one spawned worker process per device, one run per worker at a time."""
 
-from maskkit.study import StudyConfig, run_study
-from maskkit.study.results import read_results
-from maskkit.study.runner import plugin_modules
+from maskkit.lab.study import StudyConfig, run_study
+from maskkit.lab.study.results import read_results
+from maskkit.lab.study.runner import plugin_modules
 
 
 def test_two_cpu_workers_finish_every_run(tmp_path):

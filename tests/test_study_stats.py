@@ -7,13 +7,13 @@ import pytest
 from scipy import stats as sps
 
 from maskkit.config_utils import ConfigError
-from maskkit.study.budget import budget_notes
-from maskkit.study.config import StudyConfig, load_study_toml, merge_study, parse_masker_options
-from maskkit.study.grid import Cell, RunSpec, cells, plan_baselines, plan_runs, train_config
-from maskkit.study.report import build_report
-from maskkit.study.results import read_results, write_results
-from maskkit.study.stats import bootstrap_interval, mean_sd, paired_comparison, t_interval
-from maskkit.study.tables import by_cell, fmt_spread, paired, spread
+from maskkit.lab.study.budget import budget_notes
+from maskkit.lab.study.config import StudyConfig, load_study_toml, merge_study, parse_masker_options
+from maskkit.lab.study.grid import Cell, RunSpec, cells, plan_baselines, plan_runs, train_config
+from maskkit.lab.study.report import build_report
+from maskkit.lab.study.results import read_results, write_results
+from maskkit.lab.study.stats import bootstrap_interval, mean_sd, paired_comparison, t_interval
+from maskkit.lab.study.tables import by_cell, fmt_spread, paired, spread
 
 
 # --------------------------------------------------------------------------- statistics

@@ -17,8 +17,10 @@ def params_of(path):
 
 
 def test_one_epoch_writes_every_run_file(toy_config, tmp_path):
+    from maskkit.lab.training import train  # the trainer plus the standard callbacks, as `maskkit train`
+
     cfg = toy_config(epochs=2, save_every=1)
-    result = run_training(cfg)
+    result = train(cfg)
     out = tmp_path / "run"
     assert result.epochs == 2 and result.steps == 2 * (96 // 16)
     for name in ("config.json", "metrics.jsonl", "summary.json", "reconstruction.png",
@@ -197,3 +199,25 @@ def test_holdout_samples_are_never_trained_on(toy_config, tmp_path):
     run_training(toy_config(holdout_fraction=0.25, out=str(tmp_path / "h")))
     saved = json.loads((tmp_path / "h/holdout.json").read_text())
     assert saved["indices"] == held.tolist() and saved["num_samples"] == 96
+
+
+def test_callbacks_add_epoch_metrics_and_run_at_the_end(toy_config):
+    from maskkit.train.callbacks import Callback, TrainState
+
+    seen: list[tuple[str, int]] = []
+
+    class Recorder(Callback):
+        def epoch_metrics(self, state: TrainState) -> dict[str, float]:
+            seen.append(("epoch", state.epoch))
+            return {"custom/epoch_done": float(state.epoch)}
+
+        def on_train_end(self, state: TrainState) -> None:
+            seen.append(("end", state.epoch))
+            raise RuntimeError("a broken callback must not cost the run")
+
+    result = run_training(toy_config(epochs=2), callbacks=[Recorder()])
+    assert seen == [("epoch", 1), ("epoch", 2), ("end", 2)]
+    rows = read_metrics(result.out_dir)
+    assert [r["custom/epoch_done"] for r in rows if r["type"] == "epoch"] == [1.0, 2.0]
+    assert any(r["type"] == "warning" and "Recorder failed" in r["message"] for r in rows)
+    assert not (result.out_dir / "reconstruction.png").exists()  # pictures come from the lab's callback

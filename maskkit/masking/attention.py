@@ -16,7 +16,6 @@ from torch import Tensor
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, exact_topk_plan
 from maskkit.masking.compose import apply_hints
-from maskkit.registry import register_masker
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,6 @@ def attention_scores(attn: Tensor, num_tokens: int, score: str = "auto") -> Tens
     return attn[:, prefix:, prefix:].mean(dim=1)
 
 
-@register_masker
 class AttentionMasker(Masker):
     name = "attention"
     description = ("AttMask-style: hide the tokens the current encoder attends to most (or least), "

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from maskkit.model.shape import ModelShape
+from maskkit.plan import MaskPlan, num_visible
 from maskkit.tokens import TokenBatch, TokenLayout
-
-
-def num_visible(num_tokens: int, mask_ratio: float) -> int:
-    """MAE's rule: ``n_keep = int(N * (1 - r))`` (floor), at least one visible token."""
-    if not 0.0 < mask_ratio < 1.0:
-        raise ValueError(f"mask ratio must be in (0, 1), got {mask_ratio}")
-    return max(1, int(num_tokens * (1.0 - mask_ratio)))
 
 
 @dataclass(frozen=True)
@@ -38,13 +32,41 @@ class TrainingProgress:
         return min(1.0, self.step / self.total_steps)
 
 
+class ModelView(Protocol):
+    """What a masker may read from the model being trained, for the current batch.
+
+    Every call runs without gradients on the *full* (unmasked) input of this step. The trainer
+    supplies one (``maskkit.model.view.TokenModelView``); a test or another framework can supply
+    its own. A masker asks only for what it reads, so a masker that never calls these costs nothing.
+    """
+
+    @property
+    def shape(self) -> ModelShape: ...
+
+    def features(self, layer: int) -> Tensor:
+        """(B, N, D) normed token features after encoder block ``layer`` (negative: from the end)."""
+        ...
+
+    def attention(self, layer: int) -> Tensor:
+        """(B, H, N, N) head attention of encoder block ``layer`` among the patch tokens."""
+        ...
+
+    def decoder_features(self, plan: MaskPlan, layer: int) -> Tensor:
+        """(B, N, D_dec) decoder hidden states after decoder block ``layer`` under ``plan``."""
+        ...
+
+    def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:
+        """Per decoder block, (b, H, L, L) attention of the first ``samples`` samples under ``plan``
+        (L includes prefix tokens)."""
+        ...
+
+
 @dataclass
 class MaskContext:
     """Everything a masker may ask for. Maskers read only what they need.
 
-    ``feature_fn(layer)`` gives (B, N, D) no-grad token features of the *full* input at an
-    encoder layer (computed lazily and cached per layer); ``attention_fn(layer)`` gives
-    (B, H, N, N) head attention of the full input at an encoder layer.
+    ``features(layer)`` / ``attention(layer)`` ask the :class:`ModelView` lazily and cache the answer
+    for this step, so two readers of one layer cost one pass.
     """
 
     batch_size: int
@@ -56,15 +78,28 @@ class MaskContext:
     device: torch.device
     progress: TrainingProgress = field(default_factory=TrainingProgress)
     tokens: TokenBatch | None = None
-    feature_fn: Callable[[int], Tensor] | None = None
-    attention_fn: Callable[[int], Tensor] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    model: ModelView | None = None
     #: data-parallel position: ``uniform`` draws for the global batch and keeps this rank's rows,
     #: so N processes mask exactly as one process with the global batch would
     rank: int = 0
     world_size: int = 1
     _feature_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
     _attention_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
+
+    def require_model(self, what: str) -> ModelView:
+        if self.model is None:
+            raise RuntimeError(f"{what} needs the model, but this mask context has none")
+        return self.model
+
+    def features(self, layer: int) -> Tensor:
+        if layer not in self._feature_cache:
+            self._feature_cache[layer] = self.require_model("reading token features").features(layer)
+        return self._feature_cache[layer]
+
+    def attention(self, layer: int) -> Tensor:
+        if layer not in self._attention_cache:
+            self._attention_cache[layer] = self.require_model("reading attention maps").attention(layer)
+        return self._attention_cache[layer]
 
     @property
     def n_keep(self) -> int:
@@ -73,20 +108,6 @@ class MaskContext:
     @property
     def n_mask(self) -> int:
         return self.num_tokens - self.n_keep
-
-    def features(self, layer: int) -> Tensor:
-        if self.feature_fn is None:
-            raise RuntimeError("this masker needs model features, but the context has no feature_fn")
-        if layer not in self._feature_cache:
-            self._feature_cache[layer] = self.feature_fn(layer)
-        return self._feature_cache[layer]
-
-    def attention(self, layer: int) -> Tensor:
-        if self.attention_fn is None:
-            raise RuntimeError("this masker needs attention maps, but the context has no attention_fn")
-        if layer not in self._attention_cache:
-            self._attention_cache[layer] = self.attention_fn(layer)
-        return self._attention_cache[layer]
 
     def uniform(self, *shape: int) -> Tensor:
         """Uniform noise on the context's device from its generator.
@@ -112,72 +133,6 @@ class MaskContext:
         if self.positions.dim() == 2:
             return self.positions.unsqueeze(0).expand(self.batch_size, -1, -1)
         return self.positions
-
-
-@dataclass
-class MaskPlan:
-    """Which tokens the encoder sees. ``mask`` is True where a token is hidden (MAE convention).
-
-    Every sample keeps the same number of tokens, so the encoder runs on dense tensors.
-    """
-
-    ids_keep: Tensor  # (B, n_keep) long, visible token indices
-    ids_mask: Tensor  # (B, n_mask) long, hidden token indices
-    ids_restore: Tensor  # (B, N) long: position of each token in cat([ids_keep, ids_mask])
-    mask: Tensor  # (B, N) bool
-    logs: dict[str, Tensor | float] = field(default_factory=dict)
-    aux_loss: Tensor | None = None
-    loss_weight: Tensor | None = None  # (B, N) optional per-token weight (default: mask)
-
-    @property
-    def n_keep(self) -> int:
-        return self.ids_keep.shape[1]
-
-    @property
-    def n_mask(self) -> int:
-        return self.ids_mask.shape[1]
-
-    @classmethod
-    def from_shuffle(cls, ids_shuffle: Tensor, n_keep: int) -> MaskPlan:
-        """MAE's construction: the first ``n_keep`` entries of a per-sample permutation stay visible."""
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
-        batch, n = ids_shuffle.shape
-        mask = torch.ones(batch, n, dtype=torch.bool, device=ids_shuffle.device)
-        mask[:, :n_keep] = False
-        mask = torch.gather(mask, 1, ids_restore)
-        return cls(ids_keep=ids_shuffle[:, :n_keep], ids_mask=ids_shuffle[:, n_keep:],
-                   ids_restore=ids_restore, mask=mask)
-
-    @classmethod
-    def from_scores(cls, scores: Tensor, n_mask: int) -> MaskPlan:
-        """Hide the ``n_mask`` highest-scoring tokens of each sample (ties broken by the sort)."""
-        n = scores.shape[1]
-        order = torch.argsort(scores, dim=1, descending=True, stable=True)  # masked first
-        ids_shuffle = torch.flip(order, dims=[1])  # visible (lowest scores) first
-        return cls.from_shuffle(ids_shuffle, n - n_mask)
-
-    @classmethod
-    def from_mask(cls, mask: Tensor) -> MaskPlan:
-        """From a boolean mask that already hides the same count in every sample."""
-        counts = mask.sum(dim=1)
-        n_mask = int(counts[0])
-        if not bool((counts == n_mask).all()):
-            raise ValueError("every sample must hide the same number of tokens")
-        return cls.from_scores(mask.float(), n_mask)
-
-    def validate(self, num_tokens: int) -> None:
-        """Raise if the plan is not an exact, consistent partition (used in tests and debug runs)."""
-        batch = self.mask.shape[0]
-        if self.n_keep + self.n_mask != num_tokens:
-            raise AssertionError("ids_keep and ids_mask must cover every token")
-        both = torch.cat([self.ids_keep, self.ids_mask], dim=1).sort(dim=1).values
-        expected = torch.arange(num_tokens, device=both.device).expand(batch, -1)
-        if not torch.equal(both, expected):
-            raise AssertionError("ids_keep and ids_mask must be a partition of the tokens")
-        if not bool((self.mask.sum(1) == self.n_mask).all()):
-            raise AssertionError("mask count differs from ids_mask")
-        if bool(self.mask.gather(1, self.ids_keep).any()):
-            raise AssertionError("a visible index is marked masked")
 
 
 def exact_topk_plan(scores: Tensor, n_mask: int, generator: torch.Generator | None = None,
@@ -238,6 +193,10 @@ class Masker(nn.Module):
                 f"masker {self.name!r} needs a grid of rank {self.grid_ranks}, got {layout.axes}"
             )
 
+    def bind_model(self, shape: ModelShape) -> None:
+        """Hook before the optimiser and DDP are built: shape the masker's own layers from the model's
+        width (learned maskers). Default does nothing."""
+
     def on_epoch_start(self, progress: TrainingProgress) -> None:
         """Hook for schedules; default does nothing."""
 
@@ -249,6 +208,11 @@ class Masker(nn.Module):
         """Extra loss added to the step's loss (learned maskers: HPM's loss predictor, AdaMAE's
         REINFORCE term). ``output`` is the model's ``MAEOutput`` (with decoder hidden states)."""
         return None
+
+    def explain(self, ctx: MaskContext) -> dict[str, Tensor]:
+        """(B, N) maps that show why tokens were chosen (clusters, scores, hints), for pictures.
+        Default: nothing to show."""
+        return {}
 
     def describe_config(self) -> dict[str, Any]:
         cfg = getattr(self, "config", None)
@@ -285,6 +249,8 @@ __all__ = [
     "MaskContext",
     "MaskPlan",
     "Masker",
+    "ModelShape",
+    "ModelView",
     "TrainingProgress",
     "exact_topk_plan",
     "expected_random_iou",

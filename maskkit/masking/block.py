@@ -27,7 +27,6 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
-from maskkit.registry import register_masker
 from maskkit.tokens import TokenLayout
 
 _TIME_AXES = ("t", "time", "frame", "frames")
@@ -127,7 +126,6 @@ def default_min_block(plane_tokens: int) -> int:
     return int(min(16, max(4, round(16 * plane_tokens / 196))))
 
 
-@register_masker
 class BlockMasker(Masker):
     name = "block"
     description = ("Random rectangles on the token grid (BEiT block-wise) or random coarse cells (SimMIM), "

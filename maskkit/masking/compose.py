@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress
-from maskkit.registry import build_masker, register_masker
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress
+from maskkit.registry import build_masker
 from maskkit.tokens import TokenLayout
 
 
@@ -99,7 +99,7 @@ def _keep_unused_in_graph(children: list[Masker], active: int) -> Tensor | None:
 class CompositeMasker(Masker):
     """Shared plumbing: layout checks, hooks and auxiliary losses go to the children.
 
-    ``needs_model`` is True so the trainer always supplies the (lazy, uncomputed unless asked)
+    ``needs_model`` is True: a child may read the model view (lazy, uncomputed unless asked)
     feature/attention callbacks a child may need.
     """
 
@@ -116,25 +116,23 @@ class CompositeMasker(Masker):
         for child in self.children_maskers():
             child.on_epoch_start(progress)
 
-    def bind_model(self, model: nn.Module) -> None:
-        for child in self.children_maskers():
-            bind = getattr(child, "bind_model", None)
-            if bind is not None:
-                bind(model)
+    _active: int = 0  # the child that made the latest plan (one plan per step)
 
-    def active_index(self, ctx: MaskContext | None) -> int:
-        """The child that made this step's plan (kept in the step's context; else the last one)."""
-        if ctx is None:
-            return getattr(self, "_last_active", 0)
-        return int(ctx.extras.get(f"compose.active.{id(self)}", getattr(self, "_last_active", 0)))
+    def bind_model(self, shape: ModelShape) -> None:
+        for child in self.children_maskers():
+            child.bind_model(shape)
+
+    def active_index(self) -> int:
+        """The child that made the latest plan."""
+        return self._active
 
     def on_step_end(self, ctx: MaskContext | None, per_token_loss: Tensor | None) -> None:
-        self.children_maskers()[self.active_index(ctx)].on_step_end(ctx, per_token_loss)  # type: ignore[arg-type]
+        self.children_maskers()[self._active].on_step_end(ctx, per_token_loss)  # type: ignore[arg-type]
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:
         children = self.children_maskers()
-        active = self.active_index(ctx)
+        active = self._active
         loss = children[active].auxiliary_loss(ctx, plan, output, per_token_loss)
         idle = _keep_unused_in_graph(children, active)
         if idle is None:
@@ -142,8 +140,7 @@ class CompositeMasker(Masker):
         return idle if loss is None else loss + idle
 
     def run_child(self, index: int, ctx: MaskContext) -> MaskPlan:
-        ctx.extras[f"compose.active.{id(self)}"] = index
-        self._last_active = index
+        self._active = index
         return self.children_maskers()[index](ctx)
 
 
@@ -169,7 +166,6 @@ class CurriculumConfig:
             raise ConfigError(f"masker.switch-epoch must be >= 0, got {self.switch_epoch}")
 
 
-@register_masker
 class CurriculumMasker(CompositeMasker):
     name = "curriculum"
     description = "Masker A until a training-progress fraction (or epoch), then masker B."
@@ -248,7 +244,6 @@ def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | s
     return per_child
 
 
-@register_masker
 class MixtureMasker(CompositeMasker):
     name = "mixture"
     description = "Picks one of several maskers per batch with given probabilities (e.g. ColorMAE colours)."

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress
-from maskkit.registry import register_masker
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress
 
 
 def input_layer(in_dim: int, out_dim: int) -> nn.Module:
@@ -95,7 +94,6 @@ class HardPatchesConfig:
             raise ConfigError(f"masker.loss-weight must be >= 0, got {self.loss_weight}")
 
 
-@register_masker
 class HardPatchesMasker(Masker):
     name = "hard-patches"
     description = ("HPM: a small head learns to rank tokens by reconstruction loss; an easy-to-hard "
@@ -108,11 +106,9 @@ class HardPatchesMasker(Masker):
         super().__init__(config)
         self.head = LossPredictor(self.config.hidden, self.config.feature_dim)
 
-    def bind_model(self, model: nn.Module) -> None:
+    def bind_model(self, shape: ModelShape) -> None:
         """Shape the head from the model's width before the optimiser/DDP are built."""
-        dim = getattr(getattr(model, "config", None), "embed_dim", None)
-        if dim is not None:
-            materialize(self.head.fc1, int(dim))
+        materialize(self.head.fc1, shape.embed_dim)
 
     def alpha(self, progress: TrainingProgress) -> float:
         cfg = self.config

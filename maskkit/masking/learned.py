@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, gumbel_scores
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, gumbel_scores
 from maskkit.masking.hard_patches import input_layer, materialize
 from maskkit.model.vit import Block
-from maskkit.registry import register_masker
 
 
 def position_features(positions: Tensor, width: int) -> Tensor:
@@ -87,7 +86,6 @@ class LearnedConfig:
             raise ConfigError(f"masker.loss-weight must be >= 0, got {self.loss_weight}")
 
 
-@register_masker
 class LearnedMasker(Masker):
     name = "learned"
     description = ("AdaMAE-style learned sampler: a one-block network gives token logits, masks are "
@@ -101,14 +99,9 @@ class LearnedMasker(Masker):
         cfg = self.config
         self.sampler = SamplerNet(cfg.hidden, cfg.heads, cfg.feature_dim)
 
-    def bind_model(self, model: nn.Module) -> None:
+    def bind_model(self, shape: ModelShape) -> None:
         """Shape the input layer from the model's width before the optimiser/DDP are built."""
-        dim = getattr(getattr(model, "config", None), "embed_dim", None)
-        if dim is not None:
-            materialize(self.sampler.embed, int(dim))
-
-    def _key(self) -> str:
-        return f"learned.log_probs.{id(self)}"
+        materialize(self.sampler.embed, shape.embed_dim)
 
     def log_probs(self, ctx: MaskContext) -> Tensor:
         if ctx.tokens is None:
@@ -122,7 +115,7 @@ class LearnedMasker(Masker):
         if self.config.draw == "visible":  # top n_keep draws stay visible
             scores = -scores
         plan = MaskPlan.from_scores(scores, ctx.n_mask)
-        ctx.extras[self._key()] = log_p
+        plan.log_prob = log_p
         with torch.no_grad():
             entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
         plan.logs["sampler_entropy"] = entropy / math.log(ctx.num_tokens)
@@ -134,9 +127,7 @@ class LearnedMasker(Masker):
         hidden tokens that were hard to reconstruct."""
         if self.config.loss_weight == 0:
             return None
-        log_p = ctx.extras.pop(self._key(), None)
-        if log_p is None:
-            log_p = self.log_probs(ctx)
+        log_p = plan.log_prob if plan.log_prob is not None else self.log_probs(ctx)
         err = per_token_loss.detach().float().gather(1, plan.ids_mask)
         if self.config.reward == "zscore":
             spread = err.std(dim=1, keepdim=True, unbiased=False)

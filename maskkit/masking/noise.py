@@ -19,7 +19,6 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
-from maskkit.registry import register_masker
 from maskkit.tokens import TokenLayout
 
 REFERENCE = ("Hinojosa, Liu, Ghanem, ColorMAE: Exploring data-independent masking strategies in "
@@ -149,7 +148,6 @@ class FilteredNoiseMasker(Masker):
         return MaskPlan.from_scores(self.noise_field(ctx), ctx.n_mask)
 
 
-@register_masker
 class RedNoiseMasker(FilteredNoiseMasker):
     name = "noise-red"
     colour = "red"
@@ -157,7 +155,6 @@ class RedNoiseMasker(FilteredNoiseMasker):
     Config = SingleSigmaConfig
 
 
-@register_masker
 class BlueNoiseMasker(FilteredNoiseMasker):
     name = "noise-blue"
     colour = "blue"
@@ -165,7 +162,6 @@ class BlueNoiseMasker(FilteredNoiseMasker):
     Config = BlueConfig
 
 
-@register_masker
 class GreenNoiseMasker(FilteredNoiseMasker):
     name = "noise-green"
     colour = "green"
@@ -173,7 +169,6 @@ class GreenNoiseMasker(FilteredNoiseMasker):
     Config = BandConfig
 
 
-@register_masker
 class PurpleNoiseMasker(FilteredNoiseMasker):
     name = "noise-purple"
     colour = "purple"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
-from maskkit.registry import register_masker
 
 
-@register_masker
 class RandomMasker(Masker):
     name = "random"
     description = "Uniform random masking, same count per sample (argsort of uniform noise)."

@@ -18,13 +18,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from maskkit import graph
 from maskkit.config_utils import ConfigError
+from maskkit.masking import graph
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, exact_topk_plan
 from maskkit.masking.compose import apply_hints
+from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import pairwise_iou
-from maskkit.registry import register_masker
-from maskkit.tokens import TokenBatch
 
 Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
 
@@ -148,22 +147,6 @@ def random_plan(ctx: MaskContext) -> MaskPlan:
     return MaskPlan.from_shuffle(noise.argsort(dim=1), ctx.n_keep)
 
 
-def _slice_tokens(tokens: TokenBatch, b: int) -> TokenBatch:
-    full = tokens.batch_size
-
-    def cut(t: Tensor) -> Tensor:
-        return t[:b] if t.dim() > 0 and t.shape[0] == full else t
-
-    positions = tokens.positions[:b] if tokens.positions.dim() == 3 else tokens.positions
-    return TokenBatch(embeddings=tokens.embeddings[:b], targets=tokens.targets[:b], positions=positions,
-                      layout=tokens.layout, context={k: cut(v) for k, v in tokens.context.items()})
-
-
-def _slice_plan(plan: MaskPlan, b: int) -> MaskPlan:
-    return MaskPlan(ids_keep=plan.ids_keep[:b], ids_mask=plan.ids_mask[:b],
-                    ids_restore=plan.ids_restore[:b], mask=plan.mask[:b])
-
-
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Graph maths in fp32: bf16/fp16 cosines and ``eigh`` are not accurate enough (or not supported)."""
     if device.type in ("cuda", "cpu", "xpu", "mps"):
@@ -171,7 +154,6 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-@register_masker
 class SelfGuidedMasker(Masker):
     name = "self-guided"
     description = ("SG-MAE: mask the tokens of the cluster the model's own features form "
@@ -238,15 +220,12 @@ class SelfGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ features
     def feature_layer(self, ctx: MaskContext) -> int:
-        """The encoder block to read. ``middle`` needs the model (``ctx.extras["model"]``) to know the
-        depth; a context without one (a custom ``feature_fn``) is asked for the last layer (-1)."""
+        """The encoder block to read; ``middle`` asks the model view for the depth."""
         layer = self.config.feature_layer
-        model = ctx.extras.get("model")
-        depth = getattr(model, "depth", None)
         if layer == "last":
             return -1
         if layer == "middle":
-            return max(0, depth // 2 - 1) if isinstance(depth, int) else -1
+            return ctx.require_model("feature-layer=middle").shape.middle_layer
         return int(layer)  # type: ignore[arg-type]
 
     def _features(self, ctx: MaskContext) -> Tensor:
@@ -335,17 +314,12 @@ class SelfGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ exploitation start rule
     def _check_exploitation(self, ctx: MaskContext, plan: MaskPlan) -> None:
-        from maskkit.analysis import exploitation_rates
-
         cfg = self.config
-        model, tokens = ctx.extras.get("model"), ctx.tokens
-        if model is None or tokens is None:
-            raise RuntimeError("masker.start=exploitation needs the model and tokens in the mask context")
+        model = ctx.require_model("masker.start=exploitation")
         b = min(cfg.exploit_samples, ctx.batch_size)
-        sub_plan = _slice_plan(plan, b)
         with torch.no_grad():
-            out = model(_slice_tokens(tokens, b), sub_plan, return_attention=True)
-            visible, masked = exploitation_rates(out.decoder_attention, sub_plan.mask, model.num_prefix,
+            attentions = model.decoder_attention(plan, b)
+            visible, masked = exploitation_rates(attentions, plan.mask[:b], model.shape.num_prefix,
                                                  per_key_normalized=cfg.exploit_per_key)
         if cfg.exploit_layers == "last":
             v, m = visible[-1], masked[-1]

@@ -10,8 +10,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from maskkit.masking.base import MaskPlan
+from maskkit.model.shape import ModelShape
 from maskkit.model.vit import Block, run_blocks
+from maskkit.plan import MaskPlan
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch
 
@@ -112,6 +113,11 @@ class MaskedAutoencoder(nn.Module):
     def depth(self) -> int:
         return len(self.blocks)
 
+    @property
+    def shape(self) -> ModelShape:
+        """The sizes maskers may shape themselves from (``Masker.bind_model``)."""
+        return ModelShape(depth=self.depth, embed_dim=self.config.embed_dim, num_prefix=self.num_prefix)
+
     # ----------------------------------------------------------------- pieces
     def tokenize(self, x: Tensor) -> TokenBatch:
         return self.tokenizer.tokenize(x)
@@ -132,8 +138,8 @@ class MaskedAutoencoder(nn.Module):
         x = run_blocks(self.blocks, x, checkpoint=self.config.grad_checkpoint)
         return self.norm(x)
 
-    def forward_decoder(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan,
-                        return_attention: bool = False) -> MAEOutput:
+    def _decoder_input(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan) -> Tensor:
+        """Visible latents and mask tokens in token order, with decoder positions and the prefix."""
         x = self.decoder_embed(latent)
         prefix, visible = x[:, : self.num_prefix], x[:, self.num_prefix:]
         b, n = plan.mask.shape
@@ -141,7 +147,11 @@ class MaskedAutoencoder(nn.Module):
         full = torch.cat([visible, masks], dim=1)
         full = torch.gather(full, 1, plan.ids_restore.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
         full = full + self.decoder_pos(tokens.positions).to(full.dtype)
-        x = torch.cat([prefix, full], dim=1)
+        return torch.cat([prefix, full], dim=1)
+
+    def forward_decoder(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan,
+                        return_attention: bool = False) -> MAEOutput:
+        x = self._decoder_input(latent, tokens, plan)
         attentions: list[Tensor] | None = None
         if return_attention:
             attentions = []
@@ -203,6 +213,20 @@ class MaskedAutoencoder(nn.Module):
             else:
                 h = blk(h)
         return out
+
+    @torch.no_grad()
+    def decoder_features(self, tokens: TokenBatch, plan: MaskPlan, layer: int) -> Tensor:
+        """(B, N, D_dec) decoder states after decoder block ``layer`` (negative: from the end) under
+        ``plan``, normed, in token order. Runs the encoder on the visible tokens and decoder blocks
+        0..layer only."""
+        depth = len(self.decoder_blocks)
+        resolved = layer if layer >= 0 else depth + layer
+        if not 0 <= resolved < depth:
+            raise ValueError(f"decoder layer {layer} does not exist (the decoder has {depth} blocks)")
+        x = self._decoder_input(self.forward_encoder(tokens, plan), tokens, plan)
+        for blk in self.decoder_blocks[: resolved + 1]:
+            x = blk(x)
+        return self.decoder_norm(x)[:, self.num_prefix:]
 
     def resolve_layer(self, layer: int) -> int:
         resolved = layer if layer >= 0 else self.depth + layer

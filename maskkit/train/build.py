@@ -13,7 +13,7 @@ import torch
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 from maskkit.losses import Loss
 from maskkit.masking.base import Masker
-from maskkit.modality import MaskkitDataset, Modality
+from maskkit.modality import DataError, MaskkitDataset, Modality
 from maskkit.model.mae import MaskedAutoencoder, ModelConfig, model_preset
 from maskkit.registry import build_masker, get_modality
 from maskkit.train.config import TrainConfig
@@ -88,13 +88,11 @@ def build_run(config: TrainConfig, with_data: bool = True, train: bool = True,
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only (random-init baselines)
     model = build_model(modality, model_config)
     masker = build_masker(config.masker, config.masker_options)
-    if getattr(masker, "needs_grid", False) and not model.tokenizer.layout.has_grid:
+    if masker.needs_grid and not model.tokenizer.layout.has_grid:
         raise ConfigError(f"--masker {config.masker} needs a token grid, but modality "
                           f"{config.modality!r} has unordered tokens")
     masker.check_layout(model.tokenizer.layout)
-    bind = getattr(masker, "bind_model", None)  # learned maskers size their layers from the model
-    if bind is not None:
-        bind(model)
+    masker.bind_model(model.shape)  # learned maskers size their layers from the model
     return RunParts(config=config, modality=modality, dataset=dataset, model=model, masker=masker,
                     loss=modality.build_loss(), mask_ratio=resolve_mask_ratio(config, modality),
                     model_config=model_config)
@@ -111,7 +109,6 @@ def build_dataset(modality: Modality, data: str | None, train: bool, seed: int,
         kwargs["on_bad_file"] = on_bad_file
     dataset = modality.build_dataset(data, train=train, seed=seed, **kwargs)
     if len(dataset) == 0:
-        from maskkit.modality import DataError
 
         raise DataError(f"--data {data or modality.default_data}: the dataset is empty")
     return dataset

@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskkit.config_utils import build_dataclass
+from maskkit.model.mae import ModelConfig
+from maskkit.train.build import build_modality, build_model
+from maskkit.train.config import TrainConfig
+
 FORMAT = "maskkit-checkpoint"
 VERSION = 1
 
@@ -140,10 +145,6 @@ def check_compatible(ckpt: dict[str, Any], expected: dict[str, Any], source: str
 
 def load_run_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model, modality, TrainConfig, checkpoint) rebuilt from a run directory or checkpoint file."""
-    from maskkit.config_utils import build_dataclass
-    from maskkit.model.mae import ModelConfig
-    from maskkit.train.build import build_modality, build_model
-    from maskkit.train.config import TrainConfig
 
     ckpt = load_checkpoint(path)
     saved = dict(ckpt["config"])

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from maskkit.losses import Loss
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress
 from maskkit.model.mae import MAEOutput, MaskedAutoencoder
+from maskkit.model.view import TokenModelView
 from maskkit.tokens import TokenBatch
 
 
@@ -30,22 +31,13 @@ class StepOutput:
 
 def make_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator, progress: TrainingProgress,
-                 needs_model: bool = True, rank: int = 0, world_size: int = 1) -> MaskContext:
-    """Context whose ``features(layer)``/``attention(layer)`` run the model lazily (no grad)."""
-    feature_fn = attention_fn = None
-    if needs_model:
-        def feature_fn(layer: int) -> Tensor:
-            return model.token_features(tokens, layer)
-
-        def attention_fn(layer: int) -> Tensor:
-            return model.encoder_attention(tokens, [layer])[model.resolve_layer(layer)]
-
+                 rank: int = 0, world_size: int = 1) -> MaskContext:
+    """Context whose model view runs the model lazily (no grad), only when a masker asks."""
     return MaskContext(
         batch_size=tokens.batch_size, num_tokens=tokens.num_tokens, mask_ratio=mask_ratio,
         layout=tokens.layout, positions=tokens.positions, generator=generator,
         device=tokens.embeddings.device, progress=progress, tokens=tokens,
-        feature_fn=feature_fn, attention_fn=attention_fn,
-        extras={"model": model}, rank=rank, world_size=world_size,
+        model=TokenModelView(model, tokens), rank=rank, world_size=world_size,
     )
 
 
@@ -62,8 +54,7 @@ class TrainingModule(nn.Module):
     def forward(self, x: Tensor, generator: torch.Generator, progress: TrainingProgress) -> StepOutput:
         tokens = self.model.tokenize(x)
         ctx = make_context(self.model, tokens, self.mask_ratio, generator, progress,
-                           needs_model=type(self.masker).needs_model, rank=self.rank,
-                           world_size=self.world_size)
+                           rank=self.rank, world_size=self.world_size)
         plan = self.masker(ctx)
         out = self.model(tokens, plan)
         recon = self.loss_fn(out.pred, tokens.targets, plan)
@@ -72,8 +63,7 @@ class TrainingModule(nn.Module):
         if plan.aux_loss is not None:
             total = total + plan.aux_loss
             logs["masker_aux_loss"] = plan.aux_loss.detach()
-        extra = self.masker.auxiliary_loss(ctx, plan, out, recon.per_token) \
-            if hasattr(self.masker, "auxiliary_loss") else None
+        extra = self.masker.auxiliary_loss(ctx, plan, out, recon.per_token)
         if extra is not None:
             total = total + extra
             logs["masker_aux_loss"] = extra.detach()

@@ -6,6 +6,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from maskkit.masking.base import TrainingProgress
 from maskkit.masking.stats import PositionFrequency, mask_statistics
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
+from maskkit.train.callbacks import Callback, TrainState
 from maskkit.train.checkpoint import (
     FORMAT,
     VERSION,
@@ -87,9 +89,11 @@ def check_writable(out: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, console: Any = None) -> None:
+    def __init__(self, config: TrainConfig, console: Any = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
         self.config = config
         self.console = console
+        self.callbacks = list(callbacks)
         self.dist = dist_info_from_env()
         self.device = resolve_device(config.device, self.dist)
         self.amp_dtype = resolve_precision(config.precision, self.device)
@@ -320,7 +324,7 @@ class Trainer:
                   "wall_time": self.wall_time_before + time.perf_counter() - start}
         record.update({f"masker/{k}": float(v) / max(log_counts[k], 1) for k, v in log_sums.items()})
         record.update(self._mask_diagnostics(frequency, layout))
-        record.update(self._epoch_probe())
+        record.update(self._callback_metrics())
         self.metrics.write(record)
         return mean
 
@@ -343,17 +347,18 @@ class Trainer:
                 self.console.print(f"[yellow]warning:[/] {message}")
         return out
 
-    def _epoch_probe(self) -> dict[str, float]:
-        cfg = self.config
-        if cfg.probe_every <= 0 or (self.epoch + 1) % cfg.probe_every or not self.dist.is_main:
+    def state(self, epochs_done: int) -> TrainState:
+        return TrainState(config=self.config, parts=self.parts, device=self.device, amp_dtype=self.amp_dtype,
+                          out=self.out, epoch=epochs_done, step=self.global_step, distributed=self.dist.enabled)
+
+    def _callback_metrics(self) -> dict[str, float]:
+        if not self.dist.is_main:
             return {}
-        try:
-            from maskkit.analysis import probe_metrics
-        except ImportError:
-            return {}
-        return {f"probe/{k}": v for k, v in probe_metrics(
-            self.parts.model, self.parts.dataset, self.parts.masker, self.parts.mask_ratio,
-            device=self.device, seed=cfg.seed, amp_dtype=self.amp_dtype).items()}
+        out: dict[str, float] = {}
+        state = self.state(self.epoch + 1)  # called as the epoch closes, before the counter moves
+        for callback in self.callbacks:
+            out.update(callback.epoch_metrics(state))
+        return out
 
     def _optimizer_step(self) -> None:
         cfg = self.config
@@ -388,24 +393,12 @@ class Trainer:
         self.opt_step += 1
 
     def _finish(self, wall: float, last_loss: float) -> None:
-        from dataclasses import replace
-
-        from maskkit.registry import build_masker
-        from maskkit.train.checkpoint import load_checkpoint, load_run_model
-        from maskkit.visualize import render_reconstructions
-
-        try:
-            parts = self.parts
-            if self.dist.enabled:  # sharded/replicated modules need every rank: draw from the checkpoint
-                last = self.out / "checkpoints" / "last.pt"
-                model = load_run_model(last, self.device)[0]
-                masker = build_masker(self.config.masker, self.config.masker_options).to(self.device)
-                masker.load_state_dict(load_checkpoint(last)["masker"])
-                parts = replace(self.parts, model=model, masker=masker)
-            render_reconstructions(parts, self.out / "reconstruction.png", self.device,
-                                   num_samples=self.config.visualize_samples, seed=self.config.seed)
-        except Exception as exc:  # a picture must never cost a finished run
-            self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})
+        state = self.state(self.epoch)
+        for callback in self.callbacks:
+            try:
+                callback.on_train_end(state)
+            except Exception as exc:  # a picture or a tracker must never cost a finished run
+                self.metrics.write({"type": "warning", "message": f"{type(callback).__name__} failed: {exc}"})
         summary = {"epochs": self.epoch, "steps": self.global_step, "samples_seen": self.samples_seen,
                    "final_loss": last_loss, "wall_time": wall, "effective_batch": self.effective_batch,
                    "peak_lr": self.peak_lr, "device": str(self.device),
@@ -413,5 +406,7 @@ class Trainer:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
-def run_training(config: TrainConfig, console: Any = None) -> RunResult:
-    return Trainer(config, console=console).train()
+def run_training(config: TrainConfig, console: Any = None, callbacks: Sequence[Callback] = ()) -> RunResult:
+    """Train one run. ``callbacks`` add probes, pictures or trackers (``maskkit.lab.training`` has the
+    standard ones that ``maskkit train`` uses)."""
+    return Trainer(config, console=console, callbacks=callbacks).train()

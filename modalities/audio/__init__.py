@@ -1,8 +1,8 @@
 """Audio modality: log-mel spectrogram patches of WAV/FLAC/OGG files, clip arrays or the embedded
-spoken digits. Importing it registers the ``time-freq`` masker.
+spoken digits. Its ``time-freq`` masker registers
+through the ``maskkit.maskers`` entry points.
 """
 
-from . import maskers as _maskers  # noqa: F401  (registers time-freq)
 from .features import LogMel, mel_filterbank, resample
 from .modality import PRESETS, AudioModality, AudioOptions, parse_patch
 from .tokenizer import SpectrogramPatchTokenizer, patchify_2d, unpatchify_2d

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
-from maskkit.registry import register_masker
 
 
 def ranks(values: Tensor) -> Tensor:
@@ -38,7 +37,6 @@ class TimeFreqConfig:
             raise ValueError("time-prob and freq-prob cannot both be 0")
 
 
-@register_masker
 class TimeFreqMasker(Masker):
     """Hide whole time columns and frequency rows (independent draws), then fix up to the exact count.
 

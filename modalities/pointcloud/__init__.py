@@ -1,6 +1,6 @@
-"""Point-cloud modality (``--modality pointcloud``); importing it registers the point-block masker."""
+"""Point-cloud modality (``--modality pointcloud``); its ``point-block`` masker registers through the
+``maskkit.maskers`` entry points."""
 
-from . import maskers  # noqa: F401 - registers "point-block"
 from .modality import PointCloudModality, PointCloudOptions
 
 __all__ = ["PointCloudModality", "PointCloudOptions"]

@@ -12,7 +12,6 @@ import torch
 
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, exact_topk_plan
-from maskkit.registry import register_masker
 
 
 @dataclass
@@ -24,7 +23,6 @@ class PointBlockConfig:
             raise ConfigError(f"masker option num-seeds must be >= 1, got {self.num_seeds}")
 
 
-@register_masker
 class PointBlockMasker(Masker):
     name = "point-block"
     description = ("Hide the n_mask groups nearest to a random seed centre (a contiguous block of the "

@@ -1,9 +1,8 @@
 """Video modality: t x p x p tubelets of clips from video files, frame folders, arrays or generated digits.
 
-Importing it registers the ``tube`` and ``frame`` maskers.
+Its ``tube`` and ``frame`` maskers register through the ``maskkit.maskers`` entry points.
 """
 
-from . import maskers as _maskers  # noqa: F401  (registers tube/frame)
 from .modality import PRESETS, VideoModality, VideoOptions, parse_frame_size
 from .tokenizer import TubeletTokenizer, tubeletify, untubeletify
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from maskkit.masking.base import MaskContext, Masker, MaskPlan
-from maskkit.registry import register_masker
 
 
 def ranks(values: Tensor) -> Tensor:
@@ -38,7 +37,6 @@ def structured_plan(ctx: MaskContext, keep_axes: tuple[str, ...]) -> MaskPlan:
     return MaskPlan.from_scores(score.reshape(b, -1), ctx.n_mask)
 
 
-@register_masker
 class TubeMasker(Masker):
     """VideoMAE tube masking: one random spatial mask, the same at every time slice."""
 
@@ -54,7 +52,6 @@ class TubeMasker(Masker):
         return structured_plan(ctx, spatial)
 
 
-@register_masker
 class FrameMasker(Masker):
     """Whole time slices hidden (every spatial token of a tubelet step), plus one partial slice."""
 

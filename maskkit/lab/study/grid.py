@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maskkit.study.config import StudyConfig
+from maskkit.lab.study.config import StudyConfig
+from maskkit.registry import get_modality
 from maskkit.train.config import TrainConfig
 
 
@@ -59,7 +60,6 @@ class BaselineSpec:
 def mask_ratios(study: StudyConfig) -> list[float]:
     if study.mask_ratios:
         return list(study.mask_ratios)
-    from maskkit.registry import get_modality
 
     return [float(get_modality(study.modality).default_mask_ratio)]
 

@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from maskkit.study.config import StudyConfig
-from maskkit.study.diagnostics import summarise
-from maskkit.study.evaluation import EVAL_FILE, pick, read_json
-from maskkit.study.grid import baseline_path, cells, plan_baselines, plan_runs, run_dir
+from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.diagnostics import summarise
+from maskkit.lab.study.evaluation import EVAL_FILE, pick, read_json
+from maskkit.lab.study.grid import baseline_path, cells, plan_baselines, plan_runs, run_dir
 
 ARMS = ("pretrained", "random-init", "raw-input")
 

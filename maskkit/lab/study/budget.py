@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from maskkit.registry import get_masker
+
 #: masker -> (epochs the method's published recipe uses, where that number comes from)
 DESIGN_BUDGETS: dict[str, tuple[int, str]] = {
     "random": (400, "MAE recipes use 400-1600 epochs (He et al. 2022: 800 in the ViT-L recipe, 1600 for the "
@@ -34,7 +36,6 @@ START_KEYS = ("start_epoch", "switch_epoch")
 
 def design_budget(masker: str) -> tuple[int, str] | None:
     try:
-        from maskkit.registry import get_masker
 
         custom = getattr(get_masker(masker), "design_budget", None)
     except Exception:  # unknown masker: the study reports that elsewhere

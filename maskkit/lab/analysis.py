@@ -24,10 +24,24 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from maskkit import graph
+from maskkit.config_utils import ConfigError
+from maskkit.lab.analysis_plots import plot_analysis
+from maskkit.masking import graph
 from maskkit.masking.base import MaskPlan, TrainingProgress, expected_random_iou, num_visible
+from maskkit.masking.signals import exploitation_rates
+from maskkit.masking.stats import mask_statistics
 from maskkit.model.mae import MaskedAutoencoder
+from maskkit.registry import build_masker
 from maskkit.tokens import TokenBatch
+from maskkit.train.build import build_dataset
+from maskkit.train.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    load_run_model,
+    resolve_checkpoint_path,
+)
+from maskkit.train.step import make_context
 
 _EPS = 1e-12
 
@@ -146,31 +160,6 @@ def attention_nmi(attn: Tensor, num_prefix: int = 0) -> Tensor:
     mutual = h_k - h_k_given_q
     nmi = mutual / (math.log(n) * h_k).clamp_min(_EPS).sqrt()
     return nmi.mean(dim=1)
-
-
-def exploitation_rates(attentions: list[Tensor], mask: Tensor, num_prefix: int = 0,
-                       per_key_normalized: bool = False) -> tuple[Tensor, Tensor]:
-    """Per decoder layer: how much the masked positions' queries attend to visible tokens (R_V->O) and
-    to mask tokens (R_M->O). Returns two (layers,) tensors averaged over the batch.
-
-    Attention to prefix tokens (CLS, at index 0 when the model has one) counts for neither.
-    ``per_key_normalized`` divides each sum by the number of visible / mask keys; without it uniform
-    attention at 75 % masking already gives 0.25 vs 0.75.
-    """
-    m = mask.float()
-    v = 1.0 - m
-    queries = m.sum(1).clamp_min(1.0)
-    visible_rates, mask_rates = [], []
-    for attn in attentions:
-        a = attn.float().mean(1)[:, num_prefix:, num_prefix:]  # (B, N, N)
-        to_visible = (a @ v.unsqueeze(-1)).squeeze(-1)
-        to_mask = (a @ m.unsqueeze(-1)).squeeze(-1)
-        if per_key_normalized:
-            to_visible = to_visible / v.sum(1, keepdim=True).clamp_min(1.0)
-            to_mask = to_mask / m.sum(1, keepdim=True).clamp_min(1.0)
-        visible_rates.append(((to_visible * m).sum(1) / queries).mean())
-        mask_rates.append(((to_mask * m).sum(1) / queries).mean())
-    return torch.stack(visible_rates), torch.stack(mask_rates)
 
 
 def mask_token_variance(decoder_hidden: Tensor, mask: Tensor) -> Tensor:
@@ -346,15 +335,13 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Any = None, mask_
 
 def _masker_plan(model: MaskedAutoencoder, masker: Any, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator) -> MaskPlan:
-    from maskkit.train.step import make_context
 
     progress = getattr(masker, "last_progress", None) or TrainingProgress()
-    ctx = make_context(model, tokens, mask_ratio, generator, progress, needs_model=type(masker).needs_model)
+    ctx = make_context(model, tokens, mask_ratio, generator, progress)
     return masker(ctx)
 
 
 def _mask_stats(plan: MaskPlan, tokens: TokenBatch) -> dict[str, Tensor]:
-    from maskkit.masking.stats import mask_statistics
 
     return mask_statistics(plan, tokens.layout, tokens.positions)
 
@@ -375,7 +362,6 @@ def _mask_summary(masks: Tensor, layout: Any, rows: list[dict[str, Tensor]]) -> 
 
 # =========================================================================== analyze a run
 def _checkpoint_paths(run_dir: Path, which: Literal["last", "all"]) -> list[Path]:
-    from maskkit.train.checkpoint import CheckpointError, list_checkpoints, resolve_checkpoint_path
 
     if which == "last" or run_dir.is_file():
         return [resolve_checkpoint_path(run_dir)]
@@ -403,16 +389,12 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     layer]}, decoder: {metric: [per layer]}, kl_to_final: [per layer]}; ``clusters`` holds the final
     model's bipartition of a few samples for pictures.
     """
-    from maskkit.train.build import build_dataset
-    from maskkit.train.checkpoint import load_checkpoint, load_run_model
 
     run_path = Path(run)
     if checkpoints not in ("last", "all"):
-        from maskkit.config_utils import ConfigError
 
         raise ConfigError(f"--checkpoints must be last or all, got {checkpoints!r}")
     if batches < 1 or batch_size < 1:
-        from maskkit.config_utils import ConfigError
 
         raise ConfigError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
     dev = torch.device(device)
@@ -478,7 +460,6 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     result["out_dir"] = str(out_dir)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
     if plots:
-        from maskkit.analysis_plots import plot_analysis
 
         result["plots"] = [str(p) for p in plot_analysis(result, out_dir)]
         (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
@@ -496,8 +477,6 @@ def _cluster_pictures(model: MaskedAutoencoder, config: Any, ckpt: dict[str, Any
                                        tau_quantile=0.5)
     maps: dict[str, Any] = {"bipartition": graph.bipartition(w).labels.long().tolist()}
     if config.masker == "self-guided":
-        from maskkit.registry import build_masker
-        from maskkit.train.step import make_context
 
         masker = build_masker(config.masker, config.masker_options)
         if "masker" in ckpt:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from maskkit.study import plots
-from maskkit.study.config import StudyConfig
-from maskkit.study.diagnostics import as_float, epoch_rows, masker_keys
-from maskkit.study.evaluation import EVAL_FILE, read_json
-from maskkit.study.tables import CellKey, by_cell, cell_label, cell_slug, methods_in, spread
+from maskkit.lab.study import plots
+from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.diagnostics import as_float, epoch_rows, masker_keys
+from maskkit.lab.study.evaluation import EVAL_FILE, read_json
+from maskkit.lab.study.tables import CellKey, by_cell, cell_label, cell_slug, methods_in, spread
 
 FIGURE_DIR = "figures"
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from maskkit.study.stats import PairedComparison, Spread, mean_sd, paired_comparison
+from maskkit.lab.study.stats import PairedComparison, Spread, mean_sd, paired_comparison
 
 
 @dataclass(frozen=True)

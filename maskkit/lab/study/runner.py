@@ -22,15 +22,15 @@ from typing import Any
 import torch
 
 from maskkit.config_utils import ConfigError
-from maskkit.study.config import StudyConfig
-from maskkit.study.evaluation import (
+from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.evaluation import (
     EVAL_FILE,
     evaluate_baseline,
     evaluate_run,
     is_current,
     read_json,
 )
-from maskkit.study.grid import (
+from maskkit.lab.study.grid import (
     BaselineSpec,
     RunSpec,
     baseline_path,
@@ -40,8 +40,13 @@ from maskkit.study.grid import (
     run_dir,
     train_config,
 )
+from maskkit.lab.training import train
+from maskkit.modality import DataError
+from maskkit.registry import RegistryError, build_masker, get_masker, get_modality
+from maskkit.train.build import build_modality
+from maskkit.train.checkpoint import CheckpointError
 from maskkit.train.config import TrainConfig
-from maskkit.train.trainer import TrainingInterrupted, run_training
+from maskkit.train.trainer import TrainingInterrupted
 
 #: fields of a run's saved config.json that must match the study for the run to count as its own
 #: (everything that changes what the run learns; not where it ran or how often it logged)
@@ -116,7 +121,6 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
         if not same:
             raise ConfigError(f"{directory} was trained with {key}={saved.get(key)!r} but this study asks for "
                               f"{key}={want[key]!r}; use another --out for a different study")
-    from maskkit.registry import build_masker
 
     mine = build_masker(expected.masker, expected.masker_options).describe_config()
     theirs = build_masker(saved["masker"], saved.get("masker_options", {})).describe_config()
@@ -170,7 +174,7 @@ def execute_job(job: Job, study: StudyConfig, device: str, console: Any = None,
             if state == "fresh" and directory.exists():
                 shutil.rmtree(directory)  # leftovers of a run that never saved a checkpoint
             config = train_config(study, job.run, device=kind, progress=progress, resume=state == "resume")
-            run_training(config, console=console)
+            train(config, console=console)
             outcome.trained = True
         if not is_current(read_json(directory / EVAL_FILE), study):
             evaluate_run(directory, study, torch_device)
@@ -200,7 +204,6 @@ def _worker_job(job: Job, study_values: dict[str, Any]) -> JobOutcome:
 
 def plugin_modules(study: StudyConfig) -> list[str]:
     """Modules defining the study's maskers and modality, for spawned workers to import first."""
-    from maskkit.registry import get_masker, get_modality
 
     names = {get_modality(study.modality).__module__}
     names.update(get_masker(m).__module__ for m in study.maskers)
@@ -215,8 +218,6 @@ def plan_jobs(study: StudyConfig) -> list[Job]:
 
 def validate_study(study: StudyConfig) -> None:
     """Fail before any training: unknown maskers/options, a modality that rejects an option."""
-    from maskkit.registry import build_masker
-    from maskkit.train.build import build_modality
 
     for masker in study.maskers:
         build_masker(masker, study.masker_options.get(masker, {}))
@@ -258,9 +259,6 @@ def run_jobs(study: StudyConfig, console: Any = None) -> StudyProgress:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from maskkit.modality import DataError
-    from maskkit.registry import RegistryError
-    from maskkit.train.checkpoint import CheckpointError
 
     return (ConfigError, DataError, RegistryError, CheckpointError)
 

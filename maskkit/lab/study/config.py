@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
+from maskkit.train.config import TRAIN_FIELDS
 
 #: TrainConfig fields the study sets itself for every run (not allowed in ``[train]``)
 STUDY_CONTROLLED = frozenset({
@@ -64,7 +65,7 @@ class StudyConfig:
     eval_seed: int = 0  # subset, folds and the shared random masks
     #: epochs between probe points on the learning curves; None = about 4 points, 0 = final only
     curve_every: int | None = None
-    analysis: bool = True  # token-clustering metrics (maskkit.analysis) when available
+    analysis: bool = True  # token-clustering metrics (maskkit.lab.analysis) when available
     # ---- statistics
     interval: Literal["t", "bootstrap"] = "t"
     confidence: float = 0.95
@@ -128,7 +129,6 @@ class StudyConfig:
         self._validate_train_options()
 
     def _validate_train_options(self) -> None:
-        from maskkit.train.config import TRAIN_FIELDS
 
         for key in self.train_options:
             name = key.replace("-", "_")

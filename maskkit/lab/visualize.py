@@ -30,12 +30,9 @@ def build_visual_batch(model: MaskedAutoencoder, loss: Loss, masker: Masker, mas
     x = x.to(device)
     tokens = model.tokenize(x)
     generator = torch.Generator(device=device).manual_seed(seed)
-    ctx = make_context(model, tokens, mask_ratio, generator, progress or TrainingProgress(),
-                       needs_model=type(masker).needs_model)
-    extra = None
-    if hasattr(masker, "explain"):
-        extra = masker.explain(ctx)  # cluster ids, informed mask, hints... as (B, N) maps
-        generator.manual_seed(seed)
+    ctx = make_context(model, tokens, mask_ratio, generator, progress or TrainingProgress())
+    extra = masker.explain(ctx) or None  # cluster ids, informed mask, hints... as (B, N) maps
+    generator.manual_seed(seed)  # the plan below draws as if explain had not run
     plan = masker(ctx)
     out = model(tokens, plan)
     pred = loss.to_sample_space(out.pred, tokens.targets)

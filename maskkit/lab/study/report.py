@@ -1,7 +1,7 @@
 """report.md: results with baselines, paired verdicts, diagnostics, budget, exact settings.
 
 Every number is computed from the rows of results.csv (as read back from the file) with
-``maskkit.study.tables``; docs/studies.md explains how to read each section.
+``maskkit.lab.study.tables``; docs/studies.md explains how to read each section.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from maskkit.study.budget import budget_notes
-from maskkit.study.config import StudyConfig
-from maskkit.study.evaluation import EVAL_FILE, read_json
-from maskkit.study.figures import SWEEP_FIGURE, figure_names
-from maskkit.study.grid import plan_runs
-from maskkit.study.stats import PairedComparison
-from maskkit.study.tables import (
+from maskkit.lab.study.budget import budget_notes
+from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.evaluation import EVAL_FILE, read_json
+from maskkit.lab.study.figures import SWEEP_FIGURE, figure_names
+from maskkit.lab.study.grid import plan_runs
+from maskkit.lab.study.stats import PairedComparison
+from maskkit.lab.study.tables import (
     METRIC_BY_COLUMN,
     METRICS,
     PAIRED_METRICS,
@@ -30,6 +30,7 @@ from maskkit.study.tables import (
     paired,
     spread,
 )
+from maskkit.registry import build_masker, get_modality
 
 COLLAPSE_WORDS = {"collapsed": "collapsed to a fixed spatial pattern (masks are mostly position, not content)",
                   "positional": "partly follow position rather than content"}
@@ -69,7 +70,6 @@ def masker_configs(study: StudyConfig) -> dict[str, dict[str, Any]]:
     for masker in study.maskers:
         if masker not in out:
             try:
-                from maskkit.registry import build_masker
 
                 out[masker] = build_masker(masker, study.masker_options.get(masker, {})).describe_config()
             except Exception:
@@ -78,7 +78,6 @@ def masker_configs(study: StudyConfig) -> dict[str, dict[str, Any]]:
 
 
 def default_data(modality: str) -> str:
-    from maskkit.registry import get_modality
 
     return get_modality(modality).default_data or "the modality default"
 
@@ -226,7 +225,7 @@ def clustering_section(study: StudyConfig, cells: dict[Any, list[dict[str, Any]]
     columns = sorted({k for rows in cells.values() for r in rows for k in r if k.startswith("cluster/")})
     if not columns:
         return lines + [notes[0] if notes else "Not computed (analysis = false).", ""]
-    lines += ["From `maskkit.analysis` on the evaluation data (each run with its own masker; the random-init "
+    lines += ["From `maskkit.lab.analysis` on the evaluation data (each run with its own masker; the random-init "
               "encoder with random masks). Mean ± sd over seeds.", ""]
     for key, rows in cells.items():
         methods = [m for m in methods_in(rows, study.maskers) if m != "raw-input"]

@@ -4,9 +4,9 @@
 same way, and writes results.csv, report.md and figures; see docs/studies.md.
 """
 
-from maskkit.study.config import StudyConfig, load_study_toml, merge_study
-from maskkit.study.pipeline import StudyOutcome, run_study, write_outputs
-from maskkit.study.stats import PairedComparison, paired_comparison
+from maskkit.lab.study.config import StudyConfig, load_study_toml, merge_study
+from maskkit.lab.study.pipeline import StudyOutcome, run_study, write_outputs
+from maskkit.lab.study.stats import PairedComparison, paired_comparison
 
 __all__ = ["PairedComparison", "StudyConfig", "StudyOutcome", "load_study_toml", "merge_study",
            "paired_comparison", "run_study", "write_outputs"]

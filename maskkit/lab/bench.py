@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from maskkit.masking.base import TrainingProgress
+from maskkit.lab.bench_reference import PlainMAE
+from maskkit.masking.base import TrainingProgress, num_visible
+from maskkit.model.mae import model_preset
 from maskkit.train.build import build_run
 from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision
@@ -122,7 +124,6 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
     achieved = flops / elapsed / 1e12
     peak = peak_tflops or device_peak_tflops(device)
     n = parts.model.tokenizer.layout.num_tokens
-    from maskkit.masking.base import num_visible
 
     return BenchResult(
         modality=config.modality, model=config.model or parts.modality.default_model, masker=config.masker,
@@ -136,9 +137,7 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
 
 def bench_reference(config: TrainConfig, image_shape: tuple[int, int, int], steps: int = 10,
                     warmup: int = 3) -> BenchResult:
-    """Time the plain eager MAE (maskkit.bench_reference) on the same image shapes and model size."""
-    from maskkit.bench_reference import PlainMAE
-    from maskkit.model.mae import model_preset
+    """Time the plain eager MAE (maskkit.lab.bench_reference) on the same image shapes and model size."""
 
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)

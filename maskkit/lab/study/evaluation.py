@@ -1,11 +1,11 @@
 """One evaluation protocol for every run and baseline of a study.
 
-- Frozen features of the full input -> linear probe and k-NN (``maskkit.evaluate``), on the same
+- Frozen features of the full input -> linear probe and k-NN (``maskkit.lab.evaluate``), on the same
   labelled subset and the same folds (``eval_seed``) for every run, so runs differ only in weights.
 - Reconstruction loss on the evaluation data, twice: with the run's own masker (its task) and with
   one shared random mask per sample at the same ratio (the same masks for every run of a cell),
   which is the number that compares maskers fairly.
-- Token-clustering metrics from ``maskkit.analysis`` when that module is installed.
+- Token-clustering metrics from ``maskkit.lab.analysis``.
 - Probe accuracy at every kept checkpoint, for the learning curves.
 Results are written next to the run (``study_eval.json``) with the protocol they used, so a
 finished evaluation is reused only when the protocol still matches.
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from maskkit.evaluate import (
+from maskkit.lab.analysis import probe_metrics
+from maskkit.lab.evaluate import (
     EvaluationError,
     cv_folds,  # the protocol's fold rule, shared so every arm uses identical splits
     extract_features,
@@ -30,12 +31,12 @@ from maskkit.evaluate import (
     probe,
     raw_features,
 )
+from maskkit.lab.study.config import StudyConfig
 from maskkit.masking.base import Masker, TrainingProgress
 from maskkit.masking.random import RandomMasker
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.registry import build_masker
-from maskkit.study.config import StudyConfig
 from maskkit.train.build import build_dataset, build_run
 from maskkit.train.checkpoint import list_checkpoints, load_run_model
 from maskkit.train.config import TrainConfig
@@ -94,7 +95,7 @@ def probe_note(dataset: MaskkitDataset, study: StudyConfig) -> str | None:
 def probe_results(model: MaskedAutoencoder, dataset: MaskkitDataset, device: torch.device,
                   study: StudyConfig, arm: str) -> list[dict[str, Any]] | None:
     """Linear probe + k-NN of the study's feature (``probe_feature``; the mean when the model has no
-    CLS token), as ``maskkit.evaluate`` does it: same labelled subset and folds for every run.
+    CLS token), as ``maskkit.lab.evaluate`` does it: same labelled subset and folds for every run.
     None when the data cannot be probed (see :func:`probe_note`)."""
     try:
         idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
@@ -129,8 +130,7 @@ def reconstruction_loss(model: MaskedAutoencoder, loss_fn: torch.nn.Module, mask
         generator.manual_seed(seed * 1_000_003 + b)
         with autocast(device, amp_dtype):
             tokens = model.tokenize(x)
-            ctx = make_context(model, tokens, mask_ratio, generator, progress,
-                               needs_model=type(masker).needs_model)
+            ctx = make_context(model, tokens, mask_ratio, generator, progress)
             plan = masker(ctx)
             out = model(tokens, plan)
             recon = loss_fn(out.pred.float(), tokens.targets.float(), plan)
@@ -144,11 +144,7 @@ def reconstruction_loss(model: MaskedAutoencoder, loss_fn: torch.nn.Module, mask
 
 def clustering_metrics(model: MaskedAutoencoder, dataset: MaskkitDataset, masker: Masker, mask_ratio: float,
                        device: torch.device, seed: int) -> tuple[dict[str, float] | None, str | None]:
-    """Token-clustering metrics of ``maskkit.analysis`` (None and a note when unavailable)."""
-    try:
-        from maskkit.analysis import probe_metrics
-    except ImportError:
-        return None, "token-clustering metrics skipped: maskkit.analysis is not installed"
+    """Token-clustering metrics of ``maskkit.lab.analysis`` (None and a note when they fail)."""
     try:
         raw = probe_metrics(model, dataset, masker, mask_ratio, device=device, seed=seed,
                             amp_dtype=resolve_precision("auto", device))

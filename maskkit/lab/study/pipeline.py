@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maskkit.study.config import StudyConfig
-from maskkit.study.results import collect_rows, read_results, write_results
-from maskkit.study.runner import StudyProgress, run_jobs
-from maskkit.study.stats import PairedComparison
+from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.figures import make_figures
+from maskkit.lab.study.report import build_report, write_report
+from maskkit.lab.study.results import collect_rows, read_results, write_results
+from maskkit.lab.study.runner import StudyProgress, run_jobs
+from maskkit.lab.study.stats import PairedComparison
 
 
 @dataclass
@@ -25,8 +27,6 @@ class StudyOutcome:
 
 def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOutcome:
     """results.csv from what the study directory holds, then figures and report.md from that CSV."""
-    from maskkit.study.figures import make_figures
-    from maskkit.study.report import build_report, write_report
 
     out = Path(study.out)
     results = out / "results.csv"

@@ -1,0 +1,60 @@
+"""Training as ``maskkit train`` runs it: the trainer plus the lab's standard callbacks.
+
+``maskkit.train`` stays free of evaluation and picture code; this module plugs the clustering probe
+(``probe_every``) and the end-of-run reconstruction picture into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from maskkit.lab.analysis import probe_metrics
+from maskkit.lab.visualize import render_reconstructions
+from maskkit.registry import build_masker
+from maskkit.train.callbacks import Callback, TrainState
+from maskkit.train.checkpoint import load_checkpoint, load_run_model
+from maskkit.train.config import TrainConfig
+from maskkit.train.trainer import RunResult, run_training
+
+
+class ClusteringProbe(Callback):
+    """The token-clustering metrics every ``every`` epochs, as ``probe/<metric>`` scalars."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def epoch_metrics(self, state: TrainState) -> dict[str, float]:
+        if self.every <= 0 or state.epoch % self.every:
+            return {}
+        parts = state.parts
+        metrics = probe_metrics(parts.model, parts.dataset, parts.masker, parts.mask_ratio, device=state.device,
+                                seed=state.config.seed, amp_dtype=state.amp_dtype)
+        return {f"probe/{k}": v for k, v in metrics.items()}
+
+
+class ReconstructionPicture(Callback):
+    """``reconstruction.png`` of the final model on a few training samples."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+
+    def on_train_end(self, state: TrainState) -> None:
+        parts = state.parts
+        if state.distributed:  # wrapped (sharded/replicated) modules need every rank: read the checkpoint
+            model = load_run_model(state.last_checkpoint, state.device)[0]
+            masker = build_masker(state.config.masker, state.config.masker_options).to(state.device)
+            masker.load_state_dict(load_checkpoint(state.last_checkpoint)["masker"])
+            parts = replace(parts, model=model, masker=masker)
+        render_reconstructions(parts, state.out / "reconstruction.png", state.device,
+                               num_samples=self.num_samples, seed=state.config.seed)
+
+
+def standard_callbacks(config: TrainConfig) -> list[Callback]:
+    """What ``maskkit train`` and ``maskkit compare`` attach to every run."""
+    return [ClusteringProbe(config.probe_every), ReconstructionPicture(config.visualize_samples)]
+
+
+def train(config: TrainConfig, console: Any = None, callbacks: list[Callback] | None = None) -> RunResult:
+    """Train with the standard callbacks (plus ``callbacks``)."""
+    return run_training(config, console=console, callbacks=standard_callbacks(config) + list(callbacks or []))
