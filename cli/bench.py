@@ -45,14 +45,15 @@ def bench(
     grad_checkpoint: Annotated[bool, typer.Option(help="Activation checkpointing")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads)")] = None,
     peak_tflops: Annotated[float | None, typer.Option(help="Device peak TFLOP/s for MFU")] = None,
-    reference: Annotated[bool, typer.Option("--reference/--no-reference",
-                                            help="Also time a plain eager MAE of the same size (image only)")] = False,
+    reference: Annotated[bool, typer.Option(
+        "--reference/--no-reference",
+        help="Also time a plain eager MAE of the same size (any modality: it uses the run's tokenizer)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Append results as JSON lines")] = None,
 ) -> None:
     """Benchmark the training step: samples/s, tokens/s, peak memory, TFLOP/s and MFU."""
     import torch
 
-    from maskkit.lab.bench import bench_step
+    from maskkit.lab.bench import bench_reference, bench_step
     from maskkit.train.config import TrainConfig
 
     if threads:
@@ -73,19 +74,9 @@ def bench(
             r.masker = spec
             results.append(r)
         if reference:
-            if modality != "image":
-                from maskkit.config_utils import ConfigError
-
-                raise ConfigError("--reference compares against a plain image MAE: use --modality image")
-            from maskkit.lab.bench import bench_reference
-            from maskkit.train.build import build_run
-
-            parts = build_run(TrainConfig(modality=modality, model=m, modality_options=opts, progress=False))
-            tok = parts.model.tokenizer
-            shape = (tok.channels, *tok.image_size)  # type: ignore[attr-defined]
             ref_cfg = TrainConfig(modality=modality, model=m, mask_ratio=mask_ratio, batch_size=batch_size,
                                   device=device, precision=precision, modality_options=opts, progress=False)
-            results.append(bench_reference(ref_cfg, shape, steps=steps, warmup=warmup))
+            results.append(bench_reference(ref_cfg, steps=steps, warmup=warmup))
     table = Table(title=f"maskkit bench: {modality}, batch {batch_size}, {results[0].device}, {results[0].precision}")
     for col in ("model", "masker", "tokens (visible)", "ms/step", "samples/s", "tokens/s", "peak MB",
                 "TFLOP/step", "TFLOP/s", "MFU", "× first"):

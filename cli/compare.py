@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from maskkit.cli.errors import fail, handle_errors
+from maskkit.cli.options import given_fields
 
 Opt = typer.Option
 
@@ -59,10 +60,11 @@ def compare(
 ) -> None:
     """Compare maskers under the same data, model, budget and evaluation; writes results.csv,
     report.md and figures. Re-running the same command resumes: finished runs are not redone."""
+    arguments = dict(locals())
     from rich.console import Console
 
     from maskkit.config_utils import parse_key_values
-    from maskkit.lab.study.config import load_study_toml, merge_study, parse_masker_options
+    from maskkit.lab.study.config import StudyConfig, load_study_toml, merge_study, parse_masker_options
     from maskkit.lab.study.pipeline import run_study
 
     file_values = load_study_toml(config) if config is not None else {}
@@ -71,20 +73,13 @@ def compare(
         if not saved.is_file():
             fail(f"--report-only: {saved} does not exist (give the study file or the --out of a study)")
         file_values = json.loads(saved.read_text())
-    cli_values = {
-        "modality": modality, "data": data, "eval_data": eval_data, "holdout": holdout, "model": model,
-        "maskers": maskers,
-        "masker_options": parse_masker_options(masker_opt) or None, "reference": reference, "seeds": seeds,
-        "epochs": epochs, "batch_size": batch_size, "max_steps_per_epoch": max_steps_per_epoch,
-        "mask_ratios": mask_ratios, "patch_sizes": patch_sizes,
+    cli_values = given_fields(arguments, StudyConfig)
+    cli_values.update({
+        "masker_options": parse_masker_options(masker_opt) or None,
         "modality_options": parse_key_values(modality_opt, "--modality-opt") or None,
         "model_options": parse_key_values(model_opt, "--model-opt") or None,
         "train_options": parse_key_values(train_opt, "--train-opt") or None,
-        "devices": devices, "out": out, "probe_feature": probe_feature, "eval_max_samples": eval_max_samples,
-        "knn_k": knn_k, "recon_max_samples": recon_max_samples, "eval_seed": eval_seed,
-        "curve_every": curve_every, "analysis": analysis, "interval": interval, "confidence": confidence,
-        "progress": progress,
-    }
+    })
     study = merge_study(file_values, cli_values)
     console = Console(stderr=True)
     outcome = run_study(study, console=console, report_only=report_only)

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from maskkit.config_utils import parse_key_values
+
+#: command-line arguments that fill a modality option (train and bench have dedicated flags for them)
+SHAPE_FLAGS = ("image_size", "patch_size", "channels", "num_frames", "frame_stride", "sample_rate", "num_points",
+               "num_groups", "group_size")
+
+
+def given_fields(arguments: dict[str, Any], config_cls: type) -> dict[str, Any]:
+    """The command's arguments named like fields of ``config_cls``, unchanged (None = not given).
+
+    A setting is then written twice only: once in the dataclass (default, validation, meaning)
+    and once as a typer option; ``tests/test_settings_once.py`` checks that the two sets agree.
+    """
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {k: v for k, v in arguments.items() if k in names}
 
 
 def modality_options(values: dict[str, Any], extra: list[str] | None) -> dict[str, Any]:

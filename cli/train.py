@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import modality_options
+from maskkit.cli.options import SHAPE_FLAGS, given_fields, modality_options
 
 Opt = typer.Option
 
@@ -42,6 +43,7 @@ def train(
     batch_size: Annotated[int | None, Opt(help="Per-process batch size")] = None,
     lr: Annotated[float | None, Opt(help="Absolute peak lr (default base-lr x batch/256)")] = None,
     base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule")] = None,
+    min_lr: Annotated[float | None, Opt(help="Floor of the cosine schedule")] = None,
     warmup_epochs: Annotated[float | None, Opt(help="Linear warmup epochs")] = None,
     accum_steps: Annotated[int | None, Opt(help="Gradient accumulation steps")] = None,
     weight_decay: Annotated[float | None, Opt(help="AdamW weight decay")] = None,
@@ -59,6 +61,9 @@ def train(
     probe_every: Annotated[int | None, Opt(help="Epochs between clustering-metric probes (0 = off)")] = None,
     num_workers: Annotated[int | None, Opt(help="DataLoader worker processes")] = None,
     max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
+    holdout_fraction: Annotated[float | None, Opt(help="Fixed share of samples never trained on (held-out "
+                                                       "metrics); the same split for every seed")] = None,
+    visualize_samples: Annotated[int | None, Opt(help="Samples in the final reconstruction.png")] = None,
     compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the step")] = None,
     grad_checkpoint: Annotated[bool | None, Opt("--grad-checkpoint/--no-grad-checkpoint",
                                                 help="Recompute block activations in backward (saves memory)")] = None,
@@ -68,9 +73,10 @@ def train(
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Show the progress bar")] = None,
 ) -> None:
     """Pretrain a masked autoencoder."""
+    arguments = dict(locals())
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.training import train as train_run
-    from maskkit.train.config import load_toml, merge_config
+    from maskkit.train.config import TrainConfig, load_toml, merge_config
 
     file_values = load_toml(config) if config is not None else {}
     if resume:
@@ -80,29 +86,19 @@ def train(
             base = json.loads(saved.read_text())
             base.pop("resolved_model", None)
             file_values = {**base, **file_values}
-    cli_values = {
-        "modality": modality, "data": data, "masker": masker, "mask_ratio": mask_ratio, "model": model,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "base_lr": base_lr,
-        "warmup_epochs": warmup_epochs, "accum_steps": accum_steps, "weight_decay": weight_decay,
-        "clip_grad": clip_grad, "device": device, "precision": precision, "seed": seed, "out": out,
-        "resume": True if resume else None, "save_every": save_every, "save_every_steps": save_every_steps,
-        "keep_checkpoints": keep_checkpoints,
-        "log_every": log_every, "probe_every": probe_every, "num_workers": num_workers,
-        "max_steps_per_epoch": max_steps_per_epoch, "compile": compile, "strategy": strategy,
-        "on_nonfinite": on_nonfinite, "on_bad_file": on_bad_file, "progress": progress,
+    cli_values = given_fields(arguments, TrainConfig)
+    cli_values.update({
+        "resume": True if resume else None,
         "masker_options": parse_key_values(masker_opt, "--masker-opt") or None,
         "model_options": {**parse_key_values(model_opt, "--model-opt"),
                           **({"grad_checkpoint": grad_checkpoint} if grad_checkpoint is not None else {})} or None,
-        "modality_options": modality_options(
-            {"image_size": image_size, "patch_size": patch_size, "channels": channels, "num_frames": num_frames,
-             "frame_stride": frame_stride, "sample_rate": sample_rate, "num_points": num_points,
-             "num_groups": num_groups, "group_size": group_size}, modality_opt) or None,
-    }
+        "modality_options": modality_options({k: arguments[k] for k in SHAPE_FLAGS}, modality_opt) or None,
+    })
     if file_values.get("masker") and masker and masker != file_values.get("masker"):
         file_values.pop("masker_options", None)  # options of another masker would not fit
     cfg = merge_config(file_values, cli_values)
     console = Console(stderr=True)
     result = train_run(cfg, console=console)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-            console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
                       f"{result.final_loss:.4f}, {result.wall_time:.1f}s -> {result.out_dir}")

@@ -1,4 +1,5 @@
-"""Reconstruction losses. Each returns the scalar loss and the per-token loss (for maskers and logs)."""
+"""Reconstruction losses (modality-neutral; a modality with its own loss keeps it in its package, e.g. Chamfer
+with point clouds). Each returns the scalar loss and the per-token loss (for maskers and logs)."""
 
 from __future__ import annotations
 
@@ -60,29 +61,3 @@ class ReconstructionMSE(Loss):
         mean = targets.mean(dim=-1, keepdim=True)
         var = targets.var(dim=-1, keepdim=True, unbiased=True) if targets.shape[-1] > 1 else torch.ones_like(mean)
         return pred.float() * (var + self.eps).sqrt() + mean
-
-
-def chamfer_l2(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Squared-distance Chamfer terms between point sets (..., P, 3) and (..., Q, 3).
-
-    Returns (pred->target mean nearest sq. distance, target->pred mean nearest sq. distance),
-    each averaged over its points, shaped like the leading dims.
-    """
-    d = torch.cdist(pred.float(), target.float()).pow(2)
-    return d.min(dim=-1).values.mean(dim=-1), d.min(dim=-2).values.mean(dim=-1)
-
-
-class ChamferLoss(Loss):
-    """Chamfer distance (L2) between predicted and true local point groups (Point-MAE)."""
-
-    def __init__(self, point_dim: int = 3) -> None:
-        super().__init__()
-        self.point_dim = point_dim
-
-    def forward(self, pred: Tensor, targets: Tensor, plan: MaskPlan) -> LossOutput:
-        b, n, _ = targets.shape
-        p = pred.reshape(b, n, -1, self.point_dim)
-        t = targets.reshape(b, n, -1, self.point_dim)
-        forward, backward = chamfer_l2(p, t)
-        per_token = forward + backward
-        return LossOutput(loss=masked_mean(per_token, plan), per_token=per_token)

@@ -133,7 +133,7 @@ def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,
     skipped).
     """
     if on_bad_file not in ("error", "skip"):
-        raise DataError(f"--on-bad-file must be error or skip, got {on_bad_file!r}")
+        raise DataError(f"`on_bad_file` must be error or skip, got {on_bad_file!r}")
     good: list[T] = []
     results: list[R] = []
     skipped: list[tuple[str, str]] = []
@@ -149,7 +149,7 @@ def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,
     if not good:
         raise DataError(f"{label}: none of the {len(items)} {noun} could be read: {listed}")
     if skipped and on_bad_file == "error":
-        raise DataError(f"{label}: {len(skipped)} unreadable file(s) (use --on-bad-file skip to skip them): "
+        raise DataError(f"{label}: {len(skipped)} unreadable file(s) (use `on_bad_file` skip to skip them): "
                         f"{listed}")
     if skipped:
         warnings.warn(f"{label}: skipped {len(skipped)} unreadable file(s): {listed}", stacklevel=2)

@@ -7,11 +7,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from maskkit.config_utils import ConfigError
+
+
+def check_mask_ratio(value: float, setting: str = "mask_ratio") -> float:
+    """The one rule for a mask ratio: a finite fraction strictly between 0 and 1."""
+    if not 0.0 < value < 1.0:  # also false for NaN
+        raise ConfigError(f"`{setting}` must be in (0, 1), got {value}")
+    return value
+
 
 def num_visible(num_tokens: int, mask_ratio: float) -> int:
     """MAE's rule: ``n_keep = int(N * (1 - r))`` (floor), at least one visible token."""
-    if not 0.0 < mask_ratio < 1.0:
-        raise ValueError(f"mask ratio must be in (0, 1), got {mask_ratio}")
+    check_mask_ratio(mask_ratio)
     return max(1, int(num_tokens * (1.0 - mask_ratio)))
 
 

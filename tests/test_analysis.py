@@ -11,7 +11,6 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from maskkit.lab import analysis
-from maskkit.masking.base import MaskPlan
 from maskkit.masking.signals import exploitation_rates
 
 
@@ -165,13 +164,6 @@ def test_probe_metrics_keys_and_modes() -> None:
     again = analysis.probe_metrics(model, torch.stack([d[0] for d in data]), None, 0.75, num_samples=8,
                                    batch_size=4)
     assert again["feature_var"] == pytest.approx(out["feature_var"], rel=1e-5)
-
-
-def test_random_mask_plan_is_exact() -> None:
-    plan = analysis.random_mask_plan(3, 20, 0.75, torch.Generator().manual_seed(0), torch.device("cpu"))
-    assert isinstance(plan, MaskPlan)
-    plan.validate(20)
-    assert plan.n_keep == 5
 
 
 def test_analyze_run_on_saved_checkpoints(tmp_path) -> None:

@@ -264,7 +264,7 @@ def test_options_presets_and_errors():
     assert build_dataclass(AudioOptions, {"patch_size": "16x8", "num_frames": "96"}).patch == (16, 8)
     assert build_dataclass(AudioOptions, {"patch_size": [16, 8]}).patch_size == "16x8"
     assert build_dataclass(AudioOptions, {"patch_size": "16"}).patch == (16, 16)
-    with pytest.raises(ConfigError, match="96 frames x 64 mels is not divisible by --patch-size 10x8"):
+    with pytest.raises(ConfigError, match="96 frames x 64 mels is not divisible by `patch_size` 10x8"):
         build_dataclass(AudioOptions, {"patch_size": "10x8"})
     with pytest.raises(ConfigError, match="f-max"):
         AudioOptions(f_max=5000.0)

@@ -76,7 +76,7 @@ def test_plan_from_scores_and_mask():
 
 
 def test_mask_ratio_out_of_range():
-    with pytest.raises(ValueError, match="mask ratio"):
+    with pytest.raises(ValueError, match="`mask_ratio` must be in"):
         num_visible(10, 1.0)
 
 

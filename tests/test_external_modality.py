@@ -79,7 +79,7 @@ def test_bad_options_and_files(tmp_path: Path) -> None:
     from maskkit.modality import DataError
     from maskkit.train.build import build_modality
 
-    with pytest.raises(ConfigError, match="multiple of --patch-size"):
+    with pytest.raises(ConfigError, match="multiple of `patch_size`"):
         build_modality("timeseries", {"length": "100", "patch_size": "16"})
     modality = build_modality("timeseries", {"length": "64", "patch_size": "8"})
     (tmp_path / "up").mkdir()

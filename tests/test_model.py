@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from maskkit.losses import ChamferLoss, ReconstructionMSE, chamfer_l2
+from maskkit.losses import ReconstructionMSE
 from maskkit.masking.base import TrainingProgress
 from maskkit.modalities.image.tokenizer import ImagePatchTokenizer, patchify, unpatchify
+from maskkit.modalities.pointcloud.loss import ChamferLoss, chamfer_l2
 from maskkit.model.mae import MaskedAutoencoder, ModelConfig, model_preset
 from maskkit.model.vit import Attention
 from maskkit.registry import build_masker

@@ -83,3 +83,25 @@ def test_registry_imports_no_masker():
     source = (ROOT / "maskkit" / "registry.py").read_text()
     assert not re.search(r"^\s*(from maskkit\.masking\.(?!base\b)|import maskkit\.masking)", source, re.M)
     assert "import_module" not in source
+
+
+def test_no_file_cites_a_document_outside_the_repository():
+    """Users have only the repository: the facts behind a default live in docs/, not in notes elsewhere."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:  # not a git checkout (an sdist): read the tree
+        files = [p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts]
+    else:
+        files = [ROOT / line for line in listed.stdout.splitlines()]
+    pattern = re.compile(r"(\.\./shared/|shared/research|shared/design\.md|\bresearch/[\w-]+\.md)")
+    offenders = []
+    for path in files:
+        if path.suffix not in {".py", ".md", ".toml", ".txt", ".cfg", ".sh", ""} or not path.is_file() \
+                or path == Path(__file__).resolve():
+            continue
+        text = path.read_text(errors="ignore")
+        for match in pattern.finditer(text):
+            offenders.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
+    assert offenders == []

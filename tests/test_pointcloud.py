@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.losses import ChamferLoss
 from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress
 from maskkit.modalities.pointcloud import PointCloudModality, PointCloudOptions
 from maskkit.modalities.pointcloud.grouping import farthest_point_sample, group_points, knn_indices
+from maskkit.modalities.pointcloud.loss import ChamferLoss
 from maskkit.modalities.pointcloud.maskers import PointBlockMasker
 from maskkit.modalities.pointcloud.modality import shape_descriptor
 from maskkit.modalities.pointcloud.tokenizer import PointGroupTokenizer
@@ -147,14 +147,14 @@ def test_point_block_registry_and_seeds_option() -> None:
     plan = masker(make_ctx(clouds(4, 40, seed=6), 0.5, seed=2))
     plan.validate(40)
     assert (plan.mask.sum(1) == 20).all()
-    with pytest.raises(ConfigError, match="num-seeds"):
+    with pytest.raises(ConfigError, match="`num_seeds`"):
         build_masker("point-block", {"num-seeds": "0"})
 
 
 def test_options_validation() -> None:
-    with pytest.raises(ConfigError, match="--num-groups"):
+    with pytest.raises(ConfigError, match="`num_groups`"):
         build_dataclass(PointCloudOptions, {"num-points": "32", "num-groups": "64"})
-    with pytest.raises(ConfigError, match="--group-size"):
+    with pytest.raises(ConfigError, match="`group_size`"):
         build_dataclass(PointCloudOptions, {"num-points": "32", "num-groups": "8", "group-size": "64"})
     opts = build_dataclass(PointCloudOptions, {"num-points": "256", "aug-scale": "0.8,1.2"})
     assert opts.num_points == 256 and opts.aug_scale == (0.8, 1.2)

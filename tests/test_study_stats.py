@@ -78,15 +78,15 @@ def test_mean_sd_skips_missing_values():
 def test_study_config_defaults_and_validation():
     study = StudyConfig(modality="toy", maskers=["random", "block"], seeds=3)
     assert study.seed_list == [0, 1, 2]
-    with pytest.raises(ConfigError, match="--reference random is not among"):
+    with pytest.raises(ConfigError, match="`reference` random is not among"):
         StudyConfig(modality="toy", maskers=["block", "noise-green"])
-    with pytest.raises(ConfigError, match="--devices"):
+    with pytest.raises(ConfigError, match="`devices`"):
         StudyConfig(devices=["gpu0"])
     with pytest.raises(ConfigError, match=r"\[train\] seed: the study sets this itself"):
         StudyConfig(train_options={"seed": 3})
     with pytest.raises(ConfigError, match="not a training option"):
         StudyConfig(train_options={"learning_rate": 3})
-    with pytest.raises(ConfigError, match="--mask-ratios"):
+    with pytest.raises(ConfigError, match="`mask_ratios`"):
         StudyConfig(mask_ratios=[0.5, 1.2])
     with pytest.raises(ConfigError, match="masker_options for self-guided"):
         StudyConfig(maskers=["random"], masker_options={"self-guided": {"start_epoch": 1}})

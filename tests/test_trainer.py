@@ -165,9 +165,9 @@ def test_unwritable_out_dir_is_reported(toy_config, tmp_path):
 def test_config_validation():
     from maskkit.train.config import TrainConfig
 
-    with pytest.raises(ConfigError, match="--mask-ratio must be in"):
+    with pytest.raises(ConfigError, match="`mask_ratio` must be in"):
         TrainConfig(mask_ratio=1.5)
-    with pytest.raises(ConfigError, match="--epochs must be >= 1"):
+    with pytest.raises(ConfigError, match="`epochs` must be >= 1"):
         TrainConfig(epochs=0)
 
 

@@ -132,9 +132,9 @@ def test_options_presets_and_errors():
     big = VideoOptions(preset="videomae")
     assert big.grid == (8, 14, 14) and big.frame_stride == 4
     assert build_dataclass(VideoOptions, {"image_size": "16x32", "patch_size": "8"}).size == (16, 32)
-    with pytest.raises(ConfigError, match="num-frames 15 is not divisible by tubelet-size 2"):
+    with pytest.raises(ConfigError, match="num_frames` 15 is not divisible by `tubelet_size` 2"):
         build_dataclass(VideoOptions, {"num_frames": "15"})
-    with pytest.raises(ConfigError, match="image-size 30 is not divisible by --patch-size 8"):
+    with pytest.raises(ConfigError, match="image_size` 30 is not divisible by `patch_size` 8"):
         build_dataclass(VideoOptions, {"image_size": "30"})
     with pytest.raises(ConfigError, match="channels"):
         VideoOptions(channels=2)

@@ -9,8 +9,8 @@ Three layers, each usable on its own:
 - ``analyze_run``: every metric per layer for one or all checkpoints of a run, written to
   ``analysis.json`` plus plots (``maskkit analyze``).
 
-Definitions follow research/maskers-spec.md §1.3; where the paper's normalisation is unknown the
-option is explicit (see docs/self-guided.md).
+Definitions are listed in docs/self-guided.md; where the paper's normalisation is unknown the
+option is explicit.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.lab.analysis_plots import plot_analysis
+from maskkit.lab.visualize import pick_samples
 from maskkit.masking import graph
-from maskkit.masking.base import MaskPlan, TrainingProgress, expected_random_iou, num_visible
+from maskkit.masking.base import MaskPlan, TrainingProgress, expected_random_iou
+from maskkit.masking.random import random_plan
 from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import mask_statistics
 from maskkit.model.mae import MaskedAutoencoder
@@ -41,6 +43,7 @@ from maskkit.train.checkpoint import (
     load_run_model,
     resolve_checkpoint_path,
 )
+from maskkit.train.runtime import autocast
 from maskkit.train.step import make_context
 
 _EPS = 1e-12
@@ -180,12 +183,6 @@ def encoder_layers(model: MaskedAutoencoder, tokens: TokenBatch) -> Iterator[tup
         yield i, model.norm(h)[:, model.num_prefix:], attn
 
 
-def random_mask_plan(batch: int, num_tokens: int, mask_ratio: float, generator: torch.Generator,
-                     device: torch.device) -> MaskPlan:
-    noise = torch.rand(batch, num_tokens, generator=generator, device=device)
-    return MaskPlan.from_shuffle(noise.argsort(dim=1), num_visible(num_tokens, mask_ratio))
-
-
 ENCODER_METRICS = ("feature_var", "similarity_var", "gap_similarity", "gap_attention",
                    "attention_distance", "attention_nmi")
 
@@ -229,19 +226,7 @@ def probe_inputs(data: Any, num_samples: int) -> Tensor:
     if isinstance(data, Tensor):
         return data[:num_samples]
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        n = len(data)
-        if n == 0:
-            raise ValueError("cannot probe an empty dataset")
-        count = min(num_samples, n)
-        idx = torch.linspace(0, n - 1, count).round().long().tolist()
-        saved = getattr(data, "epoch", None)
-        if saved is not None:
-            data.epoch = 0  # the same augmentation draw at every probe
-        try:
-            return torch.stack([_first(data[i]) for i in idx])
-        finally:
-            if saved is not None:
-                data.epoch = saved
+        return pick_samples(data, num_samples)
     chunks, total = [], 0
     for batch in data:
         x = _first(batch)
@@ -261,14 +246,6 @@ def _first(item: Any) -> Tensor:
 def _batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
     for i in range(0, x.shape[0], batch_size):
         yield x[i:i + batch_size]
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    import contextlib
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # =========================================================================== probe (during training)
@@ -302,10 +279,10 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Any = None, mask_
     try:
         for x in _batches(x_all, batch_size):
             x = x.to(dev)
-            with _autocast(dev, amp_dtype):
+            with autocast(dev, amp_dtype):
                 tokens = model.tokenize(x)
                 e, _ = encoder_metrics(model, tokens)
-                plan = random_mask_plan(x.shape[0], tokens.num_tokens, mask_ratio, generator, dev)
+                plan = random_plan(make_context(model, tokens, mask_ratio, generator, TrainingProgress()))
                 d = decoder_metrics(model, tokens, plan)
                 if masker is not None:
                     mplan = _masker_plan(model, masker, tokens, mask_ratio, generator)
@@ -393,10 +370,10 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     run_path = Path(run)
     if checkpoints not in ("last", "all"):
 
-        raise ConfigError(f"--checkpoints must be last or all, got {checkpoints!r}")
+        raise ConfigError(f"`checkpoints` must be last or all, got {checkpoints!r}")
     if batches < 1 or batch_size < 1:
 
-        raise ConfigError(f"--batches and --batch-size must be >= 1, got {batches} and {batch_size}")
+        raise ConfigError(f"`batches` and `batch_size` must be >= 1, got {batches} and {batch_size}")
     dev = torch.device(device)
     # last.pt usually repeats the newest periodic checkpoint: keep one file per epoch (the later wins)
     by_epoch: dict[int, Path] = {}
@@ -417,7 +394,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
         for x in _batches(x_all, batch_size):
             tokens = model.tokenize(x.to(dev))
             e, f = encoder_metrics(model, tokens, keep_features=True)
-            plan = random_mask_plan(x.shape[0], tokens.num_tokens, ratio, generator, dev)
+            plan = random_plan(make_context(model, tokens, ratio, generator, TrainingProgress()))
             d = decoder_metrics(model, tokens, plan)
             for k, v in e.items():
                 enc.setdefault(k, []).append(v)

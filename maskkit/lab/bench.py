@@ -15,7 +15,6 @@ import torch
 
 from maskkit.lab.bench_reference import PlainMAE
 from maskkit.masking.base import TrainingProgress, num_visible
-from maskkit.model.mae import model_preset
 from maskkit.train.build import build_run
 from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision
@@ -135,20 +134,23 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
         achieved_tflops=achieved, mfu=(achieved / peak) if peak else None, compiled=config.compile)
 
 
-def bench_reference(config: TrainConfig, image_shape: tuple[int, int, int], steps: int = 10,
-                    warmup: int = 3) -> BenchResult:
-    """Time the plain eager MAE (maskkit.lab.bench_reference) on the same image shapes and model size."""
-
+def bench_reference(config: TrainConfig, steps: int = 10, warmup: int = 3,
+                    sample: torch.Tensor | None = None) -> BenchResult:
+    """Time the plain eager MAE (``maskkit.lab.bench_reference``) with the run's tokenizer, model size,
+    mask ratio and batch, on the same kind of input as :func:`bench_step`."""
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)
-    c, h, w = image_shape
-    patch = int(config.modality_options.get("patch_size", 4))
-    m = model_preset(config.model or "tiny")
-    ratio = config.mask_ratio if config.mask_ratio is not None else 0.75
-    model = PlainMAE((h, w), patch, c, m.embed_dim, m.depth, m.num_heads, m.decoder_dim, m.decoder_depth,
+    torch.manual_seed(config.seed)
+    parts = build_run(config, with_data=sample is None, train=True)
+    if sample is None:
+        assert parts.dataset is not None
+        sample = parts.dataset[0][0]
+    x = sample.unsqueeze(0).repeat(config.batch_size, *([1] * sample.dim())).to(device)
+    m = parts.model_config
+    ratio = parts.mask_ratio
+    model = PlainMAE(parts.model.tokenizer, m.embed_dim, m.depth, m.num_heads, m.decoder_dim, m.decoder_depth,
                      m.decoder_heads, ratio).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if device.type == "cuda" else None)
-    x = torch.randn(config.batch_size, c, h, w, device=device)
 
     def one_step() -> None:
         with autocast(device, amp_dtype):
@@ -165,10 +167,11 @@ def bench_reference(config: TrainConfig, image_shape: tuple[int, int, int], step
         one_step()
     _sync(device)
     elapsed = (time.perf_counter() - t0) / steps
-    n = (h // patch) * (w // patch)
+    n = parts.model.tokenizer.layout.num_tokens
     return BenchResult(
-        modality="image", model=config.model or "tiny", masker="reference (plain eager MAE)",
-        batch_size=config.batch_size, num_tokens=n, visible_tokens=int(n * (1 - ratio)),
+        modality=config.modality, model=config.model or parts.modality.default_model,
+        masker="reference (plain eager MAE)",
+        batch_size=config.batch_size, num_tokens=n, visible_tokens=num_visible(n, ratio),
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         precision=str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", ms_per_step=elapsed * 1e3,
         samples_per_s=config.batch_size / elapsed, tokens_per_s=config.batch_size * n / elapsed,

@@ -1,6 +1,7 @@
 """A straightforward eager MAE, written from the paper's description, as a speed yardstick.
 
-It is what one writes first: manual softmax attention, masking inside the model, one class.
+It is what one writes first: manual softmax attention, masking inside the model, one class. Only
+the tokenizer is maskkit's (the run's own, so the yardstick serves every modality).
 `maskkit bench --reference` times it beside maskkit's step on the same shapes, so the benchmark
 shows that the modular design costs nothing (or what it costs).
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from maskkit.tokenizer import Tokenizer
 
 
 class PlainBlock(nn.Module):
@@ -32,15 +35,15 @@ class PlainBlock(nn.Module):
 
 
 class PlainMAE(nn.Module):
-    """Images in, scalar loss out; random masking and norm-pix MSE inline."""
+    """Input in, scalar loss out: the run's own tokenizer (so every modality has a yardstick), then
+    random masking, a plain encoder and decoder and norm-pix MSE written inline."""
 
-    def __init__(self, image_size: tuple[int, int], patch: int, channels: int, dim: int, depth: int, heads: int,
-                 dec_dim: int, dec_depth: int, dec_heads: int, mask_ratio: float) -> None:
+    def __init__(self, tokenizer: Tokenizer, dim: int, depth: int, heads: int, dec_dim: int, dec_depth: int,
+                 dec_heads: int, mask_ratio: float) -> None:
         super().__init__()
-        self.patch = patch
+        self.tokenizer = tokenizer
         self.mask_ratio = mask_ratio
-        n = (image_size[0] // patch) * (image_size[1] // patch)
-        self.embed = nn.Conv2d(channels, dim, patch, patch)
+        n = tokenizer.layout.num_tokens
         self.pos = nn.Parameter(torch.zeros(1, n, dim), requires_grad=False)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList(PlainBlock(dim, heads) for _ in range(depth))
@@ -50,14 +53,13 @@ class PlainMAE(nn.Module):
         self.dec_pos = nn.Parameter(torch.zeros(1, n + 1, dec_dim), requires_grad=False)
         self.dec_blocks = nn.ModuleList(PlainBlock(dec_dim, dec_heads) for _ in range(dec_depth))
         self.dec_norm = nn.LayerNorm(dec_dim, eps=1e-6)
-        self.head = nn.Linear(dec_dim, patch * patch * channels)
+        self.head = nn.Linear(dec_dim, tokenizer.target_dim)
 
-    def forward(self, images: Tensor) -> Tensor:
-        b, c, hh, ww = images.shape
-        p = self.patch
-        target = images.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, -1, p * p * c)
-        x = self.embed(images).flatten(2).transpose(1, 2) + self.pos
-        n = x.shape[1]
+    def forward(self, inputs: Tensor) -> Tensor:
+        tokens = self.tokenizer.tokenize(inputs)
+        target = tokens.targets
+        x = tokens.embeddings + self.pos
+        b, n = x.shape[:2]
         keep = int(n * (1 - self.mask_ratio))
         shuffle = torch.rand(b, n, device=x.device).argsort(dim=1)
         restore = shuffle.argsort(dim=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,11 +15,24 @@ from maskkit.train.step import make_context
 
 
 def pick_samples(dataset: MaskkitDataset, num_samples: int) -> torch.Tensor:
-    """Evenly spaced samples (so several classes show up), stacked into a batch."""
+    """Evenly spaced samples (so several classes show up, and the same ones every time), stacked into a
+    batch; augmentation is drawn as in epoch 0, so pictures and probes compare across checkpoints."""
     n = len(dataset)
-    count = min(num_samples, n)
-    idx = torch.linspace(0, n - 1, count).round().long().tolist()
-    return torch.stack([dataset[i][0] for i in idx])
+    if n == 0:
+        raise ValueError("cannot pick samples from an empty dataset")
+    idx = torch.linspace(0, n - 1, min(num_samples, n)).round().long().tolist()
+    saved = getattr(dataset, "epoch", None)
+    if saved is not None:
+        dataset.epoch = 0
+    try:
+        return torch.stack([_input_of(dataset[i]) for i in idx])
+    finally:
+        if saved is not None:
+            dataset.epoch = saved
+
+
+def _input_of(item: Any) -> torch.Tensor:
+    return item[0] if isinstance(item, (tuple, list)) else item
 
 
 @torch.no_grad()

@@ -33,9 +33,9 @@ class AttentionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.hint_ratio <= 1.0:
-            raise ConfigError(f"masker.hint-ratio must be in [0, 1], got {self.hint_ratio}")
+            raise ConfigError(f"`masker.hint_ratio` must be in [0, 1], got {self.hint_ratio}")
         if not 0.0 <= self.masking_prob <= 1.0:
-            raise ConfigError(f"masker.masking-prob must be in [0, 1], got {self.masking_prob}")
+            raise ConfigError(f"`masker.masking_prob` must be in [0, 1], got {self.masking_prob}")
 
 
 def attention_scores(attn: Tensor, num_tokens: int, score: str = "auto") -> Tensor:

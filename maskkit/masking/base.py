@@ -166,10 +166,13 @@ class Masker(nn.Module):
     needs_grid: ClassVar[bool] = False
     #: grid ranks this masker supports when it needs a grid (None: any)
     grid_ranks: ClassVar[tuple[int, ...] | None] = None
-    #: True when the masker reads model features/attention (the trainer then supplies feature_fn)
+    #: True when the masker reads the model (``MaskContext.model``); shown by ``maskkit list``
     needs_model: ClassVar[bool] = False
-    #: typed options (a dataclass); ``maskkit.config.build_dataclass`` fills it from TOML/CLI strings
+    #: typed options (a dataclass); ``maskkit.config_utils.build_dataclass`` fills it from TOML/CLI strings
     Config: ClassVar[type | None] = None
+    #: (epochs the method's published recipe trains for, where that number comes from); studies note
+    #: when a run's budget is far below it
+    design_budget: ClassVar[tuple[int, str] | None] = None
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()

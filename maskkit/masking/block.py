@@ -53,19 +53,19 @@ class BlockMaskConfig:
 
     def __post_init__(self) -> None:
         if self.min_block_tokens is not None and self.min_block_tokens < 1:
-            raise ConfigError(f"masker option min-block-tokens must be >= 1, got {self.min_block_tokens}")
+            raise ConfigError(f"masker option `min_block_tokens` must be >= 1, got {self.min_block_tokens}")
         if self.max_block_tokens is not None and self.max_block_tokens < 1:
-            raise ConfigError(f"masker option max-block-tokens must be >= 1, got {self.max_block_tokens}")
+            raise ConfigError(f"masker option `max_block_tokens` must be >= 1, got {self.max_block_tokens}")
         if (self.min_block_tokens is not None and self.max_block_tokens is not None
                 and self.max_block_tokens < self.min_block_tokens):
-            raise ConfigError(f"masker option max-block-tokens ({self.max_block_tokens}) must be >= "
+            raise ConfigError(f"masker option `max_block_tokens` ({self.max_block_tokens}) must be >= "
                               f"min-block-tokens ({self.min_block_tokens})")
         if not 0.0 < self.aspect_min <= 1.0:
-            raise ConfigError(f"masker option aspect-min must be in (0, 1], got {self.aspect_min}")
+            raise ConfigError(f"masker option `aspect_min` must be in (0, 1], got {self.aspect_min}")
         if self.mask_patch_size < 1:
-            raise ConfigError(f"masker option mask-patch-size must be >= 1, got {self.mask_patch_size}")
+            raise ConfigError(f"masker option `mask_patch_size` must be >= 1, got {self.mask_patch_size}")
         if self.max_rounds is not None and self.max_rounds < 1:
-            raise ConfigError(f"masker option max-rounds must be >= 1, got {self.max_rounds}")
+            raise ConfigError(f"masker option `max_rounds` must be >= 1, got {self.max_rounds}")
 
 
 def plane_of(layout: TokenLayout) -> tuple[tuple[int, int], int, int]:
@@ -128,6 +128,7 @@ def default_min_block(plane_tokens: int) -> int:
 
 class BlockMasker(Masker):
     name = "block"
+    design_budget = (800, "block masking was ablated in MAE at 800 epochs")
     description = ("Random rectangles on the token grid (BEiT block-wise) or random coarse cells (SimMIM), "
                    "fixed up to the exact count; 3-D grids get tubes.")
     reference = ("Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022; "

@@ -161,9 +161,9 @@ class CurriculumConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.switch_fraction <= 1.0:
-            raise ConfigError(f"masker.switch-fraction must be in [0, 1], got {self.switch_fraction}")
+            raise ConfigError(f"`masker.switch_fraction` must be in [0, 1], got {self.switch_fraction}")
         if self.switch_epoch is not None and self.switch_epoch < 0:
-            raise ConfigError(f"masker.switch-epoch must be >= 0, got {self.switch_epoch}")
+            raise ConfigError(f"`masker.switch_epoch` must be >= 0, got {self.switch_epoch}")
 
 
 class CurriculumMasker(CompositeMasker):

@@ -36,7 +36,7 @@ def prepare_features(features: Tensor, centre: bool = True, position_mean: Tenso
 
     Removing what position alone explains and centring per sample is what makes the cut follow
     content: without it token cosines sit at 0.85-0.93 and the graph is nearly complete
-    (research/self-guided-at-small-scale.md).
+    (docs/background/self-guided-small-scale.md).
     """
     x = features.float()
     if position_mean is not None:

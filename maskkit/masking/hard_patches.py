@@ -85,17 +85,18 @@ class HardPatchesConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha_max <= 1.0:
-            raise ConfigError(f"masker.alpha-max must be in [0, 1], got {self.alpha_max}")
+            raise ConfigError(f"`masker.alpha_max` must be in [0, 1], got {self.alpha_max}")
         if self.hidden < 1:
             raise ConfigError(f"masker.hidden must be >= 1, got {self.hidden}")
         if self.max_pairs < 1:
-            raise ConfigError(f"masker.max-pairs must be >= 1, got {self.max_pairs}")
+            raise ConfigError(f"`masker.max_pairs` must be >= 1, got {self.max_pairs}")
         if self.loss_weight < 0:
-            raise ConfigError(f"masker.loss-weight must be >= 0, got {self.loss_weight}")
+            raise ConfigError(f"`masker.loss_weight` must be >= 0, got {self.loss_weight}")
 
 
 class HardPatchesMasker(Masker):
     name = "hard-patches"
+    design_budget = (800, "HPM uses 800 epochs")
     description = ("HPM: a small head learns to rank tokens by reconstruction loss; an easy-to-hard "
                    "schedule hides a growing share of predicted-hard tokens, the rest at random.")
     reference = "Wang et al., Hard Patches Mining for Masked Image Modeling, CVPR 2023"

@@ -83,11 +83,12 @@ class LearnedConfig:
         if self.temperature <= 0:
             raise ConfigError(f"masker.temperature must be > 0, got {self.temperature}")
         if self.loss_weight < 0:
-            raise ConfigError(f"masker.loss-weight must be >= 0, got {self.loss_weight}")
+            raise ConfigError(f"`masker.loss_weight` must be >= 0, got {self.loss_weight}")
 
 
 class LearnedMasker(Masker):
     name = "learned"
+    design_budget = (800, "AdaMAE uses 800 epochs")
     description = ("AdaMAE-style learned sampler: a one-block network gives token logits, masks are "
                    "Gumbel-top-k draws, trained by a REINFORCE term on reconstruction error.")
     reference = ("Bandara et al., AdaMAE: Adaptive Masking for Efficient Spatiotemporal Learning with "

@@ -27,7 +27,7 @@ REFERENCE = ("Hinojosa, Liu, Ghanem, ColorMAE: Exploring data-independent maskin
 
 def _check_axis_scale(axis_scale: tuple[float, ...]) -> None:
     if any(s <= 0 for s in axis_scale):
-        raise ConfigError(f"masker.axis-scale values must be > 0, got {axis_scale}")
+        raise ConfigError(f"`masker.axis_scale` values must be > 0, got {axis_scale}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class BandConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.sigma_low < self.sigma_high:
-            raise ConfigError(f"masker options need 0 < sigma-low < sigma-high, got "
+            raise ConfigError(f"masker options need 0 < `sigma_low` < `sigma_high`, got "
                               f"sigma-low={self.sigma_low}, sigma-high={self.sigma_high}")
         _check_axis_scale(self.axis_scale)
 
@@ -76,7 +76,7 @@ def axis_sigmas(sigma: float, rank: int, axis_scale: tuple[float, ...]) -> tuple
     if not axis_scale:
         return (sigma,) * rank
     if len(axis_scale) != rank:
-        raise ConfigError(f"masker.axis-scale has {len(axis_scale)} values but the token grid "
+        raise ConfigError(f"`masker.axis_scale` has {len(axis_scale)} values but the token grid "
                           f"has {rank} axes")
     return tuple(sigma * s for s in axis_scale)
 
@@ -111,6 +111,7 @@ def filtered_noise(noise: Tensor, response: Tensor, grid: tuple[int, ...], pads:
 
 class FilteredNoiseMasker(Masker):
     """Shared machinery; subclasses choose the response through ``colour``."""
+    design_budget = (300, "ColorMAE reports 300-1600 epochs")
 
     needs_grid = True
     reference = REFERENCE

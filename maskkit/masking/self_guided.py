@@ -5,7 +5,7 @@ encoder layer -> cosine affinity graph per sample -> two-way normalized cut -> s
 similarity to the target cluster -> hide the top ``n_mask`` -> reveal a fraction of them as hints and
 hide as many elsewhere, so every sample keeps exactly ``n_keep`` tokens. Random masking (MAE's,
 draw for draw) before the start. See docs/self-guided.md for every option and what differs from
-the paper, and research/self-guided-at-small-scale.md for why the defaults centre the features and
+the paper, and docs/background/self-guided-small-scale.md for why the defaults centre the features and
 remove their positional part.
 """
 
@@ -22,6 +22,7 @@ from maskkit.config_utils import ConfigError
 from maskkit.masking import graph
 from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, exact_topk_plan
 from maskkit.masking.compose import apply_hints
+from maskkit.masking.random import random_plan
 from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import pairwise_iou
 
@@ -141,12 +142,6 @@ class Informed:
     lambda2: Tensor | None
 
 
-def random_plan(ctx: MaskContext) -> MaskPlan:
-    """MAE's random masking, draw for draw identical to the ``random`` masker under the same generator."""
-    noise = ctx.uniform(ctx.batch_size, ctx.num_tokens)
-    return MaskPlan.from_shuffle(noise.argsort(dim=1), ctx.n_keep)
-
-
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Graph maths in fp32: bf16/fp16 cosines and ``eigh`` are not accurate enough (or not supported)."""
     if device.type in ("cuda", "cpu", "xpu", "mps"):
@@ -156,6 +151,7 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 class SelfGuidedMasker(Masker):
     name = "self-guided"
+    design_budget = (400, "self-guided MAE reports 400 pre-training epochs, with informed masking from about epoch 50")
     description = ("SG-MAE: mask the tokens of the cluster the model's own features form "
                    "(normalized cut on a cosine graph), with hints; random before the start.")
     reference = "Shin et al., Self-Guided Masked Autoencoder, NeurIPS 2024 (arXiv 2507.19773)"
@@ -435,4 +431,4 @@ def _centroid(x: Tensor, members: Tensor) -> Tensor:
     return graph.l2_normalize(total / w.sum(1, keepdim=True).clamp_min(1.0))
 
 
-__all__ = ["PRESETS", "SelfGuidedConfig", "SelfGuidedMasker", "random_plan"]
+__all__ = ["PRESETS", "SelfGuidedConfig", "SelfGuidedMasker"]

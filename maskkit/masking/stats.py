@@ -5,7 +5,7 @@ clumped or spread compared with random masks (``clumping``: 1 = random, > 1 blob
 Do masks of different samples overlap more than random masks would (``iou`` vs ``iou_random``)?
 Does every position get hidden equally often over an epoch (:class:`PositionFrequency`)? The last
 two detect an informed masker that has collapsed to a fixed spatial pattern
-(``research/self-guided-at-small-scale.md``); :func:`collapse_verdict` turns them into a verdict.
+(docs/background/self-guided-small-scale.md); :func:`collapse_verdict` turns them into a verdict.
 """
 
 from __future__ import annotations

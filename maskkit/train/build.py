@@ -28,7 +28,7 @@ def build_modality(name: str, options: dict[str, Any]) -> Modality:
         if msg.startswith("unknown option"):
             key = msg.split("'")[1] if "'" in msg else msg
             valid = msg.split("valid options:")[-1].strip()
-            raise ConfigError(f"option --{key.replace('_', '-')} does not apply to modality {name!r} "
+            raise ConfigError(f"option `{key}` does not apply to modality {name!r} "
                               f"(its options: {valid})") from None
         raise
     return cls(opts)
@@ -39,7 +39,7 @@ def resolve_model_config(config: TrainConfig, modality: Modality) -> ModelConfig
     try:
         base = model_preset(preset)
     except ValueError as exc:
-        raise ConfigError(f"--model: {exc}") from None
+        raise ConfigError(f"`model`: {exc}") from None
     if not config.model_options:
         return base
     return build_dataclass(ModelConfig, config.model_options, prefix="model.", base=base)
@@ -89,7 +89,7 @@ def build_run(config: TrainConfig, with_data: bool = True, train: bool = True,
     model = build_model(modality, model_config)
     masker = build_masker(config.masker, config.masker_options)
     if masker.needs_grid and not model.tokenizer.layout.has_grid:
-        raise ConfigError(f"--masker {config.masker} needs a token grid, but modality "
+        raise ConfigError(f"`masker` {config.masker} needs a token grid, but modality "
                           f"{config.modality!r} has unordered tokens")
     masker.check_layout(model.tokenizer.layout)
     masker.bind_model(model.shape)  # learned maskers size their layers from the model
@@ -110,5 +110,5 @@ def build_dataset(modality: Modality, data: str | None, train: bool, seed: int,
     dataset = modality.build_dataset(data, train=train, seed=seed, **kwargs)
     if len(dataset) == 0:
 
-        raise DataError(f"--data {data or modality.default_data}: the dataset is empty")
+        raise DataError(f"`data` {data or modality.default_data}: the dataset is empty")
     return dataset

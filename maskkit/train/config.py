@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
+from maskkit.plan import check_mask_ratio
 
 
 @dataclass
@@ -59,28 +60,28 @@ class TrainConfig:
                      "holdout_fraction"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
-            raise ConfigError(f"--mask-ratio must be in (0, 1), got {self.mask_ratio}")
+                raise ConfigError(f"`{name}` must be a finite number, got {value}")
+        if self.mask_ratio is not None:
+            check_mask_ratio(self.mask_ratio)
         for name in ("epochs", "batch_size", "accum_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+            raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if self.base_lr <= 0:
-            raise ConfigError(f"base-lr must be > 0, got {self.base_lr}")
+            raise ConfigError(f"`base_lr` must be > 0, got {self.base_lr}")
         if self.warmup_epochs < 0:
-            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
+            raise ConfigError(f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}")
         if self.save_every < 1:
-            raise ConfigError(f"save-every must be >= 1, got {self.save_every}")
+            raise ConfigError(f"`save_every` must be >= 1, got {self.save_every}")
         if self.save_every_steps < 0:
-            raise ConfigError(f"save-every-steps must be >= 0, got {self.save_every_steps}")
+            raise ConfigError(f"`save_every_steps` must be >= 0, got {self.save_every_steps}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+            raise ConfigError(f"`max_steps_per_epoch` must be >= 1, got {self.max_steps_per_epoch}")
         if not 0.0 <= self.holdout_fraction < 0.9:
-            raise ConfigError(f"holdout-fraction must be in [0, 0.9), got {self.holdout_fraction}")
+            raise ConfigError(f"`holdout_fraction` must be in [0, 0.9), got {self.holdout_fraction}")
         if self.num_workers < 0:
-            raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"`num_workers` must be >= 0, got {self.num_workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
@@ -93,7 +94,7 @@ class TrainConfig:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML run file; tables ``[masker_options]``, ``[modality_options]``, ``[model_options]``
     map to those fields (``[masker]``/``[modality]``/``[model]`` tables with ``name`` are accepted too)."""
-    raw = read_toml(path, "--config")
+    raw = read_toml(path, "`config`")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         key = key.replace("-", "_")

@@ -39,12 +39,12 @@ def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was requested but no CUDA device is available")
+            raise ConfigError("`device` cuda was requested but no CUDA device is available")
         index = dist.local_rank if dist is not None and dist.enabled else torch.cuda.current_device()
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     if name != "cpu":
-        raise ConfigError(f"--device must be auto, cpu or cuda; got {name!r}")
+        raise ConfigError(f"`device` must be auto, cpu or cuda; got {name!r}")
     return torch.device("cpu")
 
 
@@ -64,14 +64,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return None
     if precision == "bf16":
         if device.type == "cpu" and not cpu_supports_bf16():
-            raise ConfigError("--precision bf16 on this CPU has no native bf16 (it would run ~17x slower); "
+            raise ConfigError("`precision` bf16 on this CPU has no native bf16 (it would run ~17x slower); "
                               "use fp32 here or bf16 on CUDA")
         return torch.bfloat16
     if precision == "fp16":
         if device.type != "cuda":
-            raise ConfigError("--precision fp16 needs CUDA")
+            raise ConfigError("`precision` fp16 needs CUDA")
         return torch.float16
-    raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16; got {precision!r}")
+    raise ConfigError(f"`precision` must be auto, fp32, bf16 or fp16; got {precision!r}")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

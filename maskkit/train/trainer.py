@@ -85,7 +85,7 @@ def check_writable(out: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+        raise ConfigError(f"`out` {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 class Trainer:
@@ -152,9 +152,9 @@ class Trainer:
     def _resume(self) -> None:
         path = self.out / "checkpoints" / "last.pt"
         if not path.is_file():
-            raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
+            raise CheckpointError(f"`resume`: {path} does not exist (nothing to resume in {self.out})")
         ckpt = load_checkpoint(path)
-        check_compatible(ckpt, self.resolved, "--resume")
+        check_compatible(ckpt, self.resolved, "`resume`")
         self.parts.model.load_state_dict(ckpt["model"])
         self.parts.masker.load_state_dict(ckpt["masker"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -317,7 +317,7 @@ class Trainer:
                 self.save(wall)
                 raise TrainingInterrupted(
                     f"stopped by signal {self._stop_signal} at epoch {self.epoch} step {self.global_step}; "
-                    f"checkpoint saved, continue with --resume --out {self.out}")
+                    f"checkpoint saved, continue with `resume` `out` {self.out}")
         mean = float(loss_sum) / max(loss_count, 1)
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,

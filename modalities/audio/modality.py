@@ -47,10 +47,10 @@ def parse_patch(value: object) -> tuple[int, int]:
         else:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError(f"--patch-size expects N or TxF (time x freq, e.g. 16 or 16x8), got {value!r}"
+        raise ConfigError(f"`patch_size` expects N or TxF (time x freq, e.g. 16 or 16x8), got {value!r}"
                           ) from None
     if pt < 1 or pf < 1:
-        raise ConfigError(f"--patch-size must be positive, got {value!r}")
+        raise ConfigError(f"`patch_size` must be positive, got {value!r}")
     return pt, pf
 
 
@@ -102,27 +102,27 @@ class AudioOptions:
         for key in ("sample_rate", "n_mels", "num_frames", "builtin_samples"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+                raise ConfigError(f"`{key}` must be a positive integer, got {value!r}")
         if self.num_frames % pt or self.n_mels % pf:  # type: ignore[operator]
             raise ConfigError(f"spectrogram {self.num_frames} frames x {self.n_mels} mels is not divisible "
-                              f"by --patch-size {self.patch_size} (time x freq)")
+                              f"by `patch_size` {self.patch_size} (time x freq)")
         if self.win_ms <= 0 or self.hop_ms <= 0:
-            raise ConfigError(f"win-ms and hop-ms must be > 0, got {self.win_ms} and {self.hop_ms}")
+            raise ConfigError(f"`win_ms` and `hop_ms` must be > 0, got {self.win_ms} and {self.hop_ms}")
         nyquist = self.sample_rate / 2  # type: ignore[operator]
         f_max = nyquist if self.f_max is None else self.f_max
         if not 0 <= self.f_min < f_max <= nyquist:
-            raise ConfigError(f"need 0 <= f-min < f-max <= {nyquist:g} Hz (Nyquist), "
+            raise ConfigError(f"need 0 <= `f_min` < `f_max` <= {nyquist:g} Hz (Nyquist), "
                               f"got {self.f_min} and {f_max}")
         if self.norm_std is not None and self.norm_std <= 0:
-            raise ConfigError(f"norm-std must be > 0, got {self.norm_std}")
+            raise ConfigError(f"`norm_std` must be > 0, got {self.norm_std}")
         if (self.norm_mean is None) != (self.norm_std is None):
-            raise ConfigError("norm-mean and norm-std must be given together")
+            raise ConfigError("`norm_mean` and `norm_std` must be given together")
         snr = tuple(float(v) for v in self.noise_snr_db)
         if len(snr) != 2 or snr[1] < snr[0]:
-            raise ConfigError(f"noise-snr-db expects min,max in dB, got {self.noise_snr_db}")
+            raise ConfigError(f"`noise_snr_db` expects min,max in dB, got {self.noise_snr_db}")
         self.noise_snr_db = snr  # type: ignore[assignment]
         if not 0 <= self.noise_prob <= 1 or self.gain_db < 0:
-            raise ConfigError(f"noise-prob must be in [0, 1] and gain-db >= 0, "
+            raise ConfigError(f"`noise_prob` must be in [0, 1] and `gain_db` >= 0, "
                               f"got {self.noise_prob}, {self.gain_db}")
 
     @property
@@ -163,7 +163,7 @@ class AudioModality(Modality):
             return ToneSource(o.builtin_samples, int(o.sample_rate), o.data_seed)  # type: ignore[arg-type]
         if data.startswith("builtin:"):
             known = ", ".join(f"builtin:{k}" for k in BUILTIN)
-            raise DataError(f"--data {data}: unknown embedded audio dataset; known: {known}")
+            raise DataError(f"`data` {data}: unknown embedded audio dataset; known: {known}")
         path = Path(data).expanduser()
         if path.is_file() and path.suffix.lower() == ".npz":
             return ClipBank(path)

@@ -265,7 +265,7 @@ class ImageFolder(ImageDataset):
                  **kwargs: object) -> None:
         files = find_images(root)
         if not files:
-            raise DataError(f"--data {display}: no PNG/JPEG images found")
+            raise DataError(f"`data` {display}: no PNG/JPEG images found")
 
         def check(f: Path) -> str:
             mode, reason = check_image(f)
@@ -273,7 +273,7 @@ class ImageFolder(ImageDataset):
                 raise DataError(reason)
             return mode or ""
 
-        good, modes, self.skipped = scan_files(files, check, on_bad_file, f"--data {display}")
+        good, modes, self.skipped = scan_files(files, check, on_bad_file, f"`data` {display}")
         self.files = good
         rel = [f.relative_to(root).parts for f in good]
         if all(len(parts) >= 2 for parts in rel):
@@ -408,16 +408,16 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
             return digits_dataset(**common)
         if name == "photos":
             return PhotoCrops(**common)  # type: ignore[arg-type]
-        raise DataError(f"--data {data}: unknown built-in image dataset; choose from "
+        raise DataError(f"`data` {data}: unknown built-in image dataset; choose from "
                         f"{', '.join('builtin:' + k for k in BUILTIN)}")
     path = Path(data).expanduser()
     if not path.exists():
-        raise DataError(f"--data {data}: does not exist")
+        raise DataError(f"`data` {data}: does not exist")
     if path.is_dir():
         return ImageFolder(path, data, on_bad_file=on_bad_file, **common)  # type: ignore[arg-type]
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return array_dataset(path, data, **common)
-    raise DataError(f"--data {data}: expected a folder of PNG/JPEG images, a .npy/.npz array file "
+    raise DataError(f"`data` {data}: expected a folder of PNG/JPEG images, a .npy/.npz array file "
                     f"or builtin:NAME")
 
 

@@ -36,9 +36,9 @@ def parse_image_size(value: object) -> tuple[int, int]:
         else:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError(f"--image-size expects N or HxW (e.g. 32 or 32x48), got {value!r}") from None
+        raise ConfigError(f"`image_size` expects N or HxW (e.g. 32 or 32x48), got {value!r}") from None
     if h < 1 or w < 1:
-        raise ConfigError(f"--image-size must be positive, got {value!r}")
+        raise ConfigError(f"`image_size` must be positive, got {value!r}")
     return h, w
 
 
@@ -66,12 +66,12 @@ class ImageOptions:
         h, w = parse_image_size(self.image_size)
         self.image_size = h if h == w else f"{h}x{w}"  # canonical, round-trips through TOML/JSON
         if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1:
-            raise ConfigError(f"--patch-size must be a positive integer, got {self.patch_size!r}")
+            raise ConfigError(f"`patch_size` must be a positive integer, got {self.patch_size!r}")
         if h % self.patch_size or w % self.patch_size:
-            raise ConfigError(f"--image-size {self.image_size} is not divisible by "
-                              f"--patch-size {self.patch_size}")
+            raise ConfigError(f"`image_size` {self.image_size} is not divisible by "
+                              f"`patch_size` {self.patch_size}")
         if self.channels is not None and self.channels < 1:
-            raise ConfigError(f"--channels must be >= 1, got {self.channels}")
+            raise ConfigError(f"`channels` must be >= 1, got {self.channels}")
         for name in ("pixel_mean", "pixel_std"):
             values = getattr(self, name)
             if values is None:
@@ -79,12 +79,12 @@ class ImageOptions:
             values = tuple(float(v) for v in values)
             setattr(self, name, values)
             if self.channels is not None and len(values) != self.channels:
-                raise ConfigError(f"--{name.replace('_', '-')} has {len(values)} values but --channels is "
+                raise ConfigError(f"`{name}` has {len(values)} values but `channels` is "
                                   f"{self.channels}")
         if self.pixel_std is not None and any(s <= 0 for s in self.pixel_std):
-            raise ConfigError(f"--pixel-std values must be > 0, got {self.pixel_std}")
+            raise ConfigError(f"`pixel_std` values must be > 0, got {self.pixel_std}")
         if (self.pixel_mean is None) != (self.pixel_std is None):
-            raise ConfigError("--pixel-mean and --pixel-std must be given together")
+            raise ConfigError("`pixel_mean` and `pixel_std` must be given together")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -129,7 +129,7 @@ class ImageModality(Modality):
             ds.set_normalisation([0.0] * ds.channels, [1.0] * ds.channels)
         elif opts.pixel_mean is not None and opts.pixel_std is not None:
             if len(opts.pixel_mean) != ds.channels:
-                raise ConfigError(f"--pixel-mean has {len(opts.pixel_mean)} values but {source} has "
+                raise ConfigError(f"`pixel_mean` has {len(opts.pixel_mean)} values but {source} has "
                                   f"{ds.channels} channel(s)")
             ds.set_normalisation(opts.pixel_mean, opts.pixel_std)
         else:
@@ -149,7 +149,7 @@ class ImageModality(Modality):
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
         if self.options.channels is None:
             raise ConfigError("image channels are unknown: build the dataset and call adapt_to_dataset "
-                              "first, or set --channels")
+                              "first, or set `channels`")
         opts = self.options
         return ImagePatchTokenizer(opts.size, opts.patch_size, opts.channels, embed_dim)
 

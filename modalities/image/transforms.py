@@ -51,7 +51,7 @@ def match_channels(img: Tensor, channels: int, where: str) -> Tensor:
         return img[:3]
     if c == 3 and channels == 4:
         return torch.cat([img, img.new_ones(1, *img.shape[1:])], dim=0)
-    raise DataError(f"{where}: images have {c} channels; cannot convert them to --channels {channels}")
+    raise DataError(f"{where}: images have {c} channels; cannot convert them to `channels` {channels}")
 
 
 def centre_box(h: int, w: int, aspect: float) -> tuple[int, int, int, int]:

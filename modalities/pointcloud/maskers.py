@@ -20,11 +20,12 @@ class PointBlockConfig:
 
     def __post_init__(self) -> None:
         if self.num_seeds < 1:
-            raise ConfigError(f"masker option num-seeds must be >= 1, got {self.num_seeds}")
+            raise ConfigError(f"masker option `num_seeds` must be >= 1, got {self.num_seeds}")
 
 
 class PointBlockMasker(Masker):
     name = "point-block"
+    design_budget = (300, "Point-MAE pre-trains for 300 epochs")
     description = ("Hide the n_mask groups nearest to a random seed centre (a contiguous block of the "
                    "shape); exact count per sample.")
     reference = "Pang et al., Masked Autoencoders for Point Cloud Self-supervised Learning, ECCV 2022"

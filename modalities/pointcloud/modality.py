@@ -10,12 +10,13 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.losses import ChamferLoss, Loss
+from maskkit.losses import Loss
 from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
 from maskkit.tokenizer import Tokenizer
 
 from .data import Augmentation, load_builtin_shapes, load_folder
 from .draw import render_point_groups
+from .loss import ChamferLoss
 from .tokenizer import PointGroupTokenizer
 
 
@@ -33,16 +34,16 @@ class PointCloudOptions:
     def __post_init__(self) -> None:
         for name in ("num_points", "num_groups", "group_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.num_groups > self.num_points:
-            raise ConfigError(f"--num-groups ({self.num_groups}) must be <= --num-points ({self.num_points})")
+            raise ConfigError(f"`num_groups` ({self.num_groups}) must be <= `num_points` ({self.num_points})")
         if self.group_size > self.num_points:
-            raise ConfigError(f"--group-size ({self.group_size}) must be <= --num-points ({self.num_points})")
+            raise ConfigError(f"`group_size` ({self.group_size}) must be <= `num_points` ({self.num_points})")
         lo, hi = self.aug_scale
         if not 0 < lo <= hi:
-            raise ConfigError(f"aug-scale must be two numbers 0 < low <= high, got {self.aug_scale}")
+            raise ConfigError(f"`aug_scale` must be two numbers 0 < low <= high, got {self.aug_scale}")
         if self.aug_translate < 0:
-            raise ConfigError(f"aug-translate must be >= 0, got {self.aug_translate}")
+            raise ConfigError(f"`aug_translate` must be >= 0, got {self.aug_translate}")
 
 
 class PointCloudModality(Modality):

@@ -223,15 +223,15 @@ def open_video_dataset(data: str, *, num_frames: int, frame_stride: int, size: t
     if data.startswith("builtin:"):
         name = data.split(":", 1)[1]
         if name != "moving-digits":
-            raise DataError(f"--data {data}: unknown embedded video dataset; known: builtin:moving-digits")
+            raise DataError(f"`data` {data}: unknown embedded video dataset; known: builtin:moving-digits")
         return MovingDigitsDataset(builtin_clips, data_seed=data_seed, **common)
     path = Path(data).expanduser()
     if not path.exists():
-        raise DataError(f"--data {path}: no such file or folder")
+        raise DataError(f"`data` {path}: no such file or folder")
     if path.is_file() and path.suffix.lower() in ARRAY_EXTENSIONS:
         return VideoArrayDataset(path, **common)
     if path.is_file() and path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise DataError(f"--data {path}: not a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) or clip array "
+        raise DataError(f"`data` {path}: not a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) or clip array "
                         "(.npy/.npz)")
     return VideoFolderDataset(path, on_bad_file=on_bad_file, **common)
 

@@ -41,6 +41,7 @@ class TubeMasker(Masker):
     """VideoMAE tube masking: one random spatial mask, the same at every time slice."""
 
     name = "tube"
+    design_budget = (800, "VideoMAE uses 800-2400 epochs")
     description = "VideoMAE tubes: one random spatial mask repeated in time; exact count via a partial tube."
     reference = "Tong et al., VideoMAE: Masked Autoencoders are Data-Efficient Learners, NeurIPS 2022"
     needs_grid = True

@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, int]] = {
 BUILTIN = {"moving-digits": "1000 generated clips of a handwritten digit moving; label = motion (6 classes)"}
 
 
-def parse_frame_size(value: object, option: str = "--image-size") -> tuple[int, int]:
+def parse_frame_size(value: object, option: str = "`image_size`") -> tuple[int, int]:
     """``32``, ``"32"``, ``"32x48"`` (height x width) or ``(32, 48)`` -> (H, W)."""
     try:
         if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -87,15 +87,15 @@ class VideoOptions:
         for key in ("num_frames", "frame_stride", "tubelet_size", "patch_size", "builtin_clips"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+                raise ConfigError(f"`{key}` must be a positive integer, got {value!r}")
         if self.num_frames % self.tubelet_size:  # type: ignore[operator]
-            raise ConfigError(f"--num-frames {self.num_frames} is not divisible by "
-                              f"tubelet-size {self.tubelet_size}")
+            raise ConfigError(f"`num_frames` {self.num_frames} is not divisible by "
+                              f"`tubelet_size` {self.tubelet_size}")
         if h % self.patch_size or w % self.patch_size:  # type: ignore[operator]
-            raise ConfigError(f"--image-size {self.image_size} is not divisible by "
-                              f"--patch-size {self.patch_size}")
+            raise ConfigError(f"`image_size` {self.image_size} is not divisible by "
+                              f"`patch_size` {self.patch_size}")
         if self.channels is not None and self.channels not in (1, 3):
-            raise ConfigError(f"--channels for video must be 1 or 3, got {self.channels}")
+            raise ConfigError(f"`channels` for video must be 1 or 3, got {self.channels}")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -143,7 +143,7 @@ class VideoModality(Modality):
         o = self.options
         if o.channels is None:
             raise ConfigError("video channels are unknown: build the dataset and call adapt_to_dataset "
-                              "first, or set --channels")
+                              "first, or set `channels`")
         return TubeletTokenizer(int(o.num_frames), o.size, int(o.tubelet_size), int(o.patch_size),  # type: ignore[arg-type]
                                 int(o.channels), embed_dim)
 

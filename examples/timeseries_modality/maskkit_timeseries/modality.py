@@ -28,10 +28,10 @@ class TimeSeriesOptions:
 
     def __post_init__(self) -> None:
         if self.patch_size < 1 or self.length < self.patch_size:
-            raise ConfigError(f"--patch-size must be in [1, length={self.length}], got {self.patch_size}")
+            raise ConfigError(f"`patch_size` must be in [1, length={self.length}], got {self.patch_size}")
         if self.length % self.patch_size:
             raise ConfigError(
-                f"length ({self.length}) must be a multiple of --patch-size ({self.patch_size})")
+                f"length ({self.length}) must be a multiple of `patch_size` ({self.patch_size})")
 
 
 class TimeSeriesModality(Modality):

@@ -1,7 +1,7 @@
 """Budget honesty: say when a study trains a method for far less than it was designed for.
 
-Two kinds of note: (1) the published recipe's budget (``DESIGN_BUDGETS``; a masker class may
-override it with a ``design_budget = (epochs, "sentence")`` class attribute); (2) schedules read
+Two kinds of note: (1) the published recipe's budget (each masker's ``design_budget`` class
+attribute, ``(epochs, "where that number comes from")``); (2) schedules read
 from the masker's own configuration (``describe_config()``): a start/switch epoch at or past the
 run's last epoch means the informed part never ran, and a ``started`` log (``masker/sg/started``)
 that stayed 0 says the same from the run itself.
@@ -12,37 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from maskkit.registry import get_masker
-
-#: masker -> (epochs the method's published recipe uses, where that number comes from)
-DESIGN_BUDGETS: dict[str, tuple[int, str]] = {
-    "random": (400, "MAE recipes use 400-1600 epochs (He et al. 2022: 800 in the ViT-L recipe, 1600 for the "
-                    "best numbers)"),
-    "block": (800, "block masking was ablated in MAE at 800 epochs"),
-    "self-guided": (400, "self-guided MAE reports 400 pre-training epochs, with informed masking from about "
-                         "epoch 50"),
-    "noise-green": (300, "ColorMAE reports 300-1600 epochs"),
-    "noise-blue": (300, "ColorMAE reports 300-1600 epochs"),
-    "noise-red": (300, "ColorMAE reports 300-1600 epochs"),
-    "noise-purple": (300, "ColorMAE reports 300-1600 epochs"),
-    "hard-patches": (800, "HPM uses 800 epochs"),
-    "learned": (800, "AdaMAE uses 800 epochs"),
-    "tube": (800, "VideoMAE uses 800-2400 epochs"),
-    "point-block": (300, "Point-MAE pre-trains for 300 epochs"),
-}
+from maskkit.registry import RegistryError, get_masker
 
 START_KEYS = ("start_epoch", "switch_epoch")
 
 
 def design_budget(masker: str) -> tuple[int, str] | None:
+    """The masker's own ``design_budget`` (None for an unknown masker: the study reports that elsewhere)."""
     try:
-
-        custom = getattr(get_masker(masker), "design_budget", None)
-    except Exception:  # unknown masker: the study reports that elsewhere
-        custom = None
-    if isinstance(custom, tuple) and len(custom) == 2:
-        return int(custom[0]), str(custom[1])
-    return DESIGN_BUDGETS.get(masker)
+        return get_masker(masker).design_budget
+    except RegistryError:
+        return None
 
 
 def _start_epochs(config: Any, path: str = "") -> Iterable[tuple[str, int]]:
@@ -76,4 +56,4 @@ def budget_notes(masker: str, masker_config: dict[str, Any] | None, epochs: int,
     return notes
 
 
-__all__ = ["DESIGN_BUDGETS", "budget_notes", "design_budget"]
+__all__ = ["budget_notes", "design_budget"]

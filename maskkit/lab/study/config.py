@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
+from maskkit.plan import check_mask_ratio
 from maskkit.train.config import TRAIN_FIELDS
 
 #: TrainConfig fields the study sets itself for every run (not allowed in ``[train]``)
@@ -76,7 +77,7 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if isinstance(self.seeds, int):
             if self.seeds < 1:
-                raise ConfigError(f"--seeds must be >= 1 (a count) or a list of seeds, got {self.seeds}")
+                raise ConfigError(f"`seeds` must be >= 1 (a count) or a list of seeds, got {self.seeds}")
             self.seeds = list(range(self.seeds))
         # option keys may be written with dashes (TOML, CLI); runs store them with underscores
         for name in ("modality_options", "model_options", "train_options"):
@@ -87,45 +88,44 @@ class StudyConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         if not 0.0 <= self.holdout < 0.9:
-            raise ConfigError(f"--holdout must be in [0, 0.9), got {self.holdout}")
+            raise ConfigError(f"`holdout` must be in [0, 0.9), got {self.holdout}")
         if not self.maskers:
-            raise ConfigError("--maskers: give at least one masker name")
+            raise ConfigError("`maskers`: give at least one masker name")
         if len(set(self.maskers)) != len(self.maskers):
-            raise ConfigError(f"--maskers lists a masker twice: {','.join(self.maskers)}")
+            raise ConfigError(f"`maskers` lists a masker twice: {','.join(self.maskers)}")
         if len(self.maskers) > 1 and self.reference not in self.maskers:
-            raise ConfigError(f"--reference {self.reference} is not among --maskers {','.join(self.maskers)}; "
+            raise ConfigError(f"`reference` {self.reference} is not among `maskers` {','.join(self.maskers)}; "
                               f"add it or pick one of them")
         unknown = sorted(set(self.masker_options) - set(self.maskers))
         if unknown:
-            raise ConfigError(f"masker_options for {', '.join(unknown)}, which is not in --maskers "
+            raise ConfigError(f"masker_options for {', '.join(unknown)}, which is not in `maskers` "
                               f"{','.join(self.maskers)}")
         if len(set(self.seed_list)) != len(self.seed_list):
-            raise ConfigError(f"--seeds lists a seed twice: {self.seed_list}")
+            raise ConfigError(f"`seeds` lists a seed twice: {self.seed_list}")
         for r in self.mask_ratios:
-            if not 0.0 < r < 1.0:
-                raise ConfigError(f"--mask-ratios values must be in (0, 1), got {r}")
+            check_mask_ratio(r, "mask_ratios")
         for p in self.patch_sizes:
             if p < 1:
-                raise ConfigError(f"--patch-sizes values must be >= 1, got {p}")
+                raise ConfigError(f"`patch_sizes` values must be >= 1, got {p}")
         if self.patch_sizes and "patch_size" in self.modality_options:
-            raise ConfigError("give the patch size either in --patch-sizes or in modality_options, not both")
+            raise ConfigError("give the patch size either in `patch_sizes` or in modality_options, not both")
         for name in ("epochs", "batch_size", "eval_max_samples", "knn_k", "recon_max_samples",
                      "bootstrap_samples"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ConfigError(f"--max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+            raise ConfigError(f"`max_steps_per_epoch` must be >= 1, got {self.max_steps_per_epoch}")
         if self.curve_every is not None and self.curve_every < 0:
-            raise ConfigError(f"--curve-every must be >= 0, got {self.curve_every}")
+            raise ConfigError(f"`curve_every` must be >= 0, got {self.curve_every}")
         if self.mask_examples < 0:
             raise ConfigError(f"mask_examples must be >= 0, got {self.mask_examples}")
         if not 0.0 < self.confidence < 1.0:
-            raise ConfigError(f"--confidence must be in (0, 1), got {self.confidence}")
+            raise ConfigError(f"`confidence` must be in (0, 1), got {self.confidence}")
         if not self.devices:
-            raise ConfigError("--devices: give at least one device (cpu, cuda, cuda:N)")
+            raise ConfigError("`devices`: give at least one device (cpu, cuda, cuda:N)")
         for d in self.devices:
             if not _DEVICE.match(d):
-                raise ConfigError(f"--devices: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
+                raise ConfigError(f"`devices`: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
         self._validate_train_options()
 
     def _validate_train_options(self) -> None:
@@ -230,7 +230,7 @@ def parse_masker_options(items: list[str] | None) -> dict[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         masker, dot, option = key.partition(".")
         if not sep or not dot or not masker.strip() or not option.strip():
-            raise ConfigError(f"--masker-opt expects MASKER.key=value (e.g. self-guided.start_epoch=5), "
+            raise ConfigError(f"`masker_opt` expects MASKER.key=value (e.g. self-guided.start_epoch=5), "
                               f"got {item!r}")
         out.setdefault(masker.strip(), {})[option.strip()] = value.strip()
     return out

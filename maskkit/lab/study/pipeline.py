@@ -37,7 +37,7 @@ def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOu
         figures = make_figures(study, rows)
     except Exception as exc:  # results.csv is already safe; say what failed and keep the report
         figures = {}
-        notes.append(f"figures could not be drawn ({type(exc).__name__}: {exc}); rerun with --report-only "
+        notes.append(f"figures could not be drawn ({type(exc).__name__}: {exc}); rerun with `report_only` "
                      f"after fixing it")
     text, comparisons = build_report(study, rows, figures, notes)
     report = out / "report.md"

@@ -93,10 +93,10 @@ def pin_device(device: str) -> tuple[str, torch.device]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--devices {device}: no CUDA device is available")
+            raise ConfigError(f"`devices` {device}: no CUDA device is available")
         index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"--devices {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ConfigError(f"`devices` {device}: only {torch.cuda.device_count()} CUDA device(s) here")
         torch.cuda.set_device(index)
         return "cuda", torch.device("cuda", index)
     return "cpu", torch.device("cpu")
@@ -120,17 +120,17 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             same = json.dumps(saved[key], sort_keys=True) == json.dumps(want[key], sort_keys=True)
         if not same:
             raise ConfigError(f"{directory} was trained with {key}={saved.get(key)!r} but this study asks for "
-                              f"{key}={want[key]!r}; use another --out for a different study")
+                              f"{key}={want[key]!r}; use another `out` for a different study")
 
     mine = build_masker(expected.masker, expected.masker_options).describe_config()
     theirs = build_masker(saved["masker"], saved.get("masker_options", {})).describe_config()
     if json.dumps(mine, default=str, sort_keys=True) != json.dumps(theirs, default=str, sort_keys=True):
         raise ConfigError(f"{directory} was trained with masker options {theirs} but this study asks for {mine}; "
-                          f"use another --out for a different study")
+                          f"use another `out` for a different study")
     for key, value in expected.modality_options.items():
         if str(saved.get("modality_options", {}).get(key)) != str(value):
             raise ConfigError(f"{directory} was trained with {key}={saved.get('modality_options', {}).get(key)!r} "
-                              f"but this study asks for {key}={value!r}; use another --out")
+                              f"but this study asks for {key}={value!r}; use another `out`")
 
 
 def run_state(directory: Path, epochs: int) -> str:
