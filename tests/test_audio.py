@@ -266,7 +266,7 @@ def test_options_presets_and_errors():
     assert build_dataclass(AudioOptions, {"patch_size": "16"}).patch == (16, 16)
     with pytest.raises(ConfigError, match="96 frames x 64 mels is not divisible by `patch_size` 10x8"):
         build_dataclass(AudioOptions, {"patch_size": "10x8"})
-    with pytest.raises(ConfigError, match="f-max"):
+    with pytest.raises(ConfigError, match="`f_max`"):
         AudioOptions(f_max=5000.0)
     with pytest.raises(ConfigError, match="given together"):
         AudioOptions(norm_mean=1.0)

@@ -126,12 +126,12 @@ def test_rejects_a_gridless_layout() -> None:
 
 
 @pytest.mark.parametrize("options,match", [
-    ({"aspect_min": "2"}, "aspect-min"),
-    ({"min_block_tokens": "0"}, "min-block-tokens"),
-    ({"min_block_tokens": "8", "max_block_tokens": "4"}, "max-block-tokens"),
+    ({"aspect_min": "2"}, "aspect_min"),
+    ({"min_block_tokens": "0"}, "min_block_tokens"),
+    ({"min_block_tokens": "8", "max_block_tokens": "4"}, "max_block_tokens"),
     ({"mode": "circles"}, "mode"),
     ({"placement": "anywhere"}, "placement"),
-    ({"mask_patch_size": "0"}, "mask-patch-size"),
+    ({"mask_patch_size": "0"}, "mask_patch_size"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):

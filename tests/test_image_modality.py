@@ -54,13 +54,13 @@ def test_image_size_forms(size: object, expected: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"image_size": "30", "patch_size": "4"}, "--image-size 30 is not divisible by --patch-size 4"),
-    ({"image_size": "32x30", "patch_size": "4"}, "--image-size 32x30 is not divisible by --patch-size 4"),
-    ({"image_size": "big"}, "--image-size expects N or HxW"),
-    ({"image_size": "0"}, "--image-size must be positive"),
-    ({"patch_size": "0"}, "--patch-size"),
-    ({"channels": "0"}, "--channels"),
-    ({"channels": "3", "pixel_mean": "0.5", "pixel_std": "0.2"}, "--pixel-mean has 1 values"),
+    ({"image_size": "30", "patch_size": "4"}, "`image_size` 30 is not divisible by `patch_size` 4"),
+    ({"image_size": "32x30", "patch_size": "4"}, "`image_size` 32x30 is not divisible by `patch_size` 4"),
+    ({"image_size": "big"}, "`image_size` expects N or HxW"),
+    ({"image_size": "0"}, "`image_size` must be positive"),
+    ({"patch_size": "0"}, "`patch_size`"),
+    ({"channels": "0"}, "`channels`"),
+    ({"channels": "3", "pixel_mean": "0.5", "pixel_std": "0.2"}, "`pixel_mean` has 1 values"),
     ({"pixel_mean": "0.5"}, "together"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, str], message: str) -> None:

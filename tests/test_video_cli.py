@@ -25,4 +25,4 @@ def test_train_video_bad_option_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["train", "--modality", "video", "--num-frames", "15",
                                       "--out", str(tmp_path / "bad"), "--no-progress"])
     assert result.exit_code == 2
-    assert "num-frames 15 is not divisible by tubelet-size 2" in result.output
+    assert "--num-frames 15 is not divisible by tubelet_size 2" in result.output

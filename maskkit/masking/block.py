@@ -59,7 +59,7 @@ class BlockMaskConfig:
         if (self.min_block_tokens is not None and self.max_block_tokens is not None
                 and self.max_block_tokens < self.min_block_tokens):
             raise ConfigError(f"masker option `max_block_tokens` ({self.max_block_tokens}) must be >= "
-                              f"min-block-tokens ({self.min_block_tokens})")
+                              f"`min_block_tokens` ({self.min_block_tokens})")
         if not 0.0 < self.aspect_min <= 1.0:
             raise ConfigError(f"masker option `aspect_min` must be in (0, 1], got {self.aspect_min}")
         if self.mask_patch_size < 1:

@@ -65,7 +65,7 @@ class BandConfig:
     def __post_init__(self) -> None:
         if not 0 < self.sigma_low < self.sigma_high:
             raise ConfigError(f"masker options need 0 < `sigma_low` < `sigma_high`, got "
-                              f"sigma-low={self.sigma_low}, sigma-high={self.sigma_high}")
+                              f"`sigma_low`={self.sigma_low}, `sigma_high`={self.sigma_high}")
         _check_axis_scale(self.axis_scale)
 
     def sigmas(self) -> tuple[float, ...]:

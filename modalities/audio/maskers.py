@@ -34,7 +34,7 @@ class TimeFreqConfig:
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
         if self.time_prob == 0.0 and self.freq_prob == 0.0:
-            raise ValueError("time-prob and freq-prob cannot both be 0")
+            raise ValueError("`time_prob` and `freq_prob` cannot both be 0")
 
 
 class TimeFreqMasker(Masker):
