@@ -28,7 +28,7 @@ from maskkit.config_utils import ConfigError
 from maskkit.lab.analysis_plots import plot_analysis
 from maskkit.lab.visualize import pick_samples
 from maskkit.masking import graph
-from maskkit.masking.base import MaskPlan, TrainingProgress, expected_random_iou
+from maskkit.masking.base import Masker, MaskPlan, TrainingProgress, expected_random_iou
 from maskkit.masking.random import random_plan
 from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import mask_statistics
@@ -250,7 +250,7 @@ def _batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
 
 # =========================================================================== probe (during training)
 @torch.no_grad()
-def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Any = None, mask_ratio: float = 0.75, *,
+def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, mask_ratio: float, *,
                   device: torch.device | str | None = None, seed: int = 0,
                   amp_dtype: torch.dtype | None = None, num_samples: int = 32,
                   batch_size: int = 16) -> dict[str, float]:
