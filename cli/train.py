@@ -51,6 +51,10 @@ def train(
     seed: Annotated[int | None, Opt(help="Seed: init, data order, augmentation and masks")] = None,
     out: Annotated[str | None, Opt(help="Run directory")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="--out holds a run: move it aside to "
+                                                      "OUT.old-TIMESTAMP and start a new one")] = False,
+    allow_config_change: Annotated[bool, Opt("--allow-config-change", help="With --resume: accept other epochs, "
+                                                 "lr, mask ratio, masker options... (recorded in config.json)")] = False,
     config: Annotated[Path | None, Opt(help="TOML file; command-line options override it")] = None,
     save_every: Annotated[int | None, Opt(help="Keep a checkpoint every N epochs")] = None,
     save_every_steps: Annotated[int | None, Opt(help="Also refresh last.pt every N steps")] = None,
@@ -78,14 +82,17 @@ def train(
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
             base = json.loads(saved.read_text())
-            base.pop("resolved_model", None)
+            for key in ("resolved_model", "history", "overwrite", "allow_config_change"):
+                base.pop(key, None)
             file_values = {**base, **file_values}
     cli_values = {
         "modality": modality, "data": data, "masker": masker, "mask_ratio": mask_ratio, "model": model,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "base_lr": base_lr,
         "warmup_epochs": warmup_epochs, "accum_steps": accum_steps, "weight_decay": weight_decay,
         "clip_grad": clip_grad, "device": device, "precision": precision, "seed": seed, "out": out,
-        "resume": True if resume else None, "save_every": save_every, "save_every_steps": save_every_steps,
+        "resume": True if resume else None, "overwrite": True if overwrite else None,
+        "allow_config_change": True if allow_config_change else None,
+        "save_every": save_every, "save_every_steps": save_every_steps,
         "keep_checkpoints": keep_checkpoints,
         "log_every": log_every, "probe_every": probe_every, "num_workers": num_workers,
         "max_steps_per_epoch": max_steps_per_epoch, "compile": compile, "strategy": strategy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +54,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """Write to ``path.tmp`` in the same directory, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves the previous file untouched; the temp file is removed on error.
+    A checksum record (``path.sha256``, see :mod:`maskkit.train.integrity`) is renamed into place
+    just before the file. A crash or a full disk leaves the previous pair untouched; the temp files
+    are removed on error.
     """
+    from maskkit.train.integrity import record_path, stage_record
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    record_tmp: Path | None = None
     try:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        position = obj.get("position") if isinstance(obj.get("position"), dict) else None
+        record_tmp = stage_record(tmp, path, position)
+        os.replace(record_tmp, record_path(path))
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if record_tmp is not None:
+            record_tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}") from None
-    try:  # make the rename durable
+    try:  # make the renames durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -76,13 +87,23 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         pass
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load safely (no pickled code) and check it is a maskkit checkpoint of a known version."""
+def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str, Any]:
+    """Load safely (no pickled code) and check it is a maskkit checkpoint of a known version.
+
+    A file with a checksum record is verified first: a truncated or altered file is refused by name.
+    A run directory means its newest intact checkpoint (see :func:`resolve_checkpoint_path`).
+    """
+    from maskkit.train.integrity import verify
+
     p = Path(path)
     if p.is_dir():
         p = resolve_checkpoint_path(p)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint")
+    if verify_checksum:
+        status = verify(p)
+        if not status.usable:
+            raise CheckpointError(f"{p}: checkpoint is damaged ({status.reason})")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/foreign files
@@ -99,14 +120,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A run directory means its ``checkpoints/last.pt``; a file is used as is."""
+def resolve_checkpoint_path(path: str | Path, warn: Callable[[str], None] | None = None) -> Path:
+    """A run directory means its newest intact checkpoint (``checkpoints/last.pt`` unless it is
+    damaged: then the newest periodic one that verifies, with a warning naming the damaged file,
+    printed to stderr unless ``warn`` is given); a file is used as is."""
+    from maskkit.train.integrity import newest_intact, warn_stderr
+
     p = Path(path)
     if p.is_dir():
-        candidate = p / "checkpoints" / "last.pt"
-        if candidate.is_file():
-            return candidate
-        raise CheckpointError(f"{p}: run directory has no checkpoints/last.pt")
+        if not (p / "checkpoints").is_dir():
+            raise CheckpointError(f"{p}: run directory has no checkpoints/last.pt")
+        return newest_intact(p, warn=warn or warn_stderr).path
     return p
 
 
@@ -122,8 +146,11 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     if keep <= 0:
         return
     periodic = [p for p in list_checkpoints(run_dir) if p.name != "last.pt"]
+    from maskkit.train.integrity import record_path
+
     for old in periodic[:-keep]:
         old.unlink(missing_ok=True)
+        record_path(old).unlink(missing_ok=True)
 
 
 def check_compatible(ckpt: dict[str, Any], expected: dict[str, Any], source: str) -> None:
