@@ -53,8 +53,9 @@ def train(
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="--out holds a run: move it aside to "
                                                       "OUT.old-TIMESTAMP and start a new one")] = False,
-    allow_config_change: Annotated[bool, Opt("--allow-config-change", help="With --resume: accept other epochs, "
-                                                 "lr, mask ratio, masker options... (recorded in config.json)")] = False,
+    allow_config_change: Annotated[bool, Opt("--allow-config-change", help="With --resume: accept other "
+                                             "epochs, lr, mask ratio, masker options... (recorded in config.json)")
+                                   ] = False,
     config: Annotated[Path | None, Opt(help="TOML file; command-line options override it")] = None,
     save_every: Annotated[int | None, Opt(help="Keep a checkpoint every N epochs")] = None,
     save_every_steps: Annotated[int | None, Opt(help="Also refresh last.pt every N steps")] = None,

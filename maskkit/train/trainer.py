@@ -152,7 +152,7 @@ class Trainer:
 
     def _say(self, message: str) -> None:
         if self.console is not None and self.dist.is_main:
-            self.console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+            self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     def _resume(self) -> None:
         from maskkit.train.integrity import candidates_newest_first, newest_intact
