@@ -168,6 +168,10 @@ def execute_job(job: Job, study: StudyConfig, device: str, console: Any = None,
         state = run_state(directory, study.epochs)
         if state != "done":
             if state == "fresh" and directory.exists():
+                from maskkit.train.rundir import DirectoryLock
+
+                with DirectoryLock(directory, "compare"):  # never delete under a process that owns it
+                    pass
                 shutil.rmtree(directory)  # leftovers of a run that never saved a checkpoint
             config = train_config(study, job.run, device=kind, progress=progress, resume=state == "resume")
             run_training(config, console=console)
