@@ -58,18 +58,19 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     just before the file. A crash or a full disk leaves the previous pair untouched; the temp files
     are removed on error.
     """
-    from maskkit.train.integrity import record_path, stage_record
+    from maskkit.train.integrity import HashingWriter, record_path, stage_record
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     record_tmp: Path | None = None
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            writer = HashingWriter(fh)
+            torch.save(obj, writer)
             fh.flush()
             os.fsync(fh.fileno())
         position = obj.get("position") if isinstance(obj.get("position"), dict) else None
-        record_tmp = stage_record(tmp, path, position)
+        record_tmp = stage_record(tmp, path, position, (writer.sha.hexdigest(), writer.size))
         os.replace(record_tmp, record_path(path))
         os.replace(tmp, path)
     except OSError as exc:

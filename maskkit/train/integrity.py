@@ -60,19 +60,38 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def stage_record(written: Path, final: Path, position: dict[str, Any] | None) -> Path:
+class HashingWriter:
+    """File-like wrapper that hashes what ``torch.save`` writes, so no second read is needed."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def stage_record(written: Path, final: Path, position: dict[str, Any] | None,
+                 digest: tuple[str, int] | None = None) -> Path:
     """Write the record of ``written`` (the temp file that will become ``final``) to a temp path.
 
+    ``digest`` is (sha256, size) when the writer already hashed the bytes; else the file is read.
     Returns the temp record path; the caller renames it over ``record_path(final)`` right before
     renaming the checkpoint itself.
     """
-    digest, size = file_digest(written)
+    sha, size = digest if digest is not None else file_digest(written)
     old = read_record(final)
     previous = None
     if old:
         previous = {k: old.get(k) for k in ("sha256", "size", "epoch", "step")}
     pos = position or {}
-    record = {"format": RECORD_FORMAT, "file": final.name, "sha256": digest, "size": size,
+    record = {"format": RECORD_FORMAT, "file": final.name, "sha256": sha, "size": size,
               "epoch": pos.get("epoch"), "step": pos.get("global_step"), "previous": previous}
     tmp = record_path(final).with_name(record_path(final).name + ".tmp")
     _fsync_write(tmp, json.dumps(record, indent=1).encode())
@@ -186,5 +205,5 @@ def newest_intact(run_dir: str | Path, load: bool = False,
     raise CheckpointError(f"{run}: run directory has no checkpoints")
 
 
-__all__ = ["CheckpointStatus", "IntactCheckpoint", "file_digest", "newest_intact", "read_record", "record_path",
-           "stage_record", "verify"]
+__all__ = ["CheckpointStatus", "HashingWriter", "IntactCheckpoint", "file_digest", "newest_intact", "read_record",
+           "record_path", "stage_record", "verify"]
