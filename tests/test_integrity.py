@@ -161,3 +161,19 @@ def test_check_reports_every_checkpoint_and_the_lock(toy_config, tmp_path):
     assert newest_intact(run, warn=None).path.name == "last.pt"
     missing = runner.invoke(app, ["check", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such run or study directory" in missing.output
+
+
+def test_check_covers_every_run_of_a_study(tmp_path):
+    study = tmp_path / "study"
+    result = runner.invoke(app, ["compare", "--modality", "toy", "--maskers", "random,block", "--seeds", "1",
+                                 "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2",
+                                 "--eval-max-samples", "40", "--recon-max-samples", "16", "--no-analysis",
+                                 "--curve-every", "0", "--no-progress", "--out", str(study)])
+    assert result.exit_code == 0, result.output
+    assert not (study / ".maskkit.lock").exists()  # released at the end
+    flip_bit(study / "runs" / "block__r0.75__s0" / "checkpoints" / "last.pt")
+    checked = runner.invoke(app, ["check", str(study), "--json", str(tmp_path / "study.json")])
+    assert checked.exit_code == 1, checked.output
+    report = json.loads((tmp_path / "study.json").read_text())
+    states = {os.path.basename(r["run"]): [c["state"] for c in r["checkpoints"]] for r in report["runs"]}
+    assert states == {"block__r0.75__s0": ["damaged", "ok"], "random__r0.75__s0": ["ok", "ok"]}
