@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from maskkit.cli.app import app
+from maskkit.config_utils import ConfigError
 from maskkit.train import rundir
 from maskkit.train.checkpoint import load_checkpoint
 from maskkit.train.rundir import LOCK_NAME, DirectoryBusy, DirectoryLock, lock_state, owned
@@ -44,6 +45,9 @@ def test_second_owner_is_refused_and_the_lock_is_released(tmp_path):
         raise RuntimeError("boom")
     with owned(tmp_path / "d", "train"):  # the exception released it
         assert lock_state(tmp_path / "d").state == "held"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="file/run: cannot write there"):
+        DirectoryLock(tmp_path / "file" / "run", "compare").acquire()
 
 
 def test_sigkilled_holder_leaves_a_stale_record_that_does_not_block(tmp_path):

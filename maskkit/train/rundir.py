@@ -155,7 +155,14 @@ class DirectoryLock:
                              f"wait for it to finish or use another {self.option}")
 
     def acquire(self) -> DirectoryLock:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return self._acquire()
+        except OSError as exc:
+            raise ConfigError(f"{self.option} {self.directory}: cannot write there "
+                              f"({exc.strerror or exc})") from None
+
+    def _acquire(self) -> DirectoryLock:
         for _ in range(20):  # retried only when a releasing holder unlinked the file under us
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             got = _flock(fd)

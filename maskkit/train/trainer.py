@@ -163,11 +163,11 @@ class Trainer:
         found = newest_intact(self.out, load=True, warn=None)  # every rank picks the same file
         ckpt = found.checkpoint
         assert ckpt is not None
+        changes = check_resume(ckpt["config"], self.resolved, self.config.allow_config_change)
         if found.damaged:
             message = found.warning()
             self._say(f"--resume: {message}")
             self.metrics.write({"type": "warning", "message": message})
-        changes = check_resume(ckpt["config"], self.resolved, self.config.allow_config_change)
         self.parts.model.load_state_dict(ckpt["model"])
         try:
             self.parts.masker.load_state_dict(ckpt["masker"])
