@@ -53,6 +53,11 @@ def train(
     seed: Annotated[int | None, Opt(help="Seed: init, data order, augmentation and masks")] = None,
     out: Annotated[str | None, Opt(help="Run directory")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
+    overwrite: Annotated[bool, Opt("--overwrite", help="--out holds a run: move it aside to "
+                                                      "OUT.old-TIMESTAMP and start a new one")] = False,
+    allow_config_change: Annotated[bool, Opt("--allow-config-change", help="With --resume: accept other "
+                                             "epochs, lr, mask ratio, masker options... (recorded in config.json)")
+                                   ] = False,
     config: Annotated[Path | None, Opt(help="TOML file; command-line options override it")] = None,
     save_every: Annotated[int | None, Opt(help="Keep a checkpoint every N epochs")] = None,
     save_every_steps: Annotated[int | None, Opt(help="Also refresh last.pt every N steps")] = None,
@@ -84,11 +89,14 @@ def train(
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
             base = json.loads(saved.read_text())
-            base.pop("resolved_model", None)
+            for key in ("resolved_model", "history", "overwrite", "allow_config_change"):
+                base.pop(key, None)
             file_values = {**base, **file_values}
     cli_values = given_fields(arguments, TrainConfig)
     cli_values.update({
         "resume": True if resume else None,
+        "overwrite": True if overwrite else None,
+        "allow_config_change": True if allow_config_change else None,
         "masker_options": parse_key_values(masker_opt, "--masker-opt") or None,
         "model_options": {**parse_key_values(model_opt, "--model-opt"),
                           **({"grad_checkpoint": grad_checkpoint} if grad_checkpoint is not None else {})} or None,

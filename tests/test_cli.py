@@ -34,8 +34,12 @@ def test_train_writes_all_run_files(image_run):
 
 
 def test_resume_continues_from_saved_step(image_run):
-    result = invoke("train", "--out", image_run, "--resume", "--epochs", "3", "--no-progress")
+    refused = invoke("train", "--out", image_run, "--resume", "--epochs", "3", "--no-progress")
+    assert refused.exit_code == 2 and "epochs 2 -> 3" in refused.output  # a longer run is a change too
+    result = invoke("train", "--out", image_run, "--resume", "--epochs", "3", "--no-progress", "--allow-config-change")
     assert result.exit_code == 0, result.output
+    history = json.loads((image_run / "config.json").read_text())["history"]
+    assert history[-1]["changes"] == {"epochs": {"from": 2, "to": 3}} and history[-1]["step"] == 6
     summary = json.loads((image_run / "summary.json").read_text())
     assert summary["epochs"] == 3 and summary["steps"] == 9
     lines = [json.loads(x) for x in (image_run / "metrics.jsonl").read_text().splitlines()]

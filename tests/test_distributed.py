@@ -57,13 +57,14 @@ def test_only_rank_zero_writes(ddp_runs):
     lines = (ddp_runs / "ddp/metrics.jsonl").read_text().splitlines()
     steps = [line for line in lines if '"type": "step"' in line]
     assert len(steps) == 6  # one writer: 3 steps x 2 epochs, not doubled
-    assert sorted(p.name for p in (ddp_runs / "ddp/checkpoints").iterdir()) == [
+    assert sorted(p.name for p in (ddp_runs / "ddp/checkpoints").glob("*.pt")) == [
         "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
 
 
 def test_ddp_run_resumes(ddp_runs):
     out = ddp_runs / "ddp"
-    run([*COMMON, "--epochs", "3", "--batch-size", "8", "--out", str(out), "--resume"], nproc=2)
+    run([*COMMON, "--epochs", "3", "--batch-size", "8", "--out", str(out), "--resume", "--allow-config-change"],
+        nproc=2)  # both ranks resume (rank 0 alone owns the directory: a second owner would be refused)
     ckpt = load_checkpoint(out / "checkpoints/last.pt")
     assert ckpt["position"]["epoch"] == 3 and ckpt["position"]["global_step"] == 9
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from maskkit.train.checkpoint import load_checkpoint
+from maskkit.train.rundir import lock_state
 
 ARGS = ["--modality", "image", "--model", "nano", "--image-size", "16", "--patch-size", "4",
         "--batch-size", "16", "--max-steps-per-epoch", "25", "--epochs", "2", "--no-progress",
@@ -62,7 +63,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, reference):
     proc.wait()
     saved = load_checkpoint(out / "checkpoints/last.pt")["position"]
     assert 0 < saved["global_step"] < 50  # killed before the end, after a mid-epoch checkpoint
+    lock = lock_state(out)
+    assert lock.state == "stale" and lock.holder["pid"] == proc.pid  # its record is left, its lock is not
     train(out, "--resume")
+    assert lock_state(out).state == "free"
     assert_same_params(reference, load_checkpoint(out / "checkpoints/last.pt"))
 
 

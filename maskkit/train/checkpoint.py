@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,14 @@ from maskkit.config_utils import build_dataclass
 from maskkit.model.mae import ModelConfig
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.config import TrainConfig
+from maskkit.train.integrity import (
+    CheckpointStatus,
+    HashingWriter,
+    candidates_newest_first,
+    record_path,
+    stage_record,
+    verify,
+)
 
 FORMAT = "maskkit-checkpoint"
 VERSION = 1
@@ -58,20 +69,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
     """Write to ``path.tmp`` in the same directory, fsync, then rename over ``path``.
 
-    A crash or a full disk leaves the previous file untouched; the temp file is removed on error.
+    A checksum record (``path.sha256``, see :mod:`maskkit.train.integrity`) is renamed into place
+    just before the file. A crash or a full disk leaves the previous pair untouched; the temp files
+    are removed on error.
     """
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    record_tmp: Path | None = None
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            writer = HashingWriter(fh)
+            torch.save(obj, writer)
             fh.flush()
             os.fsync(fh.fileno())
+        position = obj.get("position") if isinstance(obj.get("position"), dict) else None
+        record_tmp = stage_record(tmp, path, position, (writer.sha.hexdigest(), writer.size))
+        os.replace(record_tmp, record_path(path))
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if record_tmp is not None:
+            record_tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}") from None
-    try:  # make the rename durable
+    try:  # make the renames durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -81,13 +102,22 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         pass
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load safely (no pickled code) and check it is a maskkit checkpoint of a known version."""
+def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str, Any]:
+    """Load safely (no pickled code) and check it is a maskkit checkpoint of a known version.
+
+    A file with a checksum record is verified first: a truncated or altered file is refused by name.
+    A run directory means its newest intact checkpoint (see :func:`resolve_checkpoint_path`).
+    """
+
     p = Path(path)
     if p.is_dir():
         p = resolve_checkpoint_path(p)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint")
+    if verify_checksum:
+        status = verify(p)
+        if not status.usable:
+            raise CheckpointError(f"{p}: checkpoint is damaged ({status.reason})")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/foreign files
@@ -104,14 +134,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A run directory means its ``checkpoints/last.pt``; a file is used as is."""
+def resolve_checkpoint_path(path: str | Path, warn: Callable[[str], None] | None = None) -> Path:
+    """A run directory means its newest intact checkpoint (``checkpoints/last.pt`` unless it is
+    damaged: then the newest periodic one that verifies, with a warning naming the damaged file,
+    printed to stderr unless ``warn`` is given); a file is used as is."""
+
     p = Path(path)
     if p.is_dir():
-        candidate = p / "checkpoints" / "last.pt"
-        if candidate.is_file():
-            return candidate
-        raise CheckpointError(f"{p}: run directory has no checkpoints/last.pt")
+        if not (p / "checkpoints").is_dir():
+            raise CheckpointError(f"{p}: run directory has no checkpoints/last.pt")
+        return newest_intact(p, warn=warn or warn_user).path
     return p
 
 
@@ -127,8 +159,10 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     if keep <= 0:
         return
     periodic = [p for p in list_checkpoints(run_dir) if p.name != "last.pt"]
+
     for old in periodic[:-keep]:
         old.unlink(missing_ok=True)
+        record_path(old).unlink(missing_ok=True)
 
 
 def check_compatible(ckpt: dict[str, Any], expected: dict[str, Any], source: str) -> None:
@@ -159,3 +193,55 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu"):
     fields = {k: v for k, v in saved.items() if k not in ("resolved_model",)}
     config = TrainConfig.from_dict(fields)
     return model, modality, config, ckpt
+
+
+def warn_user(message: str) -> None:
+    """Library warning; the CLI prints it as one ``warning:`` line in its own words."""
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+@dataclass
+class IntactCheckpoint:
+    """The newest checkpoint that passed, the damaged ones skipped on the way, and (if loaded) it."""
+
+    path: Path
+    damaged: list[CheckpointStatus] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
+
+    def warning(self) -> str | None:
+        if not self.damaged:
+            return None
+        bad = "; ".join(f"{s.path} is damaged ({s.reason})" for s in self.damaged)
+        return f"{bad}; using {self.path} instead"
+
+
+def newest_intact(run_dir: str | Path, load: bool = False,
+                  warn: Callable[[str], None] | None = warn_user) -> IntactCheckpoint:
+    """The newest checkpoint of a run that verifies (and, with ``load``, that loads).
+
+    Damaged files are skipped with one warning that names them; raises ``CheckpointError`` when no
+    checkpoint is usable.
+    """
+    run = Path(run_dir)
+    damaged: list[CheckpointStatus] = []
+    for path in candidates_newest_first(run):
+        status = verify(path)
+        if not status.usable:
+            damaged.append(status)
+            continue
+        ckpt = None
+        if load:
+            try:
+                ckpt = load_checkpoint(path, verify_checksum=False)
+            except CheckpointError as exc:
+                damaged.append(CheckpointStatus(path, "damaged", str(exc).split(": ", 1)[-1], status.size))
+                continue
+        found = IntactCheckpoint(path, damaged, ckpt)
+        message = found.warning()
+        if message and warn is not None:
+            warn(message)
+        return found
+    if damaged:
+        names = "; ".join(f"{s.path.name}: {s.reason}" for s in damaged)
+        raise CheckpointError(f"{run}: no intact checkpoint ({names})")
+    raise CheckpointError(f"{run}: run directory has no checkpoints")

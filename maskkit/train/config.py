@@ -36,6 +36,8 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/latest"
     resume: bool = False
+    overwrite: bool = False  # a new run over an existing one: move the old one aside (DIR.old-TIMESTAMP)
+    allow_config_change: bool = False  # resume with other epochs/lr/mask ratio/...: recorded in history
     save_every: int = 5  # epochs between kept checkpoints (the last one is always written)
     save_every_steps: int = 0  # also refresh last.pt every N steps (0 = only at epoch ends)
     keep_checkpoints: int = 3  # how many periodic checkpoints to keep (0 = all)
@@ -80,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"`max_steps_per_epoch` must be >= 1, got {self.max_steps_per_epoch}")
         if not 0.0 <= self.holdout_fraction < 0.9:
             raise ConfigError(f"`holdout_fraction` must be in [0, 0.9), got {self.holdout_fraction}")
+        if self.resume and self.overwrite:
+            raise ConfigError("`resume` and `overwrite` contradict each other: continue the run or replace it")
         if self.num_workers < 0:
             raise ConfigError(f"`num_workers` must be >= 0, got {self.num_workers}")
 

@@ -25,16 +25,18 @@ from maskkit.train.checkpoint import (
     VERSION,
     CheckpointError,
     atomic_save,
-    check_compatible,
-    load_checkpoint,
+    candidates_newest_first,
+    newest_intact,
     prune_checkpoints,
     rng_state,
     set_rng_state,
 )
+from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
 from maskkit.train.config import TrainConfig
 from maskkit.train.data import EpochOrderSampler, holdout_split, make_loader
 from maskkit.train.metrics import MetricsLog, to_float
 from maskkit.train.progress import TrainProgressBar
+from maskkit.train.rundir import owned, prepare_run_dir
 from maskkit.train.runtime import (
     autocast,
     dist_info_from_env,
@@ -106,9 +108,13 @@ class Trainer:
         dist_utils.init_process_group(self.dist, self.device)
         if self.dist.is_main:
             check_writable(self.out)
+            moved = prepare_run_dir(self.out, cfg.resume, cfg.overwrite)
+            if moved is not None:
+                self._say(f"--overwrite: moved the previous run in {self.out} to {moved}")
         seed_everything(cfg.seed)  # same seed -> same initial weights on every rank
         self.parts: RunParts = build_run(cfg, with_data=True, train=True)
-        self.resolved = self.parts.resolved()
+        self.resolved = run_settings(self.parts.resolved())
+        self.history = start_history(self.resolved)
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
         self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
@@ -147,16 +153,31 @@ class Trainer:
             self._resume()
         if self.dist.is_main:
             (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(self.resolved, indent=2))
+            (self.out / "config.json").write_text(json.dumps({**self.resolved, "history": self.history},
+                                                             indent=2))
+
+    def _say(self, message: str) -> None:
+        if self.console is not None and self.dist.is_main:
+            self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     def _resume(self) -> None:
-        path = self.out / "checkpoints" / "last.pt"
-        if not path.is_file():
+        if not candidates_newest_first(self.out):
+            path = self.out / "checkpoints" / "last.pt"
             raise CheckpointError(f"`resume`: {path} does not exist (nothing to resume in {self.out})")
-        ckpt = load_checkpoint(path)
-        check_compatible(ckpt, self.resolved, "`resume`")
+        found = newest_intact(self.out, load=True, warn=None)  # every rank picks the same file
+        ckpt = found.checkpoint
+        assert ckpt is not None
+        changes = check_resume(ckpt["config"], self.resolved, self.config.allow_config_change)
+        if found.damaged:
+            message = found.warning()
+            self._say(f"`resume`: {message}")
+            self.metrics.write({"type": "warning", "message": message})
         self.parts.model.load_state_dict(ckpt["model"])
-        self.parts.masker.load_state_dict(ckpt["masker"])
+        try:
+            self.parts.masker.load_state_dict(ckpt["masker"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"--resume: the masker's saved state does not fit the new masker options "
+                                  f"({str(exc).splitlines()[0][:200]})") from None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -167,7 +188,16 @@ class Trainer:
         self.wall_time_before = float(pos.get("wall_time", 0.0))
         if self.dist.world_size == int(pos.get("world_size", 1)):
             set_rng_state(ckpt["rng"])
-        self.metrics.write({"type": "resume", "epoch": self.epoch, "step": self.global_step})
+        self.metrics.write({"type": "resume", "epoch": self.epoch, "step": self.global_step,
+                            "checkpoint": found.path.name})
+        if changes:
+            listed = ", ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items())
+            self._say(f"--allow-config-change: from step {self.global_step} on, {listed}")
+            self.metrics.write({"type": "config_change", "epoch": self.epoch, "step": self.global_step,
+                                "changes": changes})
+        self.history = list(ckpt.get("history") or start_history(run_settings(ckpt["config"])))
+        self.history.append(resume_entry(self.epoch, self.global_step, found.path.name,
+                                         [f"{s.path.name}: {s.reason}" for s in found.damaged], changes))
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_dict(self, wall: float) -> dict[str, Any]:
@@ -183,6 +213,7 @@ class Trainer:
                          "samples_seen": self.samples_seen, "wall_time": wall,
                          "world_size": self.dist.world_size},
             "rng": rng_state(),
+            "history": self.history,
         }
 
     def save(self, wall: float, periodic: bool = False) -> None:
@@ -213,6 +244,13 @@ class Trainer:
         return previous
 
     def train(self) -> RunResult:
+        """Own the run directory (rank 0; released on any exit), then set up and train."""
+        if self.dist.is_main:
+            check_writable(self.out)
+        with owned(self.out, "train", enabled=self.dist.is_main):
+            return self._train()
+
+    def _train(self) -> RunResult:
         self.setup()
         cfg = self.config
         previous = self._install_signal_handlers()

@@ -13,6 +13,7 @@ from maskkit.lab.study.report import build_report, write_report
 from maskkit.lab.study.results import collect_rows, read_results, write_results
 from maskkit.lab.study.runner import StudyProgress, run_jobs
 from maskkit.lab.study.stats import PairedComparison
+from maskkit.train.rundir import owned
 
 
 @dataclass
@@ -47,13 +48,19 @@ def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOu
 
 
 def run_study(study: StudyConfig, console: Any = None, report_only: bool = False) -> StudyOutcome:
-    """Train and evaluate what is missing (unless ``report_only``), then write the outputs."""
+    """Train and evaluate what is missing (unless ``report_only``), then write the outputs.
+
+    The study directory is owned by this process throughout (a second ``compare --out`` on it is
+    refused); each run inside it is owned by its trainer as well.
+    """
+
     progress = StudyProgress()
     notes: list[str] = []
-    if not report_only:
-        progress = run_jobs(study, console=console)
-        notes += [f"run `{f.name}` failed: {f.error}" for f in progress.failures]
-    outcome = write_outputs(study, notes)
+    with owned(study.out, "compare"):
+        if not report_only:
+            progress = run_jobs(study, console=console)
+            notes += [f"run `{f.name}` failed: {f.error}" for f in progress.failures]
+        outcome = write_outputs(study, notes)
     outcome.progress = progress
     return outcome
 

@@ -46,6 +46,7 @@ from maskkit.registry import RegistryError, build_masker, get_masker, get_modali
 from maskkit.train.build import build_modality
 from maskkit.train.checkpoint import CheckpointError
 from maskkit.train.config import TrainConfig
+from maskkit.train.rundir import DirectoryLock
 from maskkit.train.trainer import TrainingInterrupted
 
 #: fields of a run's saved config.json that must match the study for the run to count as its own
@@ -172,6 +173,9 @@ def execute_job(job: Job, study: StudyConfig, device: str, console: Any = None,
         state = run_state(directory, study.epochs)
         if state != "done":
             if state == "fresh" and directory.exists():
+
+                with DirectoryLock(directory, "compare"):  # never delete under a process that owns it
+                    pass
                 shutil.rmtree(directory)  # leftovers of a run that never saved a checkpoint
             config = train_config(study, job.run, device=kind, progress=progress, resume=state == "resume")
             train(config, console=console)
