@@ -107,6 +107,9 @@ class LearnedMasker(Masker):
         if dim is not None:
             materialize(self.sampler.embed, int(dim))
 
+    def all_parameters_used(self) -> bool:
+        return self.config.loss_weight > 0  # the sampler trains only through its auxiliary loss
+
     def _key(self) -> str:
         return f"learned.log_probs.{id(self)}"
 
@@ -118,7 +121,7 @@ class LearnedMasker(Masker):
 
     def plan(self, ctx: MaskContext) -> MaskPlan:
         log_p = self.log_probs(ctx)
-        scores = gumbel_scores(log_p.detach(), ctx.generator)
+        scores = gumbel_scores(log_p.detach(), ctx)  # global-batch draw
         if self.config.draw == "visible":  # top n_keep draws stay visible
             scores = -scores
         plan = MaskPlan.from_scores(scores, ctx.n_mask)

@@ -117,7 +117,9 @@ class MaskedAutoencoder(nn.Module):
         return self.tokenizer.tokenize(x)
 
     def _with_positions(self, tokens: TokenBatch) -> Tensor:
-        return tokens.embeddings + self.encoder_pos(tokens.positions).to(tokens.embeddings.dtype)
+        """Embeddings plus positions, added in fp32: the residual stream stays fp32 under autocast
+        (blocks cast to bf16 inside their matmuls), so positions never round to bf16 here."""
+        return tokens.embeddings.float() + self.encoder_pos(tokens.positions).float()
 
     def _prepend_cls(self, x: Tensor) -> Tensor:
         if self.cls_token is None:
@@ -134,13 +136,13 @@ class MaskedAutoencoder(nn.Module):
 
     def forward_decoder(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan,
                         return_attention: bool = False) -> MAEOutput:
-        x = self.decoder_embed(latent)
+        x = self.decoder_embed(latent).float()  # fp32 residual stream (see _with_positions)
         prefix, visible = x[:, : self.num_prefix], x[:, self.num_prefix:]
         b, n = plan.mask.shape
         masks = self.mask_token.to(x.dtype).expand(b, n - visible.shape[1], -1)
         full = torch.cat([visible, masks], dim=1)
         full = torch.gather(full, 1, plan.ids_restore.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
-        full = full + self.decoder_pos(tokens.positions).to(full.dtype)
+        full = full + self.decoder_pos(tokens.positions).float()
         x = torch.cat([prefix, full], dim=1)
         attentions: list[Tensor] | None = None
         if return_attention:

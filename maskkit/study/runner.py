@@ -98,6 +98,16 @@ def pin_device(device: str) -> tuple[str, torch.device]:
 
 
 # --------------------------------------------------------------------------- run state
+def expected_precision(config: TrainConfig) -> str:
+    """The precision a run of ``config`` resolves to here (fp32, bf16 or fp16)."""
+    from maskkit.train.runtime import precision_name, resolve_precision
+
+    if config.precision != "auto":
+        return config.precision
+    cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    return precision_name(resolve_precision("auto", torch.device("cuda" if cuda else "cpu")))
+
+
 def check_run_matches(directory: Path, expected: TrainConfig) -> None:
     """Refuse to mix a run made with other settings into this study (it would not be comparable)."""
     saved = read_json(directory / "config.json")
@@ -109,6 +119,9 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             continue
         if key == "mask_ratio":
             same = abs(float(saved[key]) - float(want[key])) < 1e-12
+        elif key == "precision":  # what the run computed in: "auto" is fp32 on CPU and bf16 on CUDA
+            have = saved.get("resolved_precision", saved[key])
+            same = have == expected_precision(expected)
         elif key == "model":
             same = want[key] is None or saved[key] == want[key]
         else:

@@ -40,7 +40,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # how many periodic checkpoints to keep (0 = all)
     log_every: int = 10  # steps between metric lines
     probe_every: int = 0  # epochs between clustering-metric probes (0 = never)
-    num_workers: int = 0
+    #: DataLoader workers; None = auto: 0 on CPU (workers would compete with the compute threads),
+    #: on CUDA one per spare core of this rank, at most 8
+    num_workers: int | None = None
     max_steps_per_epoch: int | None = None  # cap (smoke tests, quick looks)
     #: fraction of samples never trained on (a fixed split, the same for every seed), for held-out metrics
     holdout_fraction: float = 0.0
@@ -79,7 +81,7 @@ class TrainConfig:
             raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
         if not 0.0 <= self.holdout_fraction < 0.9:
             raise ConfigError(f"holdout-fraction must be in [0, 0.9), got {self.holdout_fraction}")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
 
     def to_dict(self) -> dict[str, Any]:
