@@ -152,7 +152,7 @@ def test_ranks_mask_like_one_process(name, layout_name, options):
         results: list[Any] = [None] * WORLD
         errors: list[BaseException] = []
 
-        def work(rank: int, inputs=inputs, reducer=reducer, results=results, errors=errors) -> None:
+        def work(rank: int, step=step, inputs=inputs, reducer=reducer, results=results, errors=errors) -> None:
             try:
                 ctx = context(inputs, step, rank, WORLD, reducer)
                 results[rank] = run_step(ranks[rank], ctx, rows(inputs["per_token"], rank, WORLD))
@@ -167,7 +167,7 @@ def test_ranks_mask_like_one_process(name, layout_name, options):
             t.join()
         if errors:
             raise errors[0]
-        for rank, (plan, aux) in enumerate(results):
+        for rank, (plan, _) in enumerate(results):
             plan.validate(inputs["layout"].num_tokens)
             assert torch.equal(plan.mask, rows(one_plan.mask, rank, WORLD)), f"{name} step {step} rank {rank}"
         if one_aux is not None and name == "learned":  # a mean over samples: ranks average to the global one
