@@ -81,6 +81,7 @@ def train(
         if saved.is_file():  # the run's own settings, then the file, then the command line
             base = json.loads(saved.read_text())
             base.pop("resolved_model", None)
+            base.pop("resolved_precision", None)
             file_values = {**base, **file_values}
     cli_values = {
         "modality": modality, "data": data, "masker": masker, "mask_ratio": mask_ratio, "model": model,

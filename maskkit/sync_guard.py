@@ -33,8 +33,9 @@ SYNC_OPS = {
     "aten::masked_select",
     "aten::unique",
     "aten::_unique2",
-    "aten::repeat_interleave",  # with a tensor of repeats
 }
+#: overloads that sync only in some forms (a tensor of repeats sizes the output from its values)
+SYNC_OVERLOADS = {("aten::repeat_interleave", "Tensor"), ("aten::repeat_interleave", "self_Tensor")}
 #: indexing ops that sync when an index is a boolean mask (its size is data-dependent)
 INDEX_OPS = {"aten::index", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_"}
 #: tensors built from Python data (on CUDA: a blocking host-to-device copy)
@@ -86,7 +87,7 @@ class HostSyncGuard(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         name = func._schema.name
         if getattr(_state, "allowed", 0) == 0:
-            if name in SYNC_OPS:
+            if name in SYNC_OPS or (name, func._overloadname) in SYNC_OVERLOADS:
                 raise HostSyncError(f"host synchronisation: {func} (reads a device value into Python)")
             if name in INDEX_OPS and _has_bool_index(args):
                 raise HostSyncError(f"boolean-mask indexing: {func} (its output size is read back to the host; "

@@ -126,7 +126,10 @@ class MaskContext:
         """One uniform float, the same on every rank, without a device sync when the context has
         a CPU ``host_generator`` (the trainer seeds one alongside the device generator)."""
         if self.host_generator is not None:
-            return float(torch.rand((), generator=self.host_generator))
+            from maskkit.sync_guard import deliberate_sync
+
+            with deliberate_sync("a CPU tensor: no device queue to wait for"):
+                return float(torch.rand((), generator=self.host_generator, device="cpu"))
         return float(self.shared_uniform(1))  # one host sync on accelerators
 
     def global_sum(self, value: Tensor) -> Tensor:
@@ -175,9 +178,9 @@ class MaskPlan:
         """MAE's construction: the first ``n_keep`` entries of a per-sample permutation stay visible."""
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         batch, n = ids_shuffle.shape
-        mask = torch.ones(batch, n, dtype=torch.bool, device=ids_shuffle.device)
-        mask[:, :n_keep] = False
-        mask = torch.gather(mask, 1, ids_restore)
+        # position i of the shuffle is hidden when i >= n_keep (no Python scalar written into a tensor)
+        hidden = torch.arange(n, device=ids_shuffle.device) >= n_keep
+        mask = torch.gather(hidden.unsqueeze(0).expand(batch, n), 1, ids_restore)
         return cls(ids_keep=ids_shuffle[:, :n_keep], ids_mask=ids_shuffle[:, n_keep:],
                    ids_restore=ids_restore, mask=mask)
 

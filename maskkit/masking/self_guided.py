@@ -24,6 +24,7 @@ from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress
 from maskkit.masking.compose import apply_hints
 from maskkit.masking.stats import pairwise_iou
 from maskkit.registry import register_masker
+from maskkit.sync_guard import deliberate_sync
 from maskkit.tokens import TokenBatch
 
 Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
@@ -367,7 +368,8 @@ class SelfGuidedMasker(Masker):
         weighted = torch.stack([v.float() * mine, m.float() * mine,
                                 torch.full((), float(mine), device=v.device)])
         total = ctx.global_sum(weighted)  # every rank takes the same decision from the same numbers
-        pair = (total[:2] / total[2].clamp_min(1.0)).cpu().tolist()  # the one host sync, every exploit_every steps
+        with deliberate_sync("the start rule's one host sync, every exploit_every steps"):
+            pair = (total[:2] / total[2].clamp_min(1.0)).cpu().tolist()
         self._exploit = (pair[0], pair[1])
         self._streak = self._streak + 1 if pair[1] > pair[0] else 0
         if self._streak >= cfg.exploit_patience:
