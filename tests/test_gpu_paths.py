@@ -258,3 +258,31 @@ def test_num_workers_auto_and_resolved_precision():
     assert resolve_num_workers(3, torch.device("cpu"), DistInfo()) == 3
     assert 0 <= resolve_num_workers(None, torch.device("cuda", 0), DistInfo(0, 8, 0)) <= 8
     assert [precision_name(d) for d in (None, torch.bfloat16, torch.float16)] == ["fp32", "bf16", "fp16"]
+
+
+# --------------------------------------------------------------------------- torch.compile
+@pytest.mark.parametrize("name", ["random", "self-guided"])
+def test_compiled_reconstruction_never_recompiles(name):
+    """The masker stays eager, so per-step Python values (self-guided's decaying hint ratio, its
+    start flag) never reach compiled code: ten steps compile once (eager backend: tracing only)."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    options = {"start": "epoch", "start_epoch": 0} if name == "self-guided" else {}
+    module, x = step_module(name, "image", options)
+    module.compile_reconstruction(backend="eager")
+    opt = torch.optim.SGD(module.parameters(), lr=1e-2)
+    dynamo.reset()
+    counters.clear()
+    hints = set()
+    with dynamo.config.patch(error_on_recompile=True):
+        for step in range(10):
+            progress = TrainingProgress(epoch=step // 5, step=step, epochs=2, steps_per_epoch=5)
+            out = module(x, torch.Generator().manual_seed(step), progress)
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad()
+            hints.add(float(out.logs.get("sg/hint_ratio", 0.0)))
+    assert counters["stats"]["unique_graphs"] >= 1
+    if name == "self-guided":
+        assert len(hints) == 10  # a new float every step, and still no recompile
