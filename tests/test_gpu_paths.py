@@ -286,3 +286,22 @@ def test_compiled_reconstruction_never_recompiles(name):
     assert counters["stats"]["unique_graphs"] >= 1
     if name == "self-guided":
         assert len(hints) == 10  # a new float every step, and still no recompile
+
+
+def test_study_refuses_a_run_made_in_another_resolved_precision(tmp_path):
+    """precision="auto" means fp32 on a CPU and bf16 on CUDA: the resolved value is what must match."""
+    import json
+
+    from maskkit.config_utils import ConfigError
+    from maskkit.study.runner import check_run_matches
+    from maskkit.train.config import TrainConfig
+
+    expected = TrainConfig(modality="toy", device="cpu", precision="auto")
+    saved = {k: v for k, v in expected.to_dict().items() if k in ("modality", "masker", "precision")}
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "resolved_precision": "bf16"}))
+    with pytest.raises(ConfigError, match="trained in bf16 but this study runs in fp32"):
+        check_run_matches(tmp_path, expected)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "resolved_precision": "fp32"}))
+    check_run_matches(tmp_path, expected)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "precision": "fp32"}))  # older runs
+    check_run_matches(tmp_path, expected)

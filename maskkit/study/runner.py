@@ -120,8 +120,12 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
         if key == "mask_ratio":
             same = abs(float(saved[key]) - float(want[key])) < 1e-12
         elif key == "precision":  # what the run computed in: "auto" is fp32 on CPU and bf16 on CUDA
-            have = saved.get("resolved_precision", saved[key])
-            same = have == expected_precision(expected)
+            have, wanted = saved.get("resolved_precision", saved[key]), expected_precision(expected)
+            if have != wanted:
+                raise ConfigError(f"{directory} was trained in {have} but this study runs in {wanted} "
+                                  f"(precision={expected.precision!r} here); use another --out, or set "
+                                  f"precision so that every run uses the same one")
+            continue
         elif key == "model":
             same = want[key] is None or saved[key] == want[key]
         else:
