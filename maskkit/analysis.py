@@ -206,7 +206,7 @@ def encoder_layers(model: MaskedAutoencoder, tokens: TokenBatch) -> Iterator[tup
 
 def random_mask_plan(batch: int, num_tokens: int, mask_ratio: float, generator: torch.Generator,
                      device: torch.device) -> MaskPlan:
-    noise = torch.rand(batch, num_tokens, generator=generator, device=device)
+    noise = torch.rand(batch, num_tokens, generator=generator, device=generator.device).to(device)
     return MaskPlan.from_shuffle(noise.argsort(dim=1), num_visible(num_tokens, mask_ratio))
 
 
@@ -317,7 +317,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Any = None, mask_
     model.eval()
     if masker is not None:
         masker.eval()
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device
     enc: dict[str, list[Tensor]] = {}
     dec: dict[str, list[Tensor]] = {}
     masks: list[Tensor] = []
@@ -441,7 +441,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     ratio = config.mask_ratio if config.mask_ratio is not None else modality.default_mask_ratio
 
     def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor]]:
-        generator = torch.Generator(device=dev).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device
         enc: dict[str, list[Tensor]] = {}
         dec: dict[str, list[Tensor]] = {}
         feats: list[list[Tensor]] = []
