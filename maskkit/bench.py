@@ -76,10 +76,14 @@ def count_step_flops(module: TrainingModule, x: torch.Tensor, progress: Training
 
     gen = torch.Generator(device=device).manual_seed(0)
     counter = FlopCounterMode(display=False)
-    with counter:
-        with autocast(device, amp_dtype):
-            out = module(x, gen, progress)
-        out.loss.float().backward()
+    compiled, module._reconstruct = module._reconstruct, module.reconstruct  # count on eager ops
+    try:
+        with counter:
+            with autocast(device, amp_dtype):
+                out = module(x, gen, progress)
+            out.loss.float().backward()
+    finally:
+        module._reconstruct = compiled
     module.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
