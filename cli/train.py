@@ -64,12 +64,14 @@ def train(
     keep_checkpoints: Annotated[int | None, Opt(help="How many periodic checkpoints to keep")] = None,
     log_every: Annotated[int | None, Opt(help="Steps between metric lines")] = None,
     probe_every: Annotated[int | None, Opt(help="Epochs between clustering-metric probes (0 = off)")] = None,
-    num_workers: Annotated[int | None, Opt(help="DataLoader worker processes")] = None,
+    num_workers: Annotated[int | None, Opt(
+        help="DataLoader worker processes (default: 0 on CPU; on CUDA the rank's spare cores, at most 8)")] = None,
     max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
     holdout_fraction: Annotated[float | None, Opt(help="Fixed share of samples never trained on (held-out "
                                                        "metrics); the same split for every seed")] = None,
     visualize_samples: Annotated[int | None, Opt(help="Samples in the final reconstruction.png")] = None,
-    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the step")] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile",
+                                        help="torch.compile encoder, decoder and loss (masker stays eager)")] = None,
     grad_checkpoint: Annotated[bool | None, Opt("--grad-checkpoint/--no-grad-checkpoint",
                                                 help="Recompute block activations in backward (saves memory)")] = None,
     strategy: Annotated[str | None, Opt(help="auto | ddp | fsdp (under torchrun)")] = None,
@@ -89,7 +91,7 @@ def train(
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
             base = json.loads(saved.read_text())
-            for key in ("resolved_model", "history", "overwrite", "allow_config_change"):
+            for key in ("resolved_model", "resolved_precision", "history", "overwrite", "allow_config_change"):
                 base.pop(key, None)
             file_values = {**base, **file_values}
     cli_values = given_fields(arguments, TrainConfig)

@@ -53,9 +53,9 @@ class MaskPlan:
         """MAE's construction: the first ``n_keep`` entries of a per-sample permutation stay visible."""
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         batch, n = ids_shuffle.shape
-        mask = torch.ones(batch, n, dtype=torch.bool, device=ids_shuffle.device)
-        mask[:, :n_keep] = False
-        mask = torch.gather(mask, 1, ids_restore)
+        # position i of the shuffle is hidden when i >= n_keep (no Python scalar written into a tensor)
+        hidden = torch.arange(n, device=ids_shuffle.device) >= n_keep
+        mask = torch.gather(hidden.unsqueeze(0).expand(batch, n), 1, ids_restore)
         return cls(ids_keep=ids_shuffle[:, :n_keep], ids_mask=ids_shuffle[:, n_keep:],
                    ids_restore=ids_restore, mask=mask)
 

@@ -82,3 +82,16 @@ def test_fsdp_checkpoint_loads_in_one_process_and_matches_ddp(ddp_runs):
         if key.endswith("attn.qkv.bias"):
             continue  # see the note on key biases above
         torch.testing.assert_close(value, ddp[key], rtol=1e-4, atol=2e-6, msg=key)
+
+
+def test_logged_loss_is_the_global_batch_mean(ddp_runs):
+    """Every step line carries the mean over ranks (the global batch's loss), not rank 0's shard."""
+    import json
+
+    def losses(run):
+        lines = (ddp_runs / run / "metrics.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if r["type"] == "step"][:6]
+
+    ddp, single = losses("ddp"), losses("single")
+    assert len(ddp) == 6
+    assert ddp == pytest.approx(single, rel=1e-5)

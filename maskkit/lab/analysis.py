@@ -50,18 +50,21 @@ _EPS = 1e-12
 
 
 # =========================================================================== feature metrics
+@graph.fp32
 def similarity_matrix(features: Tensor) -> Tensor:
     """(B, N, N) cosine similarity of raw token features (the paper's M)."""
     x = graph.l2_normalize(features.float())
     return x @ x.transpose(1, 2)
 
 
+@graph.fp32
 def similarity_score(features: Tensor) -> Tensor:
     """(B, N) cosine of each token with the sample's mean token (polarised = two clear groups)."""
     f = features.float()
     return (graph.l2_normalize(f) * graph.l2_normalize(f.mean(dim=1, keepdim=True))).sum(-1)
 
 
+@graph.fp32
 def feature_variance(features: Tensor, normalize: bool = True) -> Tensor:
     """(B,) sigma_F = mean_i ||e_i - mean_j e_j||^2 on unit-length (default) or raw features."""
     f = features.float()
@@ -70,6 +73,7 @@ def feature_variance(features: Tensor, normalize: bool = True) -> Tensor:
     return (f - f.mean(dim=1, keepdim=True)).pow(2).sum(-1).mean(-1)
 
 
+@graph.fp32
 def similarity_variance(features: Tensor, include_diagonal: bool = False) -> Tensor:
     """(B,) sigma_s = variance of the pairwise cosines M_ij (off-diagonal unless asked)."""
     m = similarity_matrix(features)
@@ -78,6 +82,7 @@ def similarity_variance(features: Tensor, include_diagonal: bool = False) -> Ten
     return vals.var(dim=1, unbiased=False)
 
 
+@graph.fp32
 def similarity_gap(features: Tensor, affinity: graph.AffinityRule = "tokencut", tau: float = 0.2,
                    tau_quantile: float | None = 0.5, centre: bool = True,
                    threshold: graph.SplitRule = "mean") -> Tensor:
@@ -93,6 +98,7 @@ def similarity_gap(features: Tensor, affinity: graph.AffinityRule = "tokencut", 
     return graph.intra_inter_gap(similarity_matrix(features), labels)
 
 
+@graph.fp32
 def token_relation_kl(reference: Tensor, other: Tensor, temperature: float = 1.0,
                       exclude_self: bool = True) -> Tensor:
     """(B,) mean_i KL(P_ref_i || P_other_i), P_i = softmax_j(M_ij / temperature).
@@ -114,6 +120,7 @@ def token_relation_kl(reference: Tensor, other: Tensor, temperature: float = 1.0
 
 
 # =========================================================================== attention metrics
+@graph.fp32
 def token_attention(attn: Tensor, num_prefix: int = 0, renormalize: bool = True) -> Tensor:
     """(B, H, N, N) token-to-token part of (B, H, L, L) attention (prefix tokens such as CLS dropped),
     rows renormalised to sum to one unless ``renormalize`` is False."""
@@ -123,6 +130,7 @@ def token_attention(attn: Tensor, num_prefix: int = 0, renormalize: bool = True)
     return a
 
 
+@graph.fp32
 def attention_graph(attn: Tensor, num_prefix: int = 0) -> Tensor:
     """(B, N, N) head-averaged, symmetrised attention (A + A^T) / 2 with a zero diagonal."""
     a = token_attention(attn, num_prefix).mean(1)
@@ -131,6 +139,7 @@ def attention_graph(attn: Tensor, num_prefix: int = 0) -> Tensor:
     return w.masked_fill(eye, 0.0)
 
 
+@graph.fp32
 def attention_gap(attn: Tensor, num_prefix: int = 0, threshold: graph.SplitRule = "mean") -> Tensor:
     """(B,) mu_intra - mu_inter of the attention graph under its own normalized-cut bipartition."""
     w = attention_graph(attn, num_prefix)
@@ -138,6 +147,7 @@ def attention_gap(attn: Tensor, num_prefix: int = 0, threshold: graph.SplitRule 
     return graph.intra_inter_gap(w, labels)
 
 
+@graph.fp32
 def mean_attention_distance(attn: Tensor, centres: Tensor, num_prefix: int = 0) -> Tensor:
     """(B,) sum_j A_ij ||p_i - p_j|| averaged over queries and heads (ViT's attention distance),
     with ``centres`` (N, k) or (B, N, k) token positions in input units (pixels, seconds, ...)."""
@@ -149,6 +159,7 @@ def mean_attention_distance(attn: Tensor, centres: Tensor, num_prefix: int = 0) 
     return (a * dist.unsqueeze(1)).sum(-1).mean(dim=(1, 2))
 
 
+@graph.fp32
 def attention_nmi(attn: Tensor, num_prefix: int = 0) -> Tensor:
     """(B,) normalised mutual information between query and key of each head, averaged over heads.
 
@@ -165,6 +176,7 @@ def attention_nmi(attn: Tensor, num_prefix: int = 0) -> Tensor:
     return nmi.mean(dim=1)
 
 
+@graph.fp32
 def mask_token_variance(decoder_hidden: Tensor, mask: Tensor) -> Tensor:
     """(B,) mean squared distance of the decoder states at masked positions to their mean."""
     m = mask.float().unsqueeze(-1)
@@ -270,7 +282,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
     model.eval()
     if masker is not None:
         masker.eval()
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device
     enc: dict[str, list[Tensor]] = {}
     dec: dict[str, list[Tensor]] = {}
     masks: list[Tensor] = []
@@ -387,7 +399,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     ratio = config.mask_ratio if config.mask_ratio is not None else modality.default_mask_ratio
 
     def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor]]:
-        generator = torch.Generator(device=dev).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device
         enc: dict[str, list[Tensor]] = {}
         dec: dict[str, list[Tensor]] = {}
         feats: list[list[Tensor]] = []

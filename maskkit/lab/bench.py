@@ -20,8 +20,21 @@ from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision
 from maskkit.train.step import TrainingModule
 
-#: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+#: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given. Checked in
+#: order, so the specific H100 variants come before the bare name: the PCIe card (756) and the NVL
+#: card (835) are slower than the SXM module (989); an unrecognised H100 gets no MFU, not a guess.
+PEAK_TFLOPS: dict[str, float] = {
+    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0,
+    "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0,
+}
+
+
+def peak_tflops_for(name: str) -> float | None:
+    """Peak for a CUDA device name such as "NVIDIA H100 PCIe" (None when unknown)."""
+    for key, value in PEAK_TFLOPS.items():
+        if key in name:
+            return value
+    return None
 
 
 @dataclass
@@ -50,11 +63,7 @@ class BenchResult:
 def device_peak_tflops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_TFLOPS.items():
-        if key in name:
-            return value
-    return None
+    return peak_tflops_for(torch.cuda.get_device_name(device))
 
 
 def _sync(device: torch.device) -> None:
@@ -68,10 +77,14 @@ def count_step_flops(module: TrainingModule, x: torch.Tensor, progress: Training
 
     gen = torch.Generator(device=device).manual_seed(0)
     counter = FlopCounterMode(display=False)
-    with counter:
-        with autocast(device, amp_dtype):
-            out = module(x, gen, progress)
-        out.loss.float().backward()
+    compiled, module._reconstruct = module._reconstruct, module.reconstruct  # count on eager ops
+    try:
+        with counter:
+            with autocast(device, amp_dtype):
+                out = module(x, gen, progress)
+            out.loss.float().backward()
+    finally:
+        module._reconstruct = compiled
     module.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
@@ -90,8 +103,12 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
     x = x + 0.01 * torch.randn_like(x)  # distinct samples, same statistics
     module = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(device)
     module.train()
-    step_fn = torch.compile(module) if config.compile else module
+    if config.compile:  # as in training: encoder, decoder and loss compiled, the masker eager
+        module.compile_reconstruction()
+    step_fn = module
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True if device.type == "cuda" else None)
+    # fp16 needs loss scaling, as in training (an unscaled fp16 step underflows and times the wrong thing)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     # late in training (90 %), so schedule-driven maskers (self-guided's start, hint decay) are in their
     # informed phase, which is what a benchmark of their cost must time
     progress = TrainingProgress(epoch=9, step=9_000, epochs=10, steps_per_epoch=1_000)
@@ -100,8 +117,13 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
     def one_step() -> None:
         with autocast(device, amp_dtype):
             out = step_fn(x, gen, progress)
-        out.loss.float().backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(out.loss.float()).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            out.loss.float().backward()
+            opt.step()
         opt.zero_grad(set_to_none=True)
 
     for _ in range(warmup):

@@ -71,7 +71,7 @@ class AttentionMasker(Masker):
         scores = attention_scores(ctx.attention(cfg.layer), ctx.num_tokens, cfg.score)
         if cfg.mode == "low":
             scores = -scores
-        plan = exact_topk_plan(scores, ctx.n_mask, ctx.generator, jitter=1e-6 / ctx.num_tokens)
+        plan = exact_topk_plan(scores, ctx.n_mask, ctx, jitter=1e-6 / ctx.num_tokens)
         plan = apply_hints(plan, cfg.hint_ratio, ctx)
         if cfg.masking_prob < 1.0:
             use = ctx.uniform(ctx.batch_size, 1) < cfg.masking_prob

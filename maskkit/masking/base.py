@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from maskkit.model.shape import ModelShape
 from maskkit.plan import MaskPlan, num_visible
+from maskkit.sync_guard import deliberate_sync
 from maskkit.tokens import TokenBatch, TokenLayout
 
 
@@ -83,6 +85,8 @@ class MaskContext:
     #: so N processes mask exactly as one process with the global batch would
     rank: int = 0
     world_size: int = 1
+    #: optional CPU generator seeded like ``generator``: host-side choices without a device sync
+    host_generator: torch.Generator | None = None
     _feature_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
     _attention_cache: dict[int, Tensor] = field(default_factory=dict, repr=False)
 
@@ -109,25 +113,57 @@ class MaskContext:
     def n_mask(self) -> int:
         return self.num_tokens - self.n_keep
 
+    def _draw(self, fn: Callable[..., Tensor], shape: tuple[int, ...]) -> Tensor:
+        """Draw on the generator's device (so a CPU generator gives device-independent noise) and
+        move to the context's device; a no-op move when they agree."""
+        gen_device = self.generator.device
+        out = fn(*shape, generator=self.generator, device=gen_device)
+        return out if gen_device == self.device else out.to(self.device)
+
     def uniform(self, *shape: int) -> Tensor:
         """Uniform noise on the context's device from its generator.
 
         When the first dimension is the batch, under data parallelism the noise is drawn for the
         global batch (rank r holds global rows r, r + W, ...) and this rank's rows are returned.
+        Every random draw of a masker goes through here (or :meth:`normal`), so N processes with
+        B samples each mask exactly like one process with N * B samples.
         """
         if self.world_size > 1 and shape and shape[0] == self.batch_size:
-            full = torch.rand(shape[0] * self.world_size, *shape[1:], generator=self.generator,
-                              device=self.device)
+            full = self._draw(torch.rand, (shape[0] * self.world_size, *shape[1:]))
             return full[self.rank::self.world_size]
-        return torch.rand(*shape, generator=self.generator, device=self.device)
+        return self._draw(torch.rand, shape)
 
     def normal(self, *shape: int) -> Tensor:
         """Standard normal noise; same global-batch rule as :meth:`uniform`."""
         if self.world_size > 1 and shape and shape[0] == self.batch_size:
-            full = torch.randn(shape[0] * self.world_size, *shape[1:], generator=self.generator,
-                               device=self.device)
+            full = self._draw(torch.randn, (shape[0] * self.world_size, *shape[1:]))
             return full[self.rank::self.world_size]
-        return torch.randn(*shape, generator=self.generator, device=self.device)
+        return self._draw(torch.randn, shape)
+
+    def shared_uniform(self, *shape: int) -> Tensor:
+        """Uniform noise that is the same on every rank (never split by batch rows): per-batch
+        choices such as which child of a mixture runs."""
+        return self._draw(torch.rand, shape)
+
+    def host_uniform(self) -> float:
+        """One uniform float, the same on every rank, without a device sync when the context has
+        a CPU ``host_generator`` (the trainer seeds one alongside the device generator)."""
+        if self.host_generator is not None:
+            with deliberate_sync("a CPU tensor: no device queue to wait for"):
+                return float(torch.rand((), generator=self.host_generator, device="cpu"))
+        return float(self.shared_uniform(1))  # one host sync on accelerators
+
+    def global_sum(self, value: Tensor) -> Tensor:
+        """Sum of ``value`` over the data-parallel ranks (a collective: every rank must call it at
+        the same point); ``value`` itself in one process. Used for decisions that must agree on
+        every rank, such as self-guided's exploitation start."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                value = value.clone()
+                dist.all_reduce(value)
+        return value
 
     def batched_positions(self) -> Tensor:
         if self.positions.dim() == 2:
@@ -135,19 +171,31 @@ class MaskContext:
         return self.positions
 
 
-def exact_topk_plan(scores: Tensor, n_mask: int, generator: torch.Generator | None = None,
+def uniform_from(source: MaskContext | torch.Generator, shape: tuple[int, ...], device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+    """Uniform noise of ``shape`` from a context (global-batch rule) or a generator."""
+    if isinstance(source, MaskContext):
+        out = source.uniform(*shape)
+    else:
+        out = torch.rand(shape, generator=source, device=source.device)
+    return out.to(device=device, dtype=dtype)
+
+
+def exact_topk_plan(scores: Tensor, n_mask: int, generator: MaskContext | torch.Generator | None = None,
                     jitter: float = 1e-6) -> MaskPlan:
-    """Plan that hides the top-``n_mask`` scores, ties broken by tiny random jitter (not index order)."""
+    """Plan that hides the top-``n_mask`` scores, ties broken by tiny random jitter (not index order).
+
+    Pass the mask context (not its generator) so the jitter is a global-batch draw."""
     if generator is not None and jitter > 0:
-        noise = torch.rand(scores.shape, generator=generator, device=scores.device, dtype=scores.dtype)
+        noise = uniform_from(generator, tuple(scores.shape), scores.device, scores.dtype)
         scores = scores + jitter * noise
     return MaskPlan.from_scores(scores, n_mask)
 
 
-def gumbel_scores(logits: Tensor, generator: torch.Generator) -> Tensor:
+def gumbel_scores(logits: Tensor, generator: MaskContext | torch.Generator) -> Tensor:
     """Gumbel-top-k: (B, N) logits -> scores whose top-n is a draw of n tokens without replacement
-    with probabilities softmax(logits)."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    with probabilities softmax(logits). Pass the mask context for global-batch draws."""
+    u = uniform_from(generator, tuple(logits.shape), logits.device)
     gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
     return logits.float() + gumbel
 
@@ -203,6 +251,11 @@ class Masker(nn.Module):
     def on_epoch_start(self, progress: TrainingProgress) -> None:
         """Hook for schedules; default does nothing."""
 
+    def all_parameters_used(self) -> bool:
+        """True when every trainable parameter gets a gradient every step (DDP can then skip its
+        unused-parameter search). Maskers whose loss can be switched off override this."""
+        return True
+
     def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
         """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
 
@@ -256,6 +309,7 @@ __all__ = [
     "ModelView",
     "TrainingProgress",
     "exact_topk_plan",
+    "uniform_from",
     "expected_random_iou",
     "num_visible",
     "gumbel_scores",

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, uniform_from
 from maskkit.tokens import TokenLayout
 
 _TIME_AXES = ("t", "time", "frame", "frames")
@@ -99,20 +99,20 @@ def neighbour_count(mask: Tensor) -> Tensor:
     return count
 
 
-def fixup_scores(mask: Tensor, generator: torch.Generator) -> Tensor:
+def fixup_scores(mask: Tensor, generator: MaskContext | torch.Generator) -> Tensor:
     """(B, N) scores whose top-k is ``mask`` grown or trimmed to exactly k hidden tokens.
 
     Masked tokens always outrank unmasked ones; within each group, more masked neighbours rank
     higher and ties are broken at random, so growth happens at the region's border and trimming
-    at its loosest edges.
+    at its loosest edges. Pass the mask context so the tie-breaking noise is a global-batch draw.
     """
     neighbours = neighbour_count(mask)
     offset = 2.0 * (mask.dim() - 1) + 2.0  # above any neighbour count plus noise
-    noise = torch.rand(mask.shape, generator=generator, device=mask.device) * 0.5
+    noise = uniform_from(generator, tuple(mask.shape), mask.device) * 0.5
     return (mask.float() * offset + neighbours + noise).flatten(1)
 
 
-def exact_mask(mask: Tensor, target: int, generator: torch.Generator) -> Tensor:
+def exact_mask(mask: Tensor, target: int, generator: MaskContext | torch.Generator) -> Tensor:
     """``mask`` (B, *grid) fixed up to exactly ``target`` hidden tokens per sample."""
     scores = fixup_scores(mask, generator)
     out = torch.zeros_like(scores, dtype=torch.bool)
@@ -145,14 +145,14 @@ class BlockMasker(Masker):
             raw = self._coarse_cells(ctx, h, w, per_slice)
         else:
             raw = self._rectangles(ctx, h, w, per_slice)
-        plane = exact_mask(raw, per_slice, ctx.generator)  # (B, h, w)
+        plane = exact_mask(raw, per_slice, ctx)  # (B, h, w)
         if repeats == 1:
             blocks = raw.reshape(ctx.batch_size, -1)
             final = plane.reshape(ctx.batch_size, -1)
         else:
             tubes = plane.unsqueeze(t_axis + 1).expand(*self._grid_shape(ctx, t_axis, plane))
             blocks = raw.unsqueeze(t_axis + 1).expand_as(tubes).reshape(ctx.batch_size, -1)
-            final = exact_mask(tubes.contiguous(), n_mask, ctx.generator).reshape(ctx.batch_size, -1)
+            final = exact_mask(tubes.contiguous(), n_mask, ctx).reshape(ctx.batch_size, -1)
         plan = MaskPlan.from_scores(final.float(), n_mask)
         fixed = (final & ~blocks).sum(dim=1).float() + (blocks & ~final).sum(dim=1).float()
         plan.logs["block_fixup_frac"] = (fixed / max(1, n_mask)).mean()
@@ -167,8 +167,13 @@ class BlockMasker(Masker):
     # ----------------------------------------------------------------------------------- BEiT
     def _rectangles(self, ctx: MaskContext, h: int, w: int, target: int) -> Tensor:
         """Place one rectangle per sample per round, accepting it when it adds between 1 and the
-        remaining number of tokens; stops when no sample has room for a smallest rectangle left
-        or the rounds run out."""
+        remaining number of tokens (a sample with fewer than a smallest rectangle left rarely fits
+        another one; the fix-up grows its region instead).
+
+        The random numbers of every round are one global-batch draw; rounds run with no host sync
+        (a fixed number of rounds, no data-dependent early exit), so every rank draws exactly what
+        one process with the global batch draws.
+        """
         b, device = ctx.batch_size, ctx.device
         mask = torch.zeros(b, h, w, dtype=torch.bool, device=device)
         if target == 0:
@@ -181,21 +186,21 @@ class BlockMasker(Masker):
         log_lo, log_hi = math.log(cfg.aspect_min), -math.log(cfg.aspect_min)
         rows = torch.arange(h, device=device).view(1, h, 1)
         cols = torch.arange(w, device=device).view(1, 1, w)
+        u = ctx.uniform(b, rounds, 4)  # (B, R, 4): area, aspect, y, x of every round, one draw
+        aspect = torch.exp(log_lo + u[..., 1] * (log_hi - log_lo))
         count = torch.zeros(b, dtype=torch.long, device=device)
-        for r in range(rounds):
-            u = ctx.uniform(b, 4)
+        for r in range(rounds):  # loop over rounds (not samples): each depends on the ones before
             remaining = target - count
             upper = remaining.clamp(max=max_area).clamp(min=min_area).float()
-            area = min_area + u[:, 0] * (upper - min_area)
-            aspect = torch.exp(log_lo + u[:, 1] * (log_hi - log_lo))
-            rh = torch.round(torch.sqrt(area * aspect)).clamp(1, h)
+            area = min_area + u[:, r, 0] * (upper - min_area)
+            rh = torch.round(torch.sqrt(area * aspect[:, r])).clamp(1, h)
             rw = torch.round(area / rh).clamp(1, w)
             if cfg.placement == "clipped":  # any overlap with the grid: every cell equally likely
-                y0 = torch.floor(u[:, 2] * (h + rh - 1)) - (rh - 1)
-                x0 = torch.floor(u[:, 3] * (w + rw - 1)) - (rw - 1)
+                y0 = torch.floor(u[:, r, 2] * (h + rh - 1)) - (rh - 1)
+                x0 = torch.floor(u[:, r, 3] * (w + rw - 1)) - (rw - 1)
             else:  # inside the grid (BEiT): central cells are covered more often
-                y0 = torch.floor(u[:, 2] * (h - rh + 1))
-                x0 = torch.floor(u[:, 3] * (w - rw + 1))
+                y0 = torch.floor(u[:, r, 2] * (h - rh + 1))
+                x0 = torch.floor(u[:, r, 3] * (w - rw + 1))
             y0, x0 = y0.long().view(b, 1, 1), x0.long().view(b, 1, 1)
             rh, rw = rh.long().view(b, 1, 1), rw.long().view(b, 1, 1)
             rect = (rows >= y0) & (rows < y0 + rh) & (cols >= x0) & (cols < x0 + rw)
@@ -203,10 +208,6 @@ class BlockMasker(Masker):
             accept = (new > 0) & (new <= remaining)
             mask |= rect & accept.view(b, 1, 1)
             count += new * accept
-            # a sample with fewer than min_area tokens left rarely fits another rectangle; the
-            # fix-up grows its region instead
-            if r % 4 == 3 and bool((count > target - min_area).all()):
-                break
         return mask
 
     # --------------------------------------------------------------------------------- SimMIM

@@ -122,6 +122,9 @@ class CompositeMasker(Masker):
         for child in self.children_maskers():
             child.bind_model(shape)
 
+    def all_parameters_used(self) -> bool:
+        return all(child.all_parameters_used() for child in self.children_maskers())
+
     def active_index(self) -> int:
         """The child that made the latest plan."""
         return self._active
@@ -190,7 +193,7 @@ class CurriculumMasker(CompositeMasker):
     def plan(self, ctx: MaskContext) -> MaskPlan:
         stage = self.stage(ctx.progress)
         plan = self.run_child(stage, ctx)
-        plan.logs["curriculum_stage"] = torch.tensor(float(stage), device=ctx.device)
+        plan.logs["curriculum_stage"] = torch.full((), float(stage), device=ctx.device)
         return plan
 
 
@@ -265,9 +268,9 @@ class MixtureMasker(CompositeMasker):
         return list(self.maskers)
 
     def choose(self, ctx: MaskContext) -> int:
-        """One uniform draw from ``ctx.generator``. Choosing a code path needs a Python value, so
-        this is one host sync per batch on accelerators (a single scalar)."""
-        u = float(ctx.uniform(1))
+        """One uniform draw, the same on every rank. Choosing a code path needs a Python value: it
+        comes from the context's CPU ``host_generator`` (no device sync) when the trainer gives one."""
+        u = ctx.host_uniform()
         for i, edge in enumerate(self.cumulative):
             if u < edge:
                 return i
@@ -276,5 +279,5 @@ class MixtureMasker(CompositeMasker):
     def plan(self, ctx: MaskContext) -> MaskPlan:
         index = self.choose(ctx)
         plan = self.run_child(index, ctx)
-        plan.logs["mixture_choice"] = torch.tensor(float(index), device=ctx.device)
+        plan.logs["mixture_choice"] = torch.full((), float(index), device=ctx.device)
         return plan

@@ -7,22 +7,68 @@ analysis share these, so a partition in a training log and in ``maskkit analyze`
 Conventions: features are (B, N, D); affinities W are (B, N, N), symmetric, non-negative, with a
 zero diagonal (self-loops carry no cut information, and leaving them out keeps degrees, volumes and
 Laplacians identical to networkx's on the same weighted graph).
+
+Precision: every public function accepts bf16/fp16 input and computes in fp32 with autocast off
+(and TF32 off on CUDA), so a graph under a bf16 training step equals the fp32 graph. No function
+reads a device value into Python except where marked (:func:`maskkit.sync_guard.deliberate_sync`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import Tensor
+
+from maskkit.sync_guard import deliberate_sync
 
 AffinityRule = Literal["tokencut", "knn", "clamp", "shift"]
 SplitRule = Literal["zero", "mean", "median"]
 _TINY = 1e-12
 #: per-sample quantiles are exact up to this many off-diagonal pairs, then use an even subsample
 _MAX_QUANTILE_PAIRS = 65536
+#: largest graph for which CUDA's eigh is one batched kernel (syevjBatched); above it torch loops one
+#: cuSOLVER call per matrix, so ``partition="auto"`` uses power iteration there
+CUDA_BATCHED_EIGH_MAX = 32
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def full_fp32(device: torch.device) -> Iterator[None]:
+    """Autocast off and, on CUDA, TF32 matmuls off: graph maths in true fp32."""
+    if device.type == "cuda":
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.autocast(device_type="cuda", enabled=False):
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    elif device.type in ("cpu", "xpu", "mps"):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:
+        yield
+
+
+def fp32(fn: F) -> F:
+    """Run ``fn`` in full fp32: half-precision tensor arguments are cast up, autocast is off."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def up(v: Any) -> Any:
+            return v.float() if isinstance(v, Tensor) and v.dtype in (torch.bfloat16, torch.float16) else v
+
+        device = next((a.device for a in args if isinstance(a, Tensor)), torch.device("cpu"))
+        with full_fp32(device):
+            return fn(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- features
@@ -30,6 +76,7 @@ def l2_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
+@fp32
 def prepare_features(features: Tensor, centre: bool = True, position_mean: Tensor | None = None,
                      normalize: bool = True) -> Tensor:
     """fp32 features ready for cosine: minus a per-position mean, minus the sample's mean token, unit length.
@@ -46,18 +93,24 @@ def prepare_features(features: Tensor, centre: bool = True, position_mean: Tenso
     return l2_normalize(x) if normalize else x
 
 
+@fp32
 def cosine_similarity(x: Tensor) -> Tensor:
     """(B, N, D) unit-length features -> (B, N, N) cosines."""
     return x @ x.transpose(1, 2)
 
 
+@fp32
 def offdiagonal(s: Tensor) -> Tensor:
     """(B, N*(N-1)) off-diagonal entries of (B, N, N) ``s``, row by row."""
     n = s.shape[-1]
-    keep = ~torch.eye(n, dtype=torch.bool, device=s.device)
-    return s[:, keep].reshape(s.shape[0], n * (n - 1))
+    # fixed gather indices, not a boolean mask (boolean indexing reads its size back to the host)
+    k = torch.arange(n * (n - 1), device=s.device)
+    row, col = k // (n - 1), k % (n - 1)
+    col = col + (col >= row).long()
+    return s.flatten(1).index_select(1, row * n + col)
 
 
+@fp32
 def offdiag_quantile(s: Tensor, q: float) -> Tensor:
     """(B,) per-sample quantile of the off-diagonal entries of (B, N, N) ``s`` (linear interpolation).
 
@@ -83,6 +136,7 @@ def offdiag_quantile(s: Tensor, q: float) -> Tensor:
     return (low * (1.0 - frac) + high * frac).squeeze(1)
 
 
+@fp32
 def knn_adjacency(s: Tensor, k: int) -> Tensor:
     """(B, N, N) bool: i and j linked when either is among the other's k most similar (diagonal off)."""
     n = s.shape[-1]
@@ -93,6 +147,7 @@ def knn_adjacency(s: Tensor, k: int) -> Tensor:
     return adj | adj.transpose(1, 2)
 
 
+@fp32
 def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
                              tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
                              min_neighbours: int = 0) -> Tensor:
@@ -132,6 +187,7 @@ def affinity_from_similarity(s: Tensor, rule: AffinityRule = "tokencut", tau: fl
     return w.masked_fill(eye, 0.0)
 
 
+@fp32
 def cosine_affinity(features: Tensor, rule: AffinityRule = "tokencut", tau: float = 0.2,
                     tau_quantile: float | None = None, knn: int = 0, eps: float = 1e-5,
                     centre: bool = True, position_mean: Tensor | None = None,
@@ -150,6 +206,7 @@ def degree(w: Tensor) -> Tensor:
     return w.sum(dim=-1)
 
 
+@fp32
 def normalized_laplacian(w: Tensor) -> Tensor:
     """L_sym = I - D^-1/2 W D^-1/2 (what ``nx.normalized_laplacian_matrix`` returns)."""
     inv = degree(w).clamp_min(_TINY).rsqrt()
@@ -159,6 +216,7 @@ def normalized_laplacian(w: Tensor) -> Tensor:
     return 0.5 * (lap + lap.transpose(-1, -2))
 
 
+@fp32
 def graph_density(w: Tensor) -> Tensor:
     """(B,) weighted density: mean off-diagonal weight. For 0/1 graphs (``eps`` ~ 0) it is the
     fraction of linked pairs, i.e. networkx's ``density``."""
@@ -167,6 +225,7 @@ def graph_density(w: Tensor) -> Tensor:
     return (w.sum(dim=(-2, -1)) - diag) / max(n * (n - 1), 1)
 
 
+@fp32
 def ncut_value(w: Tensor, labels: Tensor) -> Tensor:
     """(B,) normalized cut cut(A,B)/vol(A) + cut(A,B)/vol(B) of the split ``labels`` (B, N) bool."""
     a = labels.to(w.dtype)
@@ -177,6 +236,7 @@ def ncut_value(w: Tensor, labels: Tensor) -> Tensor:
     return cut / vol_a.clamp_min(_TINY) + cut / vol_b.clamp_min(_TINY)
 
 
+@fp32
 def intra_inter_gap(w: Tensor, labels: Tensor) -> Tensor:
     """(B,) mean intra-cluster weight minus mean inter-cluster weight (diagonal excluded)."""
     a = labels.to(w.dtype)
@@ -197,6 +257,7 @@ def _canonical_sign(v: Tensor) -> Tensor:
     return v * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
+@fp32
 def split(y: Tensor, threshold: SplitRule = "mean") -> Tensor:
     """(B, N) bool side ``y > t``; a sample whose split leaves a side empty falls back to a rank split
     (the upper half by rank, which is the median split and never empty)."""
@@ -268,24 +329,29 @@ def batched_eigh(mat: Tensor) -> tuple[Tensor, Tensor]:
         torch.set_num_threads(threads)
 
 
+@fp32
 def fiedler_eigh(w: Tensor, precision: Literal["auto", "fp32", "fp64"] = "auto",
                  gap_tol: float = 1e-4) -> Spectrum:
     """Fiedler vectors of all samples by one batched ``eigh`` of L_sym.
 
-    ``precision="auto"`` computes in fp32 and redoes in fp64 only the samples whose eigenvalues
-    around lambda2 are closer than ``gap_tol`` (one host sync to find them). A tiny gap means the
-    cut is ill-posed in any precision; fp64 only keeps the returned vector a true eigenvector.
+    ``precision="auto"`` computes in fp32 and, on CPU, redoes in fp64 only the samples whose
+    eigenvalues around lambda2 are closer than ``gap_tol`` (finding them reads a value back, which
+    is free on a CPU). On accelerators ``auto`` stays fp32: a sync per step would stall the queue.
+    A tiny gap means the cut is ill-posed in any precision; fp64 only keeps the returned vector a
+    true eigenvector.
     """
     if w.shape[-1] < 3:
         raise ValueError(f"a normalized cut needs at least 3 tokens, got {w.shape[-1]}")
     dtype = torch.float64 if precision == "fp64" else torch.float32
     wf = w.to(dtype)
     vals, vecs = batched_eigh(normalized_laplacian(wf))
-    if precision == "auto":
+    if precision == "auto" and w.device.type == "cpu":
         near = torch.minimum(vals[:, 2] - vals[:, 1], vals[:, 1] - vals[:, 0]) < gap_tol
-        if bool(near.any()):
-            idx = near.nonzero().squeeze(-1)
-            v64, e64 = batched_eigh(normalized_laplacian(w[idx].double()))
+        with deliberate_sync("CPU tensors only: no device queue to stall"):
+            redo = bool(near.any())
+            idx = near.nonzero().squeeze(-1) if redo else None
+        if idx is not None:
+            v64, e64 = batched_eigh(normalized_laplacian(w.index_select(0, idx).double()))
             vals = vals.index_put((idx,), v64.to(vals.dtype))
             vecs = vecs.index_put((idx,), e64.to(vecs.dtype))
     z = _canonical_sign(vecs[:, :, 1].float())
@@ -294,12 +360,16 @@ def fiedler_eigh(w: Tensor, precision: Literal["auto", "fp32", "fp64"] = "auto",
     return Spectrum(z=z, y=y, lambda2=vals[:, 1].float(), lambda3=vals[:, 2].float())
 
 
-def fiedler_power(w: Tensor, iters: int = 50, generator: torch.Generator | None = None) -> Spectrum:
+@fp32
+def fiedler_power(w: Tensor, iters: int = 50, generator: torch.Generator | None = None,
+                  start: Tensor | None = None) -> Spectrum:
     """Fiedler vectors by subspace iteration on ``2I - L_sym`` with the trivial eigenvector
     (``sqrt(d)``) deflated; two vectors, so lambda3 (and the eigengap) come out too.
 
     Only matrix products: cheaper than ``eigh`` for large N on accelerators, exact in the limit;
-    convergence rate is (2 - lambda4) / (2 - lambda2) per step.
+    convergence rate is (2 - lambda4) / (2 - lambda2) per step. ``start`` (B, N, 2) is the start
+    block (maskers pass a global-batch draw of their mask context); else it is drawn from
+    ``generator``, else from a fixed CPU seed.
     """
     b, n, _ = w.shape
     if n < 3:
@@ -309,8 +379,12 @@ def fiedler_power(w: Tensor, iters: int = 50, generator: torch.Generator | None 
     inv = d.rsqrt()
     a = inv.unsqueeze(-1) * w * inv.unsqueeze(-2)  # eigenvalues of 2I - L_sym = I + A lie in [0, 2]
     u1 = l2_normalize(d.sqrt())  # (B, N) trivial eigenvector
-    v = torch.randn(b, n, 2, generator=generator, device=w.device, dtype=w.dtype) if generator is not None \
-        else torch.randn(b, n, 2, generator=torch.Generator().manual_seed(0)).to(w.device)
+    if start is not None:
+        v = start.to(device=w.device, dtype=w.dtype)
+    elif generator is not None:
+        v = torch.randn(b, n, 2, generator=generator, device=generator.device, dtype=w.dtype).to(w.device)
+    else:
+        v = torch.randn(b, n, 2, generator=torch.Generator().manual_seed(0)).to(w.device)
 
     def deflate_orth(v: Tensor) -> Tensor:
         v = v - u1.unsqueeze(-1) * (u1.unsqueeze(1) @ v)
@@ -330,6 +404,7 @@ def fiedler_power(w: Tensor, iters: int = 50, generator: torch.Generator | None 
     return Spectrum(z=z, y=z * inv, lambda2=2.0 - theta[:, 1], lambda3=2.0 - theta[:, 0])
 
 
+@fp32
 def principal_projection(x: Tensor) -> Tensor:
     """(B, N) projection of each sample's centred features on its first principal direction.
 
@@ -348,19 +423,33 @@ def principal_projection(x: Tensor) -> Tensor:
     return _canonical_sign(p)
 
 
-def bipartition(w: Tensor, method: Literal["ncut", "power"] = "ncut", threshold: SplitRule = "mean",
+def resolve_partition(method: str, num_tokens: int, device: torch.device) -> str:
+    """``auto``: exact ``eigh`` (``ncut``) except on CUDA above :data:`CUDA_BATCHED_EIGH_MAX` tokens,
+    where eigh runs one solver call per sample and power iteration is used instead."""
+    if method != "auto":
+        return method
+    if device.type == "cuda" and num_tokens > CUDA_BATCHED_EIGH_MAX:
+        return "power"
+    return "ncut"
+
+
+@fp32
+def bipartition(w: Tensor, method: Literal["ncut", "power", "auto"] = "ncut", threshold: SplitRule = "mean",
                 iters: int = 50, generator: torch.Generator | None = None,
-                precision: Literal["auto", "fp32", "fp64"] = "auto") -> Bipartition:
-    """Normalized-cut bipartition of every sample's graph (``eigh`` or power iteration)."""
+                precision: Literal["auto", "fp32", "fp64"] = "auto", start: Tensor | None = None) -> Bipartition:
+    """Normalized-cut bipartition of every sample's graph (``eigh``, power iteration, or ``auto``:
+    see :func:`resolve_partition`)."""
+    method = resolve_partition(method, w.shape[-1], w.device)  # type: ignore[assignment]
     if method == "ncut":
         spec = fiedler_eigh(w, precision=precision)
     elif method == "power":
-        spec = fiedler_power(w, iters=iters, generator=generator)
+        spec = fiedler_power(w, iters=iters, generator=generator, start=start)
     else:
-        raise ValueError(f"unknown partition method {method!r}; choose ncut or power")
+        raise ValueError(f"unknown partition method {method!r}; choose ncut, power or auto")
     return Bipartition(labels=split(spec.y, threshold), y=spec.y, lambda2=spec.lambda2, lambda3=spec.lambda3)
 
 
+@fp32
 def pca_bipartition(x: Tensor, threshold: SplitRule = "mean") -> Bipartition:
     """Split at the first principal component (the cheap NCut approximation of the SGIM code)."""
     y = principal_projection(x)
@@ -390,5 +479,6 @@ __all__ = [
     "pca_bipartition",
     "prepare_features",
     "principal_projection",
+    "resolve_partition",
     "split",
 ]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress
+from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress, uniform_from
 
 
 def input_layer(in_dim: int, out_dim: int) -> nn.Module:
@@ -47,19 +47,23 @@ class LossPredictor(nn.Module):
 
 
 def pairwise_rank_loss(pred: Tensor, target: Tensor, max_pairs: int,
-                       generator: torch.Generator | None = None) -> Tensor:
+                       generator: MaskContext | torch.Generator | None = None) -> Tensor:
     """HPM's relative loss: BCE of sigmoid(pred_j - pred_i) against [target_j > target_i].
 
     ``pred``/``target`` are (B, M). All ordered pairs are used while M(M-1) <= ``max_pairs``;
-    beyond that ``max_pairs`` random pairs per sample. Pairs with equal targets are skipped.
+    beyond that ``max_pairs`` random pairs per sample (from the mask context's global-batch draws
+    when one is passed). Pairs with equal targets are skipped.
     """
     b, m = pred.shape
     if m * (m - 1) <= max_pairs:
         logits = pred.unsqueeze(1) - pred.unsqueeze(2)  # [b, i, j] = pred_j - pred_i
         t_i, t_j = target.unsqueeze(2), target.unsqueeze(1)
     else:
-        i = torch.randint(m, (b, max_pairs), generator=generator, device=pred.device)
-        j = torch.randint(m, (b, max_pairs), generator=generator, device=pred.device)
+        if generator is None:
+            generator = torch.Generator(device=pred.device).manual_seed(0)
+        u = uniform_from(generator, (b, 2 * max_pairs), pred.device)
+        ij = (u * m).long().clamp_max(m - 1)
+        i, j = ij[:, :max_pairs], ij[:, max_pairs:]
         logits = pred.gather(1, j) - pred.gather(1, i)
         t_i, t_j = target.gather(1, i), target.gather(1, j)
     label = (t_j > t_i).to(logits.dtype)
@@ -111,6 +115,9 @@ class HardPatchesMasker(Masker):
         """Shape the head from the model's width before the optimiser/DDP are built."""
         materialize(self.head.fc1, shape.embed_dim)
 
+    def all_parameters_used(self) -> bool:
+        return self.config.loss_weight > 0  # the head trains only through its auxiliary loss
+
     def alpha(self, progress: TrainingProgress) -> float:
         cfg = self.config
         if cfg.schedule == "constant":
@@ -129,7 +136,7 @@ class HardPatchesMasker(Masker):
             hard = predicted.argsort(dim=1, descending=True)[:, :n_hard]
             score = score.scatter(1, hard, 2.0)  # predicted-hard tokens outrank every random score
         plan = MaskPlan.from_scores(score, ctx.n_mask)
-        plan.logs["hpm_alpha"] = torch.tensor(alpha, device=ctx.device)
+        plan.logs["hpm_alpha"] = torch.full((), alpha, device=ctx.device)  # no host-to-device copy
         return plan
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
@@ -139,5 +146,5 @@ class HardPatchesMasker(Masker):
         predicted = self.head(ctx.features(self.config.layer))
         pred = predicted.gather(1, plan.ids_mask)
         target = per_token_loss.detach().float().gather(1, plan.ids_mask)
-        loss = pairwise_rank_loss(pred.float(), target, self.config.max_pairs, ctx.generator)
+        loss = pairwise_rank_loss(pred.float(), target, self.config.max_pairs, ctx)
         return self.config.loss_weight * loss

@@ -104,6 +104,9 @@ class LearnedMasker(Masker):
         """Shape the input layer from the model's width before the optimiser/DDP are built."""
         materialize(self.sampler.embed, shape.embed_dim)
 
+    def all_parameters_used(self) -> bool:
+        return self.config.loss_weight > 0  # the sampler trains only through its auxiliary loss
+
     def log_probs(self, ctx: MaskContext) -> Tensor:
         if ctx.tokens is None:
             raise RuntimeError("masker 'learned' needs the token embeddings (ctx.tokens)")
@@ -112,7 +115,7 @@ class LearnedMasker(Masker):
 
     def plan(self, ctx: MaskContext) -> MaskPlan:
         log_p = self.log_probs(ctx)
-        scores = gumbel_scores(log_p.detach(), ctx.generator)
+        scores = gumbel_scores(log_p.detach(), ctx)  # global-batch draw
         if self.config.draw == "visible":  # top n_keep draws stay visible
             scores = -scores
         plan = MaskPlan.from_scores(scores, ctx.n_mask)

@@ -25,6 +25,7 @@ from maskkit.masking.compose import apply_hints
 from maskkit.masking.random import random_plan
 from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import pairwise_iou
+from maskkit.sync_guard import deliberate_sync
 
 Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
 
@@ -32,7 +33,7 @@ Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
 #: per-sample graph threshold) and a middle feature layer (no extra full-depth pass).
 _SGMAE: dict[str, Any] = dict(
     feature_layer="middle", feature_source="encoder", centre=True, remove_position=True,
-    position_momentum=0.99, partition="ncut", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
+    position_momentum=0.99, partition="auto", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
     min_neighbours=3, eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
     hint_ratio=1.0, hint_min=0.2, hint_schedule="linear_decay", hint_select="random",
     compensate_from="pool", start="fraction", start_epoch=50, start_fraction=0.125,
@@ -67,7 +68,9 @@ class SelfGuidedConfig:
     centre: bool | None = None  # subtract each sample's mean token before cosine
     remove_position: bool | None = None  # subtract a running per-position mean (grid layouts only)
     position_momentum: float | None = None  # EMA momentum of that per-position mean
-    partition: Literal["ncut", "power", "pca"] | None = None
+    #: ncut: exact eigh; power: power iteration; auto: ncut, except power on CUDA above 32 tokens
+    #: (CUDA's eigh loops one solver call per sample there); pca: first principal component
+    partition: Literal["auto", "ncut", "power", "pca"] | None = None
     affinity: Literal["tokencut", "knn", "clamp", "shift"] | None = None
     tau: float | None = None  # tokencut threshold on cosine (when tau_quantile is 0)
     tau_quantile: float | None = None  # per-sample quantile of cosines as threshold; 0 = fixed tau
@@ -236,7 +239,10 @@ class SelfGuidedMasker(Masker):
         tokens have no fixed per-index position (unordered point groups)."""
         if not self.config.remove_position or not ctx.layout.has_grid or ctx.positions.dim() != 2:
             return None
-        batch_mean = feats.mean(dim=0)
+        if update:  # the global batch's mean (a collective in training steps), so ranks stay equal
+            batch_mean = ctx.global_sum(feats.sum(dim=0)) / (feats.shape[0] * ctx.world_size)
+        else:
+            batch_mean = feats.mean(dim=0)
         current = self._position_mean
         if current is not None and current.shape != batch_mean.shape:
             current, self._position_count = None, 0  # token count or width changed: start over
@@ -267,13 +273,15 @@ class SelfGuidedMasker(Masker):
                     graph.cosine_similarity(x), cfg.affinity, tau=cfg.tau,
                     tau_quantile=cfg.tau_quantile or None, knn=cfg.knn, eps=cfg.eps,
                     min_neighbours=cfg.min_neighbours)
-                bip = graph.bipartition(w, "ncut" if cfg.partition == "ncut" else "power", cfg.split,
-                                        iters=cfg.power_iters, generator=ctx.generator)
+                method = graph.resolve_partition(cfg.partition, ctx.num_tokens, ctx.device)
+                # power iteration's start block is a global-batch draw (N ranks == one process)
+                start = ctx.normal(ctx.batch_size, ctx.num_tokens, 2) if method == "power" else None
+                bip = graph.bipartition(w, method, cfg.split, iters=cfg.power_iters, start=start)
                 density, eigengap, lambda2 = graph.graph_density(w), bip.eigengap, bip.lambda2
             side = bip.labels
             target = self._target(ctx, side, bip.y, feats, offset, x)
             scores = self._scores(x, side, target)
-            plan = exact_topk_plan(scores, ctx.n_mask, ctx.generator)
+            plan = exact_topk_plan(scores, ctx.n_mask, ctx)
         return Informed(side=side, target=target, scores=scores, plan=plan, density=density,
                         eigengap=eigengap, lambda2=lambda2)
 
@@ -312,7 +320,13 @@ class SelfGuidedMasker(Masker):
     def _check_exploitation(self, ctx: MaskContext, plan: MaskPlan) -> None:
         cfg = self.config
         model = ctx.require_model("masker.start=exploitation")
-        b = min(cfg.exploit_samples, ctx.batch_size)
+        # the first exploit_samples samples of the *global* batch: rank r holds global rows
+        # r, r + W, ... (MaskContext.uniform), so it owns `mine` of them; every rank runs at least
+        # one sample (the decoder pass is a collective under FSDP) and weights it by `mine`
+        world, rank = ctx.world_size, ctx.rank
+        wanted = min(cfg.exploit_samples, ctx.batch_size * world)
+        mine = max(0, -(-(wanted - rank) // world))
+        b = min(max(1, mine), ctx.batch_size)
         with torch.no_grad():
             attentions = model.decoder_attention(plan, b)
             visible, masked = exploitation_rates(attentions, plan.mask[:b], model.shape.num_prefix,
@@ -321,7 +335,11 @@ class SelfGuidedMasker(Masker):
             v, m = visible[-1], masked[-1]
         else:
             v, m = visible.mean(), masked.mean()
-        pair = torch.stack([v, m]).float().cpu().tolist()  # the one host sync, every exploit_every steps
+        weighted = torch.stack([v.float() * mine, m.float() * mine,
+                                torch.full((), float(mine), device=v.device)])
+        total = ctx.global_sum(weighted)  # every rank takes the same decision from the same numbers
+        with deliberate_sync("the start rule's one host sync, every exploit_every steps"):
+            pair = (total[:2] / total[2].clamp_min(1.0)).cpu().tolist()
         self._exploit = (pair[0], pair[1])
         self._streak = self._streak + 1 if pair[1] > pair[0] else 0
         if self._streak >= cfg.exploit_patience:
@@ -341,8 +359,8 @@ class SelfGuidedMasker(Masker):
         hint = self.hint_ratio_at(progress) if started else 1.0
         dev = ctx.device
         logs: dict[str, Tensor | float] = {
-            "sg/started": torch.tensor(float(started), device=dev),
-            "sg/hint_ratio": torch.tensor(float(hint), device=dev),
+            "sg/started": torch.full((), float(started), device=dev),
+            "sg/hint_ratio": torch.full((), float(hint), device=dev),
         }
         if not started or hint >= 1.0:
             plan = random_plan(ctx)
@@ -350,8 +368,8 @@ class SelfGuidedMasker(Masker):
                     and progress.step % cfg.exploit_every == 0):
                 self._check_exploitation(ctx, plan)
             if cfg.start == "exploitation" and self._exploit is not None and not started:
-                logs["sg/exploit_visible"] = torch.tensor(self._exploit[0], device=dev)
-                logs["sg/exploit_mask"] = torch.tensor(self._exploit[1], device=dev)
+                logs["sg/exploit_visible"] = torch.full((), self._exploit[0], device=dev)
+                logs["sg/exploit_mask"] = torch.full((), self._exploit[1], device=dev)
             plan.logs.update(logs)
             return plan
         inf = self.informed(ctx, update_state=training)

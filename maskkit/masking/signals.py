@@ -12,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from maskkit.masking.graph import fp32
 
+
+@fp32
 def exploitation_rates(attentions: list[Tensor], mask: Tensor, num_prefix: int = 0,
                        per_key_normalized: bool = False) -> tuple[Tensor, Tensor]:
     """Per decoder layer: how much the masked positions' queries attend to visible tokens (R_V->O) and

@@ -123,7 +123,9 @@ class MaskedAutoencoder(nn.Module):
         return self.tokenizer.tokenize(x)
 
     def _with_positions(self, tokens: TokenBatch) -> Tensor:
-        return tokens.embeddings + self.encoder_pos(tokens.positions).to(tokens.embeddings.dtype)
+        """Embeddings plus positions, added in fp32: the residual stream stays fp32 under autocast
+        (blocks cast to bf16 inside their matmuls), so positions never round to bf16 here."""
+        return tokens.embeddings.float() + self.encoder_pos(tokens.positions).float()
 
     def _prepend_cls(self, x: Tensor) -> Tensor:
         if self.cls_token is None:
@@ -139,14 +141,15 @@ class MaskedAutoencoder(nn.Module):
         return self.norm(x)
 
     def _decoder_input(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan) -> Tensor:
-        """Visible latents and mask tokens in token order, with decoder positions and the prefix."""
-        x = self.decoder_embed(latent)
+        """Visible latents and mask tokens in token order, with decoder positions and the prefix; an
+        fp32 residual stream (see _with_positions)."""
+        x = self.decoder_embed(latent).float()
         prefix, visible = x[:, : self.num_prefix], x[:, self.num_prefix:]
         b, n = plan.mask.shape
         masks = self.mask_token.to(x.dtype).expand(b, n - visible.shape[1], -1)
         full = torch.cat([visible, masks], dim=1)
         full = torch.gather(full, 1, plan.ids_restore.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
-        full = full + self.decoder_pos(tokens.positions).to(full.dtype)
+        full = full + self.decoder_pos(tokens.positions).float()
         return torch.cat([prefix, full], dim=1)
 
     def forward_decoder(self, latent: Tensor, tokens: TokenBatch, plan: MaskPlan,

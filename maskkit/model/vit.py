@@ -27,8 +27,10 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         attn = None
         if return_attention:
-            scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim**-0.5
-            attn = scores.softmax(dim=-1)
+            # maps that maskers and the analysis read are fp32 whatever the step's autocast says
+            with torch.autocast(device_type=q.device.type, enabled=False):
+                scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim**-0.5
+                attn = scores.softmax(dim=-1)
             out = (attn.to(v.dtype) @ v)
         else:
             out = F.scaled_dot_product_attention(q, k, v)

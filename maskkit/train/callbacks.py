@@ -2,7 +2,9 @@
 
 The trainer knows nothing of the lab: ``maskkit.lab.training.standard_callbacks`` supplies the
 clustering probe and the reconstruction picture, and a user can pass their own. Callbacks run on
-the main rank only; a failing ``on_train_end`` is logged as a warning and never costs the run.
+the main rank only, except ``epoch_metrics`` under FSDP: there every rank calls it with the
+parameters gathered (a collective) and the main rank's values are logged. A failing
+``on_train_end`` is logged as a warning and never costs the run.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ FREE_MODEL_KEYS = frozenset({"grad_checkpoint"})
 RUNTIME_KEYS = frozenset({
     "out", "resume", "overwrite", "allow_config_change", "device", "progress", "num_workers", "log_every",
     "save_every", "save_every_steps", "keep_checkpoints", "probe_every", "visualize_samples", "compile",
-    "strategy", "on_bad_file", "on_nonfinite", "model_options", "history",
+    "strategy", "on_bad_file", "on_nonfinite", "model_options", "history", "resolved_precision",
 })
 #: per-invocation switches, never saved as part of a run's settings
 INVOCATION_KEYS = ("overwrite", "allow_config_change")

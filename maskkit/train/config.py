@@ -43,7 +43,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # how many periodic checkpoints to keep (0 = all)
     log_every: int = 10  # steps between metric lines
     probe_every: int = 0  # epochs between clustering-metric probes (0 = never)
-    num_workers: int = 0
+    #: DataLoader workers; None = auto: 0 on CPU (workers would compete with the compute threads),
+    #: on CUDA one per spare core of this rank, at most 8
+    num_workers: int | None = None
     max_steps_per_epoch: int | None = None  # cap (smoke tests, quick looks)
     #: fraction of samples never trained on (a fixed split, the same for every seed), for held-out metrics
     holdout_fraction: float = 0.0
@@ -84,7 +86,7 @@ class TrainConfig:
             raise ConfigError(f"`holdout_fraction` must be in [0, 0.9), got {self.holdout_fraction}")
         if self.resume and self.overwrite:
             raise ConfigError("`resume` and `overwrite` contradict each other: continue the run or replace it")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"`num_workers` must be >= 0, got {self.num_workers}")
 
     def to_dict(self) -> dict[str, Any]:

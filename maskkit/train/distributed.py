@@ -24,59 +24,134 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
                             device_id=device if device.type == "cuda" else None)
 
 
-def wrap(module: nn.Module, info: DistInfo, device: torch.device, strategy: str) -> nn.Module:
+def destroy_process_group() -> None:
+    """Leave the process group cleanly (NCCL warns, and may leak, when a process exits inside one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def needs_unused_parameter_search(module: nn.Module) -> bool:
+    """DDP's ``find_unused_parameters`` costs a graph walk every step: only when some trainable masker
+    parameter may get no gradient (a learned masker whose auxiliary loss is switched off)."""
+    masker = module.masker  # type: ignore[union-attr]
+    if not any(p.requires_grad for p in masker.parameters()):
+        return False
+    used = getattr(masker, "all_parameters_used", None)
+    return not (used() if callable(used) else False)
+
+
+def wrap(module: nn.Module, info: DistInfo, device: torch.device, strategy: str,
+         amp_dtype: torch.dtype | None = None) -> nn.Module:
     if strategy == "fsdp":
         if not info.enabled:
             return module  # one process: FSDP has nothing to shard; checkpoints are identical
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
+        # parameters gathered in the autocast dtype (half the all-gather traffic), gradients reduced
+        # in fp32; the sharded master weights and the optimizer stay fp32
+        mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32) if amp_dtype else \
+            MixedPrecisionPolicy()
         for block in list(module.model.blocks) + list(module.model.decoder_blocks):  # type: ignore[union-attr]
-            fully_shard(block)
-        fully_shard(module)
+            fully_shard(block, mp_policy=mp)
+            # FSDP gathers a block's parameters around `forward` only; maskers and probes read
+            # attention maps through forward_with_attention, so it gets the same hooks
+            register_fsdp_forward_method(block, "forward_with_attention")
+        fully_shard(module, mp_policy=mp)
         return module
     if not info.enabled:
         return module
-    has_masker_params = any(True for _ in module.masker.parameters())  # type: ignore[union-attr]
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=has_masker_params)
+        find_unused_parameters=needs_unused_parameter_search(module))
 
 
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def _is_fsdp(module: nn.Module) -> bool:
+def is_fsdp(module: nn.Module) -> bool:
     return any(type(m).__name__.startswith("FSDP") for m in module.modules())
 
 
-def full_state_dict(wrapped: nn.Module, model: nn.Module, which: str = "model") -> dict[str, Any]:
-    """Unsharded CPU state dict of ``model`` (collective under FSDP: call on every rank)."""
-    if _is_fsdp(wrapped):
+def full_state_dict(wrapped: nn.Module, model: nn.Module, which: str = "model",
+                    is_main: bool = True) -> dict[str, Any]:
+    """Unsharded CPU state dict of ``model`` (collective under FSDP: call on every rank; only rank 0
+    receives the tensors there). Without FSDP only the main rank copies (it is the only writer)."""
+    if is_fsdp(wrapped):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         prefix = f"{which}."
         return {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
+    if not is_main:
+        return {}
     return {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
             for k, v in model.state_dict().items()}
 
 
-def optimizer_state(wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    if _is_fsdp(wrapped):
+def optimizer_state(wrapped: nn.Module, optimizer: torch.optim.Optimizer, is_main: bool = True) -> dict[str, Any]:
+    """Optimizer state keyed by parameter name under FSDP (loadable on any world size), else torch's
+    own format; collective under FSDP."""
+    if is_fsdp(wrapped):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         return get_optimizer_state_dict(wrapped, optimizer,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return optimizer.state_dict()
+    return optimizer.state_dict() if is_main else {}
+
+
+def load_full_state(wrapped: nn.Module, module: nn.Module, optimizer: torch.optim.Optimizer,
+                    model_state: dict[str, Any], masker_state: dict[str, Any],
+                    optimizer_state_dict: dict[str, Any]) -> None:
+    """Load a full (unsharded) checkpoint into the run: each rank keeps its own shard under FSDP
+    (plain ``load_state_dict`` would copy full tensors into sharded parameters)."""
+    if is_fsdp(wrapped):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        full = {f"model.{k}": v for k, v in model_state.items()}
+        full.update({f"masker.{k}": v for k, v in masker_state.items()})
+        loss_state = module.loss_fn.state_dict()  # type: ignore[union-attr]
+        full.update({f"loss_fn.{k}": v for k, v in loss_state.items()})
+        set_model_state_dict(wrapped, full, options=options)
+        set_optimizer_state_dict(wrapped, optimizer, optimizer_state_dict, options=options)
+        return
+    module.model.load_state_dict(model_state)  # type: ignore[union-attr]
+    module.masker.load_state_dict(masker_state)  # type: ignore[union-attr]
+    optimizer.load_state_dict(optimizer_state_dict)
+
+
+@contextlib.contextmanager
+def unsharded(wrapped: nn.Module):
+    """Gather the root's FSDP parameters for work outside ``forward`` (probes); every rank must
+    enter. Blocks gather their own through their forward hooks. A no-op without FSDP."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(wrapped, FSDPModule):
+        wrapped.unshard()
+        try:
+            yield
+        finally:
+            wrapped.reshard()
+    else:
+        yield
 
 
 @contextlib.contextmanager
 def maybe_no_sync(module: nn.Module, enabled: bool):
-    """Skip DDP's gradient all-reduce on accumulation micro-steps."""
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on accumulation micro-steps."""
+    from torch.distributed.fsdp import FSDPModule
+
     if enabled and isinstance(module, nn.parallel.DistributedDataParallel):
         with module.no_sync():
             yield
+    elif isinstance(module, FSDPModule):
+        module.set_requires_gradient_sync(not enabled)
+        yield
     else:
         yield
 
@@ -84,6 +159,15 @@ def maybe_no_sync(module: nn.Module, enabled: bool):
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when it is True on any rank (a collective; one host sync)."""
+    if not (info.enabled and dist.is_initialized()):
+        return flag
+    t = torch.full((1,), 1.0 if flag else 0.0, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -74,6 +74,22 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     raise ConfigError(f"`precision` must be auto, fp32, bf16 or fp16; got {precision!r}")
 
 
+def resolve_num_workers(requested: int | None, device: torch.device, dist: DistInfo) -> int:
+    """``None`` means auto: no workers on CPU, else the cores per local rank minus one (at most 8)."""
+    if requested is not None:
+        return requested
+    if device.type == "cpu":
+        return 0
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores // local - 1))
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """What a run actually computes in: fp32, bf16 or fp16 (never "auto")."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()

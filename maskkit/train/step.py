@@ -6,7 +6,9 @@ one object and every gradient (including learned maskers' auxiliary losses) is s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,13 +33,14 @@ class StepOutput:
 
 def make_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator, progress: TrainingProgress,
-                 rank: int = 0, world_size: int = 1) -> MaskContext:
+                 rank: int = 0, world_size: int = 1,
+                 host_generator: torch.Generator | None = None) -> MaskContext:
     """Context whose model view runs the model lazily (no grad), only when a masker asks."""
     return MaskContext(
         batch_size=tokens.batch_size, num_tokens=tokens.num_tokens, mask_ratio=mask_ratio,
         layout=tokens.layout, positions=tokens.positions, generator=generator,
         device=tokens.embeddings.device, progress=progress, tokens=tokens,
-        model=TokenModelView(model, tokens), rank=rank, world_size=world_size,
+        model=TokenModelView(model, tokens), rank=rank, world_size=world_size, host_generator=host_generator,
     )
 
 
@@ -50,14 +53,32 @@ class TrainingModule(nn.Module):
         self.mask_ratio = mask_ratio
         self.rank = 0  # set by the trainer under data parallelism (see MaskContext.uniform)
         self.world_size = 1
+        self._reconstruct: Callable[[TokenBatch, MaskPlan], tuple[MAEOutput, Any]] = self.reconstruct
 
-    def forward(self, x: Tensor, generator: torch.Generator, progress: TrainingProgress) -> StepOutput:
+    def compile_reconstruction(self, backend: str = "inductor", **options: Any) -> None:
+        """``torch.compile`` the encoder, decoder and loss; the masker stays eager.
+
+        Maskers draw from generators, branch on schedules and read Python floats (hint ratios) that
+        change every step: compiled, they break the graph at every draw and recompile whenever a
+        float changes. The reconstruction sees only tensors of fixed shapes, so it compiles once.
+        """
+        self._reconstruct = torch.compile(self.reconstruct, backend=backend, **options)
+
+    def reconstruct(self, tokens: TokenBatch, plan: MaskPlan) -> tuple[MAEOutput, Any]:
+        """Encoder on the visible tokens, decoder on all, loss on the hidden ones."""
+        out = self.model(tokens, plan)
+        return out, self.loss_fn(out.pred, tokens.targets, plan)
+
+    def forward(self, x: Tensor, generator: torch.Generator, progress: TrainingProgress,
+                host_generator: torch.Generator | None = None) -> StepOutput:
         tokens = self.model.tokenize(x)
         ctx = make_context(self.model, tokens, self.mask_ratio, generator, progress,
-                           rank=self.rank, world_size=self.world_size)
+                           rank=self.rank, world_size=self.world_size, host_generator=host_generator)
         plan = self.masker(ctx)
-        out = self.model(tokens, plan)
-        recon = self.loss_fn(out.pred, tokens.targets, plan)
+        # only the tensors the reconstruction reads (the plan's logs stay out of compiled code)
+        bare = MaskPlan(ids_keep=plan.ids_keep, ids_mask=plan.ids_mask, ids_restore=plan.ids_restore,
+                        mask=plan.mask, loss_weight=plan.loss_weight)
+        out, recon = self._reconstruct(tokens, bare)
         total = recon.loss
         logs: dict[str, Tensor | float] = dict(plan.logs)
         if plan.aux_loss is not None:

@@ -40,7 +40,9 @@ from maskkit.train.rundir import owned, prepare_run_dir
 from maskkit.train.runtime import (
     autocast,
     dist_info_from_env,
+    precision_name,
     resolve_device,
+    resolve_num_workers,
     resolve_precision,
     seed_everything,
     step_seed,
@@ -114,19 +116,25 @@ class Trainer:
         seed_everything(cfg.seed)  # same seed -> same initial weights on every rank
         self.parts: RunParts = build_run(cfg, with_data=True, train=True)
         self.resolved = run_settings(self.parts.resolved())
+        self.resolved["resolved_precision"] = precision_name(self.amp_dtype)
         self.history = start_history(self.resolved)
+        if self.device.type == "cuda" and self.amp_dtype is None:
+            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 runs
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
         self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
-        self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy)
-        self.forward = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        if cfg.compile:  # encoder + decoder + loss; the masker stays eager (see compile_reconstruction)
+            self.module.compile_reconstruction()
+        self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy, self.amp_dtype)
+        self.forward = self.wrapped
         effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
         self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.base_lr, effective_batch)
         self.effective_batch = effective_batch
         fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
         self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
                                            betas=cfg.betas, fused=fused or None, foreach=None if fused else True)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        self._group_loss = torch.zeros((), device=self.device)  # this accumulation group's loss
         assert self.parts.dataset is not None
         train_idx, held = holdout_split(len(self.parts.dataset), cfg.holdout_fraction)
         self.sampler = EpochOrderSampler(len(self.parts.dataset), cfg.batch_size, cfg.seed,
@@ -172,13 +180,12 @@ class Trainer:
             message = found.warning()
             self._say(f"`resume`: {message}")
             self.metrics.write({"type": "warning", "message": message})
-        self.parts.model.load_state_dict(ckpt["model"])
-        try:
-            self.parts.masker.load_state_dict(ckpt["masker"])
+        try:  # shapes were checked above; what can still differ is the masker's state under new options
+            dist_utils.load_full_state(self.wrapped, self.module, self.optimizer, ckpt["model"], ckpt["masker"],
+                                       ckpt["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"--resume: the masker's saved state does not fit the new masker options "
+            raise CheckpointError(f"`resume`: the saved state does not fit the new settings "
                                   f"({str(exc).splitlines()[0][:200]})") from None
-        self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         pos = ckpt["position"]
@@ -201,11 +208,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_dict(self, wall: float) -> dict[str, Any]:
+        main = self.dist.is_main
         return {
             "format": FORMAT, "version": VERSION,
-            "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model"),
-            "masker": dist_utils.full_state_dict(self.wrapped, self.parts.masker, "masker"),
-            "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer),
+            "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model", main),
+            "masker": dist_utils.full_state_dict(self.wrapped, self.parts.masker, "masker", main),
+            "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer, main),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "config": self.resolved,
             "position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -266,13 +274,14 @@ class Trainer:
                     self.batch_in_epoch = 0
                     wall = self.wall_time_before + time.perf_counter() - start
                     self.save(wall, periodic=(self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs))
+            wall = self.wall_time_before + time.perf_counter() - start
+            if self.dist.is_main:
+                self._finish(wall, last_loss)
+            dist_utils.barrier(self.dist)
         finally:
             for sig, prev in previous.items():
                 signal.signal(sig, prev)
-        wall = self.wall_time_before + time.perf_counter() - start
-        if self.dist.is_main:
-            self._finish(wall, last_loss)
-        dist_utils.barrier(self.dist)
+            dist_utils.destroy_process_group()
         return RunResult(out_dir=self.out, epochs=self.epoch, steps=self.global_step, final_loss=last_loss,
                          wall_time=wall, samples_seen=self.samples_seen)
 
@@ -286,11 +295,13 @@ class Trainer:
         self.parts.masker.on_epoch_start(progress)
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
         if self.loader is None:
-            self.loader = make_loader(dataset, self.sampler, cfg.num_workers,
+            self.loader = make_loader(dataset, self.sampler,
+                                      resolve_num_workers(cfg.num_workers, self.device, self.dist),
                                       pin_memory=self.device.type == "cuda")
         loader = self.loader
         self.wrapped.train()
         generator = torch.Generator(device=self.device)
+        host_generator = torch.Generator()  # host-side choices (mixture) without a device sync
         loss_sum = torch.zeros((), device=self.device)
         loss_count = 0
         window_loss = torch.zeros((), device=self.device)
@@ -306,12 +317,14 @@ class Trainer:
             group = min(cfg.accum_steps, self.steps_per_epoch - (self.batch_in_epoch - micro))
             last_micro = micro == group - 1
             generator.manual_seed(step_seed(cfg.seed, self.global_step))  # same on every rank: see MaskContext.uniform
+            host_generator.manual_seed(step_seed(cfg.seed, self.global_step))
             progress = TrainingProgress(epoch=self.epoch, step=self.global_step, epochs=cfg.epochs,
                                         steps_per_epoch=self.steps_per_epoch)
             with dist_utils.maybe_no_sync(self.wrapped, enabled=not last_micro), \
                     autocast(self.device, self.amp_dtype):
-                out = self.forward(x, generator, progress)
+                out = self.forward(x, generator, progress, host_generator)
             loss = out.loss.float() / group
+            self._group_loss = loss.detach() if micro == 0 else self._group_loss + loss.detach()
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
@@ -334,13 +347,17 @@ class Trainer:
             self.samples_seen += x.shape[0] * self.dist.world_size
             if window_n >= cfg.log_every or self.batch_in_epoch == self.steps_per_epoch:
                 elapsed = max(time.perf_counter() - window_t0, 1e-9)
-                mean_loss = float(window_loss) / window_n  # the logging sync
+                scalars = {k: v.detach().float().reshape(()) for k, v in out.logs.items()
+                           if isinstance(v, torch.Tensor) and v.numel() == 1}
+                # every rank's mean, not rank 0's shard: one all-reduce for the loss and the logs
+                reduced = dist_utils.all_reduce_mean(torch.stack([window_loss / window_n, *scalars.values()]),
+                                                     self.dist).tolist()  # the logging sync
+                mean_loss = reduced[0]
                 rate = window_n * x.shape[0] * self.dist.world_size / elapsed
                 record = {"type": "step", "epoch": self.epoch, "step": self.global_step,
                           "loss": mean_loss, "lr": self.optimizer.param_groups[0]["lr"],
                           "samples_per_s": rate}
-                record.update({f"masker/{k}": to_float(v) for k, v in out.logs.items()
-                               if isinstance(v, torch.Tensor) and v.numel() == 1})
+                record.update({f"masker/{k}": v for k, v in zip(scalars, reduced[1:], strict=True)})
                 stats = mask_statistics(out.plan, layout, out.tokens.batched_positions())
                 record.update({f"mask/{k}": to_float(v) for k, v in stats.items()})
                 self.metrics.write(record)
@@ -350,13 +367,13 @@ class Trainer:
             if (cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0
                     and self.batch_in_epoch < self.steps_per_epoch and last_micro):
                 self.save(self.wall_time_before + time.perf_counter() - start)
-            if self._stop_signal is not None:
+            if last_micro and self._should_stop():
                 wall = self.wall_time_before + time.perf_counter() - start
                 self.save(wall)
                 raise TrainingInterrupted(
-                    f"stopped by signal {self._stop_signal} at epoch {self.epoch} step {self.global_step}; "
-                    f"checkpoint saved, continue with `resume` `out` {self.out}")
-        mean = float(loss_sum) / max(loss_count, 1)
+                    f"stopped by signal {self._stop_signal or 'on another rank'} at epoch {self.epoch} "
+                    f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}")
+        mean = float(dist_utils.all_reduce_mean(loss_sum, self.dist)) / max(loss_count, 1)
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
                   "wall_time": self.wall_time_before + time.perf_counter() - start}
@@ -365,6 +382,13 @@ class Trainer:
         record.update(self._callback_metrics())
         self.metrics.write(record)
         return mean
+
+    def _should_stop(self) -> bool:
+        """Whether to stop after this optimiser step, decided together: under torchrun a signal
+        reaches the ranks at different moments, and checkpointing is a collective under FSDP, so
+        every rank must stop at the same step (one small all-reduce per optimiser step, next to
+        the non-finite check's sync)."""
+        return dist_utils.any_rank(self._stop_signal is not None, self.dist, self.device)
 
     def _mask_diagnostics(self, frequency: PositionFrequency, layout: Any) -> dict[str, Any]:
         """Per-epoch masker diagnostics; warns when an informed masker's masks follow position."""
@@ -390,13 +414,17 @@ class Trainer:
                           out=self.out, epoch=epochs_done, step=self.global_step, distributed=self.dist.enabled)
 
     def _callback_metrics(self) -> dict[str, float]:
-        if not self.dist.is_main:
+        """Callbacks' epoch scalars. Under FSDP every rank runs them with the parameters gathered (a
+        collective); otherwise only the writer does. The writer's values are kept."""
+        sharded = dist_utils.is_fsdp(self.wrapped)
+        if not self.callbacks or not (self.dist.is_main or sharded):
             return {}
         out: dict[str, float] = {}
         state = self.state(self.epoch + 1)  # called as the epoch closes, before the counter moves
-        for callback in self.callbacks:
-            out.update(callback.epoch_metrics(state))
-        return out
+        with dist_utils.unsharded(self.wrapped):
+            for callback in self.callbacks:
+                out.update(callback.epoch_metrics(state))
+        return out if self.dist.is_main else {}
 
     def _optimizer_step(self) -> None:
         cfg = self.config
@@ -408,8 +436,16 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         max_norm = cfg.clip_grad if cfg.clip_grad is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        # the one deliberate host sync per optimiser step: a non-finite step must never be applied
-        if not bool(torch.isfinite(grad_norm)):
+        # the one deliberate host sync per optimiser step: a non-finite step must never be applied.
+        # With fp16's GradScaler, inf/NaN gradients from a finite loss are the scaler's overflow
+        # (it skips that step and lowers the scale): only a non-finite *loss* is a real failure
+        # there. The loss is reduced over ranks so every rank takes the same branch.
+        if self.scaler is not None:
+            group_loss = dist_utils.all_reduce_mean(self._group_loss, self.dist)
+            finite = bool(torch.isfinite(group_loss))
+        else:
+            finite = bool(torch.isfinite(grad_norm))
+        if not finite:
             self.metrics.write({"type": "nonfinite", "epoch": self.epoch, "step": self.global_step,
                                 "policy": cfg.on_nonfinite})
             self.optimizer.zero_grad(set_to_none=True)

@@ -40,7 +40,7 @@ class PointBlockMasker(Masker):
         dist = torch.cdist(pos, seed_pos).min(dim=-1).values  # (B, N) distance to the nearest seed
         scale = dist.amax(dim=1, keepdim=True).clamp_min(1e-12)
         # nearest = highest score; jitter (relative 1e-6) only breaks exact ties
-        return exact_topk_plan(-dist / scale, ctx.n_mask, ctx.generator)
+        return exact_topk_plan(-dist / scale, ctx.n_mask, ctx)
 
 
 __all__ = ["PointBlockConfig", "PointBlockMasker"]

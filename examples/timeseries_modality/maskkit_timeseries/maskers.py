@@ -2,7 +2,7 @@
 
 Registered through this package's ``maskkit.maskers`` entry point (see pyproject.toml); it is an
 example of a third-party masker and follows the core rules: exact count per sample, randomness
-from ``ctx.generator``, batched tensor ops.
+through ``ctx.uniform`` (global-batch draws), batched tensor ops.
 """
 
 from __future__ import annotations

@@ -112,16 +112,18 @@ def probe_results(model: MaskedAutoencoder, dataset: MaskkitDataset, device: tor
 def reconstruction_loss(model: MaskedAutoencoder, loss_fn: torch.nn.Module, masker: Masker, mask_ratio: float,
                         dataset: MaskkitDataset, indices: np.ndarray, device: torch.device, seed: int,
                         progress: TrainingProgress, batch_size: int = 64,
-                        keep_masks: int = 0) -> tuple[float, list[list[int]]]:
+                        keep_masks: int = 0, host_noise: bool = False) -> tuple[float, list[list[int]]]:
     """Mean loss over hidden tokens; each batch's generator is seeded from (seed, batch index), so a
-    masker that draws the same way gives identical masks in every run. Also returns the first
-    ``keep_masks`` masks (1 = hidden) for the mask-example figure."""
+    masker that draws the same way gives identical masks in every run. ``host_noise`` draws on a
+    CPU generator, so the masks are also the same on every device (CPU and CUDA generators give
+    different numbers for one seed). Also returns the first ``keep_masks`` masks (1 = hidden) for
+    the mask-example figure."""
     model.eval()
     masker.eval()
     amp_dtype = resolve_precision("auto", device)
     loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False,
                         collate_fn=collate_samples)
-    generator = torch.Generator(device=device)
+    generator = torch.Generator(device="cpu" if host_noise else device)
     total = torch.zeros((), dtype=torch.float64, device=device)
     hidden = torch.zeros((), dtype=torch.float64, device=device)
     examples: list[list[int]] = []
@@ -220,7 +222,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
                                          study.eval_seed, progress, keep_masks=study.mask_examples)
     shared, shared_masks = reconstruction_loss(model, loss_fn, RandomMasker().to(device), mask_ratio, dataset,
                                                idx, device, study.eval_seed, progress,
-                                               keep_masks=study.mask_examples)
+                                               keep_masks=study.mask_examples, host_noise=True)
     clustering, note = (clustering_metrics(model, dataset, masker, mask_ratio, device, study.eval_seed)
                         if study.analysis else (None, None))
     final = pick(probes, "pretrained", study.probe_feature)

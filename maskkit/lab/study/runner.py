@@ -47,6 +47,7 @@ from maskkit.train.build import build_modality
 from maskkit.train.checkpoint import CheckpointError
 from maskkit.train.config import TrainConfig
 from maskkit.train.rundir import DirectoryLock
+from maskkit.train.runtime import precision_name, resolve_precision
 from maskkit.train.trainer import TrainingInterrupted
 
 #: fields of a run's saved config.json that must match the study for the run to count as its own
@@ -104,6 +105,14 @@ def pin_device(device: str) -> tuple[str, torch.device]:
 
 
 # --------------------------------------------------------------------------- run state
+def expected_precision(config: TrainConfig) -> str:
+    """The precision a run of ``config`` resolves to here (fp32, bf16 or fp16)."""
+    if config.precision != "auto":
+        return config.precision
+    cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    return precision_name(resolve_precision("auto", torch.device("cuda" if cuda else "cpu")))
+
+
 def check_run_matches(directory: Path, expected: TrainConfig) -> None:
     """Refuse to mix a run made with other settings into this study (it would not be comparable)."""
     saved = read_json(directory / "config.json")
@@ -115,6 +124,13 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             continue
         if key == "mask_ratio":
             same = abs(float(saved[key]) - float(want[key])) < 1e-12
+        elif key == "precision":  # what the run computed in: "auto" is fp32 on CPU and bf16 on CUDA
+            have, wanted = saved.get("resolved_precision", saved[key]), expected_precision(expected)
+            if have != wanted:
+                raise ConfigError(f"{directory} was trained in {have} but this study runs in {wanted} "
+                                  f"(precision={expected.precision!r} here); use another --out, or set "
+                                  f"precision so that every run uses the same one")
+            continue
         elif key == "model":
             same = want[key] is None or saved[key] == want[key]
         else:
