@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import modality_options
+from maskkit.cli.options import Threads, apply_threads, modality_options
 
 
 def register(app: typer.Typer) -> None:
@@ -43,20 +43,18 @@ def bench(
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the step")] = False,
     grad_checkpoint: Annotated[bool, typer.Option(help="Activation checkpointing")] = False,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads)")] = None,
+    threads: Threads = None,
     peak_tflops: Annotated[float | None, typer.Option(help="Device peak TFLOP/s for MFU")] = None,
     reference: Annotated[bool, typer.Option("--reference/--no-reference",
                                             help="Also time a plain eager MAE of the same size (image only)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Append results as JSON lines")] = None,
 ) -> None:
     """Benchmark the training step: samples/s, tokens/s, peak memory, TFLOP/s and MFU."""
-    import torch
 
     from maskkit.bench import bench_step
     from maskkit.train.config import TrainConfig
 
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     models = model or [None]
     specs = masker or ["random"]
     opts = modality_options({"image_size": image_size, "patch_size": patch_size}, modality_opt)

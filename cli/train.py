@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import modality_options
+from maskkit.cli.options import Threads, modality_options
 
 Opt = typer.Option
 
@@ -66,6 +66,11 @@ def train(
     on_nonfinite: Annotated[str | None, Opt(help="skip | stop")] = None,
     on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Show the progress bar")] = None,
+    logger: Annotated[str | None, Opt(help="Trackers beside metrics.jsonl: tensorboard,wandb,mlflow "
+                                           "(any combination; W&B offline, MLflow in RUN/mlruns)")] = None,
+    picture_every: Annotated[int | None, Opt(help="Epochs between reconstruction pictures for the trackers "
+                                                  "(0 = at the end only)")] = None,
+    threads: Threads = None,
 ) -> None:
     """Pretrain a masked autoencoder."""
     from maskkit.config_utils import parse_key_values
@@ -90,6 +95,7 @@ def train(
         "log_every": log_every, "probe_every": probe_every, "num_workers": num_workers,
         "max_steps_per_epoch": max_steps_per_epoch, "compile": compile, "strategy": strategy,
         "on_nonfinite": on_nonfinite, "on_bad_file": on_bad_file, "progress": progress,
+        "logger": logger, "picture_every": picture_every, "threads": threads,
         "masker_options": parse_key_values(masker_opt, "--masker-opt") or None,
         "model_options": {**parse_key_values(model_opt, "--model-opt"),
                           **({"grad_checkpoint": grad_checkpoint} if grad_checkpoint is not None else {})} or None,

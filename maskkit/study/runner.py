@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -283,11 +282,13 @@ def _run_sequential(study: StudyConfig, jobs: list[Job], say: Any, console: Any)
 
 
 def _run_parallel(study: StudyConfig, jobs: list[Job], say: Any) -> list[JobOutcome]:
+    from maskkit.threads import configured_threads
+
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     devices = ctx.Queue()
     for d in study.devices:
         devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(study.devices))
+    threads = max(1, configured_threads() // len(study.devices))  # the CPUs we may use, not the host's
     values = study.to_dict()
     outcomes: list[JobOutcome] = []
     with ProcessPoolExecutor(max_workers=len(study.devices), mp_context=ctx, initializer=_init_worker,

@@ -50,6 +50,12 @@ class TrainConfig:
     on_bad_file: Literal["error", "skip"] = "error"
     visualize_samples: int = 8
     progress: bool = True
+    #: trackers beside metrics.jsonl: comma-separated tensorboard, wandb, mlflow ("" = none)
+    logger: str = ""
+    #: epochs between reconstruction pictures sent to the trackers and kept in pictures/ (0 = end only)
+    picture_every: int = 0
+    #: torch intra-op threads (None = the CPUs this process may use; see maskkit.threads)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +85,14 @@ class TrainConfig:
             raise ConfigError(f"max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
         if not 0.0 <= self.holdout_fraction < 0.9:
             raise ConfigError(f"holdout-fraction must be in [0, 0.9), got {self.holdout_fraction}")
+        if self.picture_every < 0:
+            raise ConfigError(f"--picture-every must be >= 0, got {self.picture_every}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.logger:
+            from maskkit.train.loggers import parse_loggers
+
+            self.logger = ",".join(parse_loggers(self.logger))
         if self.num_workers < 0:
             raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
 

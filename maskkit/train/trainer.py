@@ -99,6 +99,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.config
+        from maskkit.threads import configure_threads, oversubscription
+
+        configure_threads(cfg.threads)
         dist_utils.init_process_group(self.dist, self.device)
         if self.dist.is_main:
             check_writable(self.out)
@@ -132,7 +135,17 @@ class Trainer:
         self.total_opt_steps = self.opt_steps_per_epoch * cfg.epochs
         self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
         self.loader = None  # built on first use; persistent workers live across epochs
-        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
+        sinks = []
+        if self.dist.is_main and cfg.logger:
+            from maskkit.train.loggers import build_loggers
+
+            sinks = build_loggers(cfg.logger, self.out, self.resolved)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main, sinks=sinks)
+        crowded = oversubscription()
+        if crowded and self.dist.is_main:
+            self.metrics.write({"type": "warning", "message": crowded})
+            if self.console is not None:
+                self.console.print(f"[yellow]warning:[/] {crowded}")
         self.epoch = 0
         self.batch_in_epoch = 0
         self.global_step = 0  # batches seen (one mask draw each)
@@ -224,12 +237,15 @@ class Trainer:
                     self.batch_in_epoch = 0
                     wall = self.wall_time_before + time.perf_counter() - start
                     self.save(wall, periodic=(self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs))
+                    if cfg.picture_every and self.epoch % cfg.picture_every == 0 and self.epoch < cfg.epochs:
+                        self._epoch_picture()
+            wall = self.wall_time_before + time.perf_counter() - start
+            if self.dist.is_main:
+                self._finish(wall, last_loss)
         finally:
             for sig, prev in previous.items():
                 signal.signal(sig, prev)
-        wall = self.wall_time_before + time.perf_counter() - start
-        if self.dist.is_main:
-            self._finish(wall, last_loss)
+            self.metrics.close()
         dist_utils.barrier(self.dist)
         return RunResult(out_dir=self.out, epochs=self.epoch, steps=self.global_step, final_loss=last_loss,
                          wall_time=wall, samples_seen=self.samples_seen)
@@ -355,6 +371,24 @@ class Trainer:
             self.parts.model, self.parts.dataset, self.parts.masker, self.parts.mask_ratio,
             device=self.device, seed=cfg.seed, amp_dtype=self.amp_dtype).items()}
 
+    def _epoch_picture(self) -> None:
+        """pictures/epoch_NNNN.png, sent to the trackers; RNG states are kept so training is unchanged."""
+        if not self.dist.is_main or self.dist.enabled:  # sharded modules: the end-of-run picture only
+            return
+        from maskkit.visualize import render_reconstructions
+
+        path = self.out / "pictures" / f"epoch_{self.epoch:04d}.png"
+        state = rng_state()
+        try:
+            render_reconstructions(self.parts, path, self.device, num_samples=self.config.visualize_samples,
+                                   seed=self.config.seed)
+            self.metrics.image("reconstruction", path, self.global_step)
+        except Exception as exc:  # noqa: BLE001 - a picture must never cost a run
+            self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})
+        finally:
+            set_rng_state(state)
+            self.wrapped.train()
+
     def _optimizer_step(self) -> None:
         cfg = self.config
         lr = lr_at(self.opt_step, self.total_opt_steps, self.warmup_opt_steps, self.peak_lr, cfg.min_lr)
@@ -404,6 +438,7 @@ class Trainer:
                 parts = replace(self.parts, model=model, masker=masker)
             render_reconstructions(parts, self.out / "reconstruction.png", self.device,
                                    num_samples=self.config.visualize_samples, seed=self.config.seed)
+            self.metrics.image("reconstruction", self.out / "reconstruction.png", self.global_step)
         except Exception as exc:  # a picture must never cost a finished run
             self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})
         summary = {"epochs": self.epoch, "steps": self.global_step, "samples_seen": self.samples_seen,

@@ -164,6 +164,12 @@ class AudioModality(Modality):
         if data.startswith("builtin:"):
             known = ", ".join(f"builtin:{k}" for k in BUILTIN)
             raise DataError(f"--data {data}: unknown embedded audio dataset; known: {known}")
+        from maskkit.records import is_record_spec
+
+        if is_record_spec(data):
+            from .records import record_waves
+
+            return record_waves(data, on_bad_file)
         path = Path(data).expanduser()
         if path.is_file() and path.suffix.lower() == ".npz":
             return ClipBank(path)

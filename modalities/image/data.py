@@ -241,6 +241,14 @@ def check_image(path: Path) -> tuple[str | None, str | None]:
     return mode, None
 
 
+def image_mode(path: Path) -> str:
+    """Module-level (picklable) check for the cached, parallel scan: the colour mode or DataError."""
+    mode, reason = check_image(path)
+    if reason is not None:
+        raise DataError(reason)
+    return mode or ""
+
+
 def _pil_to_tensor(im: Image.Image, mode: str) -> Tensor:
     """Decode to (C, h, w) floats in [0, 1]; 16-bit and float grey keep their precision."""
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -267,13 +275,8 @@ class ImageFolder(ImageDataset):
         if not files:
             raise DataError(f"--data {display}: no PNG/JPEG images found")
 
-        def check(f: Path) -> str:
-            mode, reason = check_image(f)
-            if reason is not None:
-                raise DataError(reason)
-            return mode or ""
-
-        good, modes, self.skipped = scan_files(files, check, on_bad_file, f"--data {display}")
+        good, modes, self.skipped = scan_files(files, image_mode, on_bad_file, f"--data {display}",
+                                               index=(root, "image-files"))
         self.files = good
         rel = [f.relative_to(root).parts for f in good]
         if all(len(parts) >= 2 for parts in rel):
@@ -410,6 +413,12 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
             return PhotoCrops(**common)  # type: ignore[arg-type]
         raise DataError(f"--data {data}: unknown built-in image dataset; choose from "
                         f"{', '.join('builtin:' + k for k in BUILTIN)}")
+    from maskkit.records import is_record_spec
+
+    if is_record_spec(data):
+        from .records import record_images
+
+        return record_images(data, on_bad_file, **common)  # type: ignore[arg-type]
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"--data {data}: does not exist")
@@ -422,5 +431,5 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
 
 
 __all__ = ["BUILTIN", "ArrayImages", "ImageDataset", "ImageFolder", "PhotoCrops", "array_dataset",
-           "check_image", "digits_array", "digits_dataset", "find_images", "load_array_file", "open_dataset",
-           "sample_photos"]
+           "check_image", "digits_array", "digits_dataset", "find_images", "image_mode", "load_array_file",
+           "open_dataset", "sample_photos"]
