@@ -7,8 +7,10 @@ throughput, ``mask/*`` diagnostics, ``masker/*`` and ``probe/*`` values) under `
 
 - TensorBoard: event files in ``<run>/tensorboard`` (``tensorboard --logdir <run>``).
 - W&B: ``<run>/wandb``, offline unless ``WANDB_MODE`` says otherwise (``wandb sync`` uploads later).
-- MLflow: a file store in ``<run>/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set (``mlflow ui
-  --backend-store-uri <run>/mlruns``).
+- MLflow: a local SQLite store ``<run>/mlflow.db`` with artifacts in ``<run>/mlartifacts`` unless
+  ``MLFLOW_TRACKING_URI`` is set (``mlflow ui --backend-store-uri sqlite:///<run>/mlflow.db``).
+  MLflow 3 put its plain-folder store (``./mlruns``) in maintenance mode and refuses new runs there
+  by default; SQLite is its recommended local store, still one file and no server.
 
 The packages are optional (extra ``maskkit[track]``); a missing one is a one-line error.
 """
@@ -125,11 +127,12 @@ class MlflowLogger:
     def __init__(self, out: Path, config: dict[str, Any]) -> None:
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (out / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(out / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "maskkit")
         found = self.client.get_experiment_by_name(name)
-        experiment = found.experiment_id if found is not None else self.client.create_experiment(name)
+        experiment = found.experiment_id if found is not None else self.client.create_experiment(
+            name, artifact_location=(out / "mlartifacts").resolve().as_uri())
         self.run_id = self.client.create_run(experiment, run_name=out.name).info.run_id
         from mlflow.entities import Param
 
