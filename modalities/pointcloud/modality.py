@@ -85,6 +85,12 @@ class PointCloudModality(Modality):
                                 + ", ".join(f"builtin:{n}" for n in self.builtin_datasets))
             return load_builtin_shapes(train, o.num_points, seed=seed, augment=augment,
                                        augmentation=self.augmentation())
+        from maskkit.records import is_record_spec
+
+        if is_record_spec(data):
+            from .records import record_clouds
+
+            return record_clouds(data, on_bad_file, o.num_points, augment, seed, self.augmentation())
         return load_folder(data, train, o.num_points, on_bad_file=on_bad_file, seed=seed, augment=augment,
                            augmentation=self.augmentation())
 
