@@ -159,3 +159,34 @@ def test_bench_data_reports_loader_beside_step(tmp_path):
     step = [r for r in rows if "ms_per_step" in r]
     assert len(loader) == 1 and len(step) == 1
     assert loader[0]["batches"] == 8 and loader[0]["samples_per_s"] > 0 and loader[0]["num_workers"] == 0
+
+
+def _rank_scan(rank, store, root, results):
+    import torch.distributed as dist
+
+    from maskkit.modalities.image.data import image_mode
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        items = sorted(str(p) for p in root.glob("*.png"))
+        outcomes, counts = file_index.cached_check(items, image_mode, root, "image-files")
+        results.put((rank, counts, [ok for ok, _ in outcomes]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_zero_builds_the_index_and_the_other_ranks_reuse_it(tmp_path):
+    import multiprocessing
+
+    root = make_folder(tmp_path / "imgs", n=8)
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_rank_scan, args=(r, tmp_path / "store", root, results)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    got = dict((rank, (counts, oks)) for rank, counts, oks in (results.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+    assert got[0][0] == {"cached": 0, "checked": 8}  # rank 0 scanned
+    assert got[1][0] == {"cached": 8, "checked": 0}  # rank 1 waited, then read rank 0's index
+    assert got[0][1] == got[1][1] == [True] * 8

@@ -178,3 +178,23 @@ def test_sharded_run_resumes_after_sigkill_and_is_probed(tmp_path, kind):
     assert result.exit_code == 0, result.output
     payload = json.loads((out / "eval.json").read_text())
     assert payload["results"] and all(r["num_classes"] == 2 for r in payload["results"])
+
+
+def test_hf_parquet_and_dataset_dict_read_like_save_to_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from maskkit.train.build import build_dataset, build_modality
+
+    saved = hf_images(tmp_path)
+    ds = datasets.load_from_disk(saved[3:])
+    ds.to_parquet(str(tmp_path / "pets.parquet"))
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(4))}).save_to_disk(str(tmp_path / "dict"))
+    mod = build_modality("image", {"image_size": 16, "patch_size": 4})
+    a = build_dataset(mod, saved, train=False, seed=0)
+    b = build_dataset(mod, f"hf:{tmp_path / 'pets.parquet'}", train=False, seed=0)
+    c = build_dataset(mod, f"hf:{tmp_path / 'dict'}", train=False, seed=0)
+    assert len(a) == len(b) == len(c) == 64 and a.class_names == b.class_names == ["a", "b"]
+    for i in (0, 5, 63):
+        assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][0], c[i][0]) and a[i][1] == b[i][1] == c[i][1]
+    result = CliRunner().invoke(app, ["train", *IMAGE_ARGS, "--data", f"hf:{tmp_path / 'nope'}",
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
