@@ -4,6 +4,7 @@ runs hold the same scalars as metrics.jsonl; a missing package or a bad name is 
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from maskkit.cli.app import app
@@ -100,3 +101,20 @@ def test_missing_package_names_the_extra(tmp_path, monkeypatch):
 def test_parse_loggers():
     assert parse_loggers("jsonl, TensorBoard,wandb,tensorboard") == ["tensorboard", "wandb"]
     assert parse_loggers(None) == [] and parse_loggers("") == []
+
+
+def test_pictures_during_training_do_not_change_the_run(toy_config):
+    from maskkit.train.checkpoint import load_checkpoint
+    from maskkit.train.trainer import run_training
+
+    plain = toy_config(epochs=3, out=str(toy_config().out) + "-plain")
+    pictured = toy_config(epochs=3, picture_every=1, out=str(toy_config().out) + "-pictures")
+    run_training(plain)
+    run_training(pictured)
+    a = load_checkpoint(f"{plain.out}/checkpoints/last.pt")["model"]
+    b = load_checkpoint(f"{pictured.out}/checkpoints/last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from pathlib import Path
+
+    assert sorted(p.name for p in (Path(pictured.out) / "pictures").glob("*.png")) == ["epoch_0001.png",
+                                                                                        "epoch_0002.png"]

@@ -372,13 +372,17 @@ class Trainer:
             device=self.device, seed=cfg.seed, amp_dtype=self.amp_dtype).items()}
 
     def _epoch_picture(self) -> None:
-        """pictures/epoch_NNNN.png, sent to the trackers; RNG states are kept so training is unchanged."""
+        """pictures/epoch_NNNN.png, sent to the trackers. RNG and masker states are restored afterwards,
+        so a run with pictures trains exactly as one without (and resumes bit-identically)."""
         if not self.dist.is_main or self.dist.enabled:  # sharded modules: the end-of-run picture only
             return
+        import copy
+
         from maskkit.visualize import render_reconstructions
 
         path = self.out / "pictures" / f"epoch_{self.epoch:04d}.png"
         state = rng_state()
+        masker_state = copy.deepcopy(self.parts.masker.state_dict())
         try:
             render_reconstructions(self.parts, path, self.device, num_samples=self.config.visualize_samples,
                                    seed=self.config.seed)
@@ -387,6 +391,7 @@ class Trainer:
             self.metrics.write({"type": "warning", "message": f"reconstruction picture failed: {exc}"})
         finally:
             set_rng_state(state)
+            self.parts.masker.load_state_dict(masker_state)
             self.wrapped.train()
 
     def _optimizer_step(self) -> None:
