@@ -44,7 +44,7 @@ def check(
     mod = build_modality(modality, {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # listed below, one line each
-        dataset = build_dataset(mod, path, train=False, seed=0, on_bad_file="skip")
+        dataset = build_dataset(mod, path, train=True, seed=0, on_bad_file="skip")  # the training split
     skipped = list(getattr(dataset, "skipped", []) or [])
     for where, reason in skipped:
         typer.echo(f"bad: {where}: {reason}")
