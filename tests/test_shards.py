@@ -198,3 +198,31 @@ def test_hf_parquet_and_dataset_dict_read_like_save_to_disk(tmp_path):
     result = CliRunner().invoke(app, ["train", *IMAGE_ARGS, "--data", f"hf:{tmp_path / 'nope'}",
                                       "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
+
+
+def test_shard_batches_do_not_depend_on_workers_or_ranks(tmp_path):
+    from maskkit.train.build import build_dataset, build_modality
+    from maskkit.train.data import EpochOrderSampler, make_loader
+
+    spec = shards_of(tmp_path, "image")
+    ds = build_dataset(build_modality("image", {"image_size": 16, "patch_size": 4}), spec, train=True, seed=0)
+
+    def batches(workers, rank=0, world=1, start=0):
+        sampler = EpochOrderSampler(len(ds), 4, seed=3, rank=rank, world_size=world)
+        sampler.set_epoch(1, start_batch=start)
+        return [(x, y) for x, y in make_loader(ds, sampler, workers, pin_memory=False)]
+
+    one = batches(0)
+    two = batches(2)
+    assert len(one) == len(two) == 16
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two, strict=True))
+    resumed = batches(2, start=5)  # mid-epoch resume: exactly the remaining batches
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(one[5:], resumed, strict=True)) and len(resumed) == 11
+    ranks = [batches(0, rank=r, world=2) for r in (0, 1)]  # two ranks: equal step counts
+    assert len(ranks[0]) == len(ranks[1]) == 8
+    order = []
+    for r in (0, 1):
+        sampler = EpochOrderSampler(len(ds), 4, seed=3, rank=r, world_size=2)
+        sampler.set_epoch(1)
+        order += sampler.epoch_indices()
+    assert sorted(order) == list(range(64))  # disjoint halves covering every record once
