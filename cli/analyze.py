@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
+from maskkit.cli.options import Threads, apply_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -27,9 +28,11 @@ def analyze(
     seed: Annotated[int, typer.Option(help="Seed of the random masks used for exploitation rates")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots")] = True,
+    threads: Threads = None,
 ) -> None:
     """Feature/similarity variance, cluster gaps, token-relation KL, exploitation rates, attention
     distance and NMI per layer; writes analysis.json and PNGs."""
+    apply_threads(threads)
     from maskkit.config_utils import ConfigError
     from maskkit.lab.analysis import analyze_run
     from maskkit.train.runtime import resolve_device

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import modality_options
+from maskkit.cli.options import Threads, apply_threads, modality_options
 
 
 def register(app: typer.Typer) -> None:
@@ -43,21 +43,24 @@ def bench(
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the step")] = False,
     grad_checkpoint: Annotated[bool, typer.Option(help="Activation checkpointing")] = False,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads)")] = None,
+    threads: Threads = None,
     peak_tflops: Annotated[float | None, typer.Option(help="Device peak TFLOP/s for MFU")] = None,
     reference: Annotated[bool, typer.Option(
         "--reference/--no-reference",
         help="Also time a plain eager MAE of the same size (any modality: it uses the run's tokenizer)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Append results as JSON lines")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Also time the data pipeline alone on this data (path, shards, hf:PATH) beside the step")] = None,
+    num_workers: Annotated[list[int] | None, typer.Option(
+        help="DataLoader workers for the loader timing; repeat to compare (default 0)")] = None,
+    loader_batches: Annotated[int, typer.Option(help="Timed loader batches")] = 20,
 ) -> None:
     """Benchmark the training step: samples/s, tokens/s, peak memory, TFLOP/s and MFU."""
-    import torch
 
     from maskkit.lab.bench import bench_reference, bench_step
     from maskkit.train.config import TrainConfig
 
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     models = model or [None]
     specs = masker or ["random"]
     opts = modality_options({"image_size": image_size, "patch_size": patch_size}, modality_opt)
@@ -65,7 +68,7 @@ def bench(
     for m in models:
         for spec in specs:
             name, mopts = parse_masker_spec(spec)
-            cfg = TrainConfig(modality=modality, model=m, masker=name, masker_options=mopts,
+            cfg = TrainConfig(modality=modality, data=data, model=m, masker=name, masker_options=mopts,
                               mask_ratio=mask_ratio, batch_size=batch_size, device=device, precision=precision,
                               modality_options=opts, compile=compile,
                               model_options={"grad_checkpoint": grad_checkpoint} if grad_checkpoint else {},
@@ -89,7 +92,37 @@ def bench(
                       f"{r.tflops_per_step:.3f}", f"{r.achieved_tflops:.2f}",
                       f"{r.mfu:.1%}" if r.mfu is not None else "n/a", f"{r.ms_per_step / base:.2f}")
     Console().print(table)
+    loaders = _bench_data(modality, data, opts, batch_size, num_workers or [0], loader_batches, results) \
+        if data is not None else []
     if json_out is not None:
         with open(json_out, "a") as fh:
             for r in results:
                 fh.write(json.dumps(r.to_dict()) + "\n")
+            for lr in loaders:
+                fh.write(json.dumps({"loader": lr.to_dict()}) + "\n")
+
+
+def _bench_data(modality: str, data: str, opts: dict, batch_size: int, workers: list[int], batches: int,
+                steps: list) -> list:
+    """Loader samples/s per worker count beside the step's, and which one bounds the run."""
+    from maskkit.config_utils import ConfigError
+    from maskkit.lab.bench_data import bench_loader, bound_by
+    from maskkit.train.config import TrainConfig
+
+    if any(w < 0 for w in workers):
+        raise ConfigError(f"--num-workers must be >= 0, got {min(workers)}")
+    cfg = TrainConfig(modality=modality, data=data, batch_size=batch_size, modality_options=opts, progress=False)
+    results = [bench_loader(cfg, w, batches=batches) for w in workers]
+    step = min(r.samples_per_s for r in steps)
+    table = Table(title=f"data pipeline: {data}, batch {batch_size}")
+    for col in ("workers", "loader samples/s", "ms/batch", "step samples/s", "open (s)", "bound by"):
+        table.add_column(col)
+    for r in results:
+        verdict = "data loading" if r.samples_per_s < step else "training step"
+        table.add_row(str(r.num_workers), f"{r.samples_per_s:.1f}", f"{r.ms_per_batch:.1f}", f"{step:.1f}",
+                      f"{r.start_s:.2f}", verdict)
+    console = Console()
+    console.print(table)
+    best = max(results, key=lambda r: r.samples_per_s)
+    console.print(f"with {best.num_workers} worker(s): {bound_by(best.samples_per_s, step)}")
+    return results

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from maskkit.cli.errors import fail, handle_errors
-from maskkit.cli.options import given_fields
+from maskkit.cli.options import Threads, apply_threads, given_fields
 
 Opt = typer.Option
 
@@ -57,10 +57,12 @@ def compare(
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
     report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
                                                            "from what the study directory holds")] = False,
+    threads: Threads = None,
 ) -> None:
     """Compare maskers under the same data, model, budget and evaluation; writes results.csv,
     report.md and figures. Re-running the same command resumes: finished runs are not redone."""
     arguments = dict(locals())
+    apply_threads(threads)
     from rich.console import Console
 
     from maskkit.config_utils import parse_key_values

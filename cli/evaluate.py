@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
+from maskkit.cli.options import Threads, apply_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,10 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Where to write results (default RUN/eval.json)")] = None,
+    threads: Threads = None,
 ) -> None:
     """Linear-probe and k-NN accuracy of a pretrained encoder's frozen features."""
+    apply_threads(threads)
     import torch
 
     from maskkit.lab.evaluate import evaluate_with_baselines

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
-from maskkit.config_utils import parse_key_values
+import typer
+
+from maskkit.config_utils import ConfigError, parse_key_values
 
 #: command-line arguments that fill a modality option (train and bench have dedicated flags for them)
 SHAPE_FLAGS = ("image_size", "patch_size", "channels", "num_frames", "frame_stride", "sample_rate", "num_points",
                "num_groups", "group_size")
+
+#: ``--threads N`` on every command that computes (see maskkit.threads for the default)
+Threads = Annotated[int | None, typer.Option(
+    help="CPU threads for torch (default: the CPUs this process may use, from affinity and cgroup quota)")]
 
 
 def given_fields(arguments: dict[str, Any], config_cls: type) -> dict[str, Any]:
@@ -20,6 +26,16 @@ def given_fields(arguments: dict[str, Any], config_cls: type) -> dict[str, Any]:
     """
     names = {f.name for f in dataclasses.fields(config_cls)}
     return {k: v for k, v in arguments.items() if k in names}
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's thread count for this command; a bad value is a one-line error."""
+    from maskkit.threads import configure_threads  # imports torch: only once a command runs
+
+    try:
+        return configure_threads(threads)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def modality_options(values: dict[str, Any], extra: list[str] | None) -> dict[str, Any]:

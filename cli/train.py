@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import SHAPE_FLAGS, given_fields, modality_options
+from maskkit.cli.options import SHAPE_FLAGS, Threads, given_fields, modality_options
 
 Opt = typer.Option
 
@@ -78,6 +78,11 @@ def train(
     on_nonfinite: Annotated[str | None, Opt(help="skip | stop")] = None,
     on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Show the progress bar")] = None,
+    logger: Annotated[str | None, Opt(help="Trackers beside metrics.jsonl: tensorboard,wandb,mlflow "
+                                           "(any combination; W&B offline, MLflow in RUN/mlruns)")] = None,
+    picture_every: Annotated[int | None, Opt(help="Epochs between reconstruction pictures for the trackers "
+                                                  "(0 = at the end only)")] = None,
+    threads: Threads = None,
 ) -> None:
     """Pretrain a masked autoencoder."""
     arguments = dict(locals())

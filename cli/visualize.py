@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from maskkit.cli.errors import handle_errors
+from maskkit.cli.options import Threads, apply_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +26,10 @@ def visualize(
     data: Annotated[str | None, typer.Option(help="Data to draw from (default: the run's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the mask draw")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Threads = None,
 ) -> None:
     """Draw reconstructions of a trained model."""
+    apply_threads(threads)
     from maskkit.config_utils import ConfigError, parse_key_values
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.masking.base import TrainingProgress

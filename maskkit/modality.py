@@ -18,6 +18,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from maskkit.config_utils import dataclass_to_dict
+from maskkit.errors import DataError
+from maskkit.file_index import cached_check
 from maskkit.losses import Loss, ReconstructionMSE
 from maskkit.plan import MaskPlan
 from maskkit.tokenizer import Tokenizer
@@ -25,10 +27,6 @@ from maskkit.tokens import TokenBatch
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class DataError(ValueError):
-    """Bad data: the message names the file or path and what was expected."""
 
 
 class MaskkitDataset(Dataset):
@@ -123,37 +121,58 @@ class Modality:
 
 
 def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,
-               label: str, noun: str = "files") -> tuple[list[T], list[R], list[tuple[str, str]]]:
+               label: str, noun: str = "files", *, index: tuple[Path, str] | None = None
+               ) -> tuple[list[T], list[R], list[tuple[str, str]]]:
     """Check every item when a dataset opens; report all bad ones together.
 
-    ``check(item)`` returns what the loader needs (a frame count, the decoded points...) or raises
+    ``check(item)`` returns what the loader needs (a frame count, a colour mode...) or raises
     ``DataError``. With ``on_bad_file="error"`` any bad item stops the run before training with one
     line listing them (path: reason, the first five, then a count); with ``"skip"`` they are left out,
     returned as (path, reason) and summarised in a warning. Returns (good items, their check results,
     skipped).
+
+    ``index=(root, kind)`` caches the verdicts (keyed by path, size and mtime) and checks the rest in
+    a process pool (see :mod:`maskkit.file_index`); ``check`` must then be a module-level function
+    returning JSON-serialisable results.
     """
     if on_bad_file not in ("error", "skip"):
         raise DataError(f"`on_bad_file` must be error or skip, got {on_bad_file!r}")
+    if index is not None:
+        outcomes, _ = cached_check(list(items), check, index[0], index[1])  # type: ignore[arg-type]
+    else:
+        outcomes = []
+        for item in items:
+            try:
+                outcomes.append((True, check(item)))
+            except DataError as exc:
+                outcomes.append((False, str(exc).removeprefix(f"{item}: ")))
     good: list[T] = []
     results: list[R] = []
     skipped: list[tuple[str, str]] = []
-    for item in items:
-        try:
-            results.append(check(item))
-        except DataError as exc:
-            skipped.append((str(item), str(exc).removeprefix(f"{item}: ")))
-            continue
-        good.append(item)
+    for item, (ok, value) in zip(items, outcomes, strict=True):
+        if ok:
+            good.append(item)
+            results.append(value)
+        else:
+            skipped.append((str(item), str(value)))
+    report_bad(len(items), len(good), skipped, on_bad_file, label, noun)
+    return good, results, skipped
+
+
+def report_bad(total: int, num_good: int, skipped: list[tuple[str, str]], on_bad_file: str, label: str,
+               noun: str = "files") -> None:
+    """The one way bad files or records are reported: all listed in one line (first five + a count);
+    an error unless ``on_bad_file == "skip"``, then a warning."""
     listed = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
     listed += f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-    if not good:
-        raise DataError(f"{label}: none of the {len(items)} {noun} could be read: {listed}")
+    what = "file(s)" if noun == "files" else noun
+    if not num_good:
+        raise DataError(f"{label}: none of the {total} {noun} could be read: {listed}")
     if skipped and on_bad_file == "error":
-        raise DataError(f"{label}: {len(skipped)} unreadable file(s) (use `on_bad_file` skip to skip them): "
+        raise DataError(f"{label}: {len(skipped)} unreadable {what} (use `on_bad_file` skip to skip them): "
                         f"{listed}")
     if skipped:
-        warnings.warn(f"{label}: skipped {len(skipped)} unreadable file(s): {listed}", stacklevel=2)
-    return good, results, skipped
+        warnings.warn(f"{label}: skipped {len(skipped)} unreadable {what}: {listed}", stacklevel=3)
 
 
 def collate_samples(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:

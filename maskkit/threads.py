@@ -1,16 +1,97 @@
-"""Run small per-sample tensor work on one thread.
+"""CPU threads: how many this process may use, setting them once per command, and oversubscription.
 
-On a busy 2-core machine, intra-op threads turn a 0.2 ms spectrogram or clip transform into
-5-20 ms of spinning; DataLoader workers are single-threaded already, so this only matters for
-in-process loading.
+``os.cpu_count()`` reports the host's cores, not the ones a container or ``taskset`` lets this
+process run on; sizing torch's pool (or a scan's process pool) from it oversubscribes the CPUs and
+makes OpenMP threads spin on descheduled siblings (measured: 20x slower training on a busy 2-core
+machine). ``usable_cpus`` reads the affinity mask and the cgroup CPU quota instead.
+
+Small per-sample tensor work runs on one thread (``single_thread``): on a busy 2-core machine,
+intra-op threads turn a 0.2 ms spectrogram or clip transform into 5-20 ms of spinning. DataLoader
+workers run one thread each (torch sets this in every worker).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
+
+_configured: int | None = None
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``/``cfs_period_us``), or None."""
+    try:
+        text = (root / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return quota / period
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: the affinity mask, capped by the cgroup quota (rounded up)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, max(1, math.ceil(limit)))
+    return max(1, count)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads for this command: ``threads``, else ``$MASKKIT_THREADS``, else the
+    usable CPUs.
+
+    Returns the count set. ``threads`` below 1 is an error the CLI reports as a bad option.
+    """
+    global _configured
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if threads is None and os.environ.get("MASKKIT_THREADS", "").strip():
+        try:
+            threads = int(os.environ["MASKKIT_THREADS"])
+        except ValueError:
+            raise ValueError(f"MASKKIT_THREADS must be an integer, got {os.environ['MASKKIT_THREADS']!r}") from None
+    count = int(threads) if threads is not None else usable_cpus()
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    _configured = count
+    return count
+
+
+def configured_threads() -> int:
+    """The count from ``configure_threads``, else the usable CPUs (sizes process pools such as scans)."""
+    return _configured if _configured is not None else usable_cpus()
+
+
+def oversubscription(threads: int | None = None) -> str | None:
+    """A warning when the 1-minute load average already exceeds the usable CPUs (others are busy)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cpus = usable_cpus()
+    if load <= cpus:
+        return None
+    mine = threads if threads is not None else configured_threads()
+    advice = " (try --threads 1)" if mine > 1 else ""
+    return (f"the machine is oversubscribed: load average {load:.1f} on {cpus} usable CPU(s); "
+            f"{mine} thread(s) here compete with other processes, so timings will vary{advice}")
 
 
 @contextmanager

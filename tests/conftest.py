@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # one thread: tiny test models gain nothing from two, and oversubscribed CPUs make OpenMP spin
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MASKKIT_THREADS", "1")  # commands set torch's threads; keep the suite on one
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import toy  # noqa: E402,F401  (registers the "toy" modality)

@@ -34,10 +34,22 @@ class ClusteringProbe(Callback):
 
 
 class ReconstructionPicture(Callback):
-    """``reconstruction.png`` of the final model on a few training samples."""
+    """``reconstruction.png`` of the final model on a few training samples, and with ``every`` > 0
+    ``pictures/epoch_NNNN.png`` every ``every`` epochs; each is sent to the run's trackers."""
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, every: int = 0) -> None:
         self.num_samples = num_samples
+        self.every = every
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if not self.every or state.epoch % self.every or state.epoch >= state.config.epochs:
+            return  # the last epoch gets the end-of-run picture
+        if state.distributed:  # wrapped modules need every rank: the end-of-run picture only
+            return
+        path = state.out / "pictures" / f"epoch_{state.epoch:04d}.png"
+        render_reconstructions(state.parts, path, state.device, num_samples=self.num_samples,
+                               seed=state.config.seed)
+        state.metrics.image("reconstruction", path, state.step)
 
     def on_train_end(self, state: TrainState) -> None:
         parts = state.parts
@@ -46,13 +58,15 @@ class ReconstructionPicture(Callback):
             masker = build_masker(state.config.masker, state.config.masker_options).to(state.device)
             masker.load_state_dict(load_checkpoint(state.last_checkpoint)["masker"])
             parts = replace(parts, model=model, masker=masker)
-        render_reconstructions(parts, state.out / "reconstruction.png", state.device,
-                               num_samples=self.num_samples, seed=state.config.seed)
+        path = render_reconstructions(parts, state.out / "reconstruction.png", state.device,
+                                      num_samples=self.num_samples, seed=state.config.seed)
+        state.metrics.image("reconstruction", path, state.step)
 
 
 def standard_callbacks(config: TrainConfig) -> list[Callback]:
     """What ``maskkit train`` and ``maskkit compare`` attach to every run."""
-    return [ClusteringProbe(config.probe_every), ReconstructionPicture(config.visualize_samples)]
+    return [ClusteringProbe(config.probe_every),
+            ReconstructionPicture(config.visualize_samples, every=config.picture_every)]
 
 
 def train(config: TrainConfig, console: Any = None, callbacks: list[Callback] | None = None) -> RunResult:

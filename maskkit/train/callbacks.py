@@ -18,6 +18,7 @@ import torch
 if TYPE_CHECKING:
     from maskkit.train.build import RunParts
     from maskkit.train.config import TrainConfig
+    from maskkit.train.metrics import MetricsLog
 
 
 @dataclass
@@ -32,6 +33,7 @@ class TrainState:
     epoch: int  # epochs completed
     step: int  # batches seen
     distributed: bool  # True under torchrun: modules are wrapped; read weights from checkpoints
+    metrics: MetricsLog  # metrics.jsonl and the trackers: ``metrics.image(tag, path, step)`` sends a picture
 
     @property
     def last_checkpoint(self) -> Path:
@@ -44,6 +46,9 @@ class Callback:
     def epoch_metrics(self, state: TrainState) -> dict[str, float]:
         """Extra scalars for this epoch's line of ``metrics.jsonl``."""
         return {}
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After each epoch's checkpoint; RNG and masker states are restored afterwards."""
 
     def on_train_end(self, state: TrainState) -> None:
         """After the last epoch and its checkpoint."""

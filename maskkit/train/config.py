@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
 from maskkit.plan import check_mask_ratio
+from maskkit.train.loggers import parse_loggers
 
 
 @dataclass
@@ -55,6 +56,12 @@ class TrainConfig:
     on_bad_file: Literal["error", "skip"] = "error"
     visualize_samples: int = 8
     progress: bool = True
+    #: trackers beside metrics.jsonl: comma-separated tensorboard, wandb, mlflow ("" = none)
+    logger: str = ""
+    #: epochs between reconstruction pictures sent to the trackers and kept in pictures/ (0 = end only)
+    picture_every: int = 0
+    #: torch intra-op threads (None = the CPUs this process may use; see maskkit.threads)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +93,12 @@ class TrainConfig:
             raise ConfigError(f"`holdout_fraction` must be in [0, 0.9), got {self.holdout_fraction}")
         if self.resume and self.overwrite:
             raise ConfigError("`resume` and `overwrite` contradict each other: continue the run or replace it")
+        if self.picture_every < 0:
+            raise ConfigError(f"`picture_every` must be >= 0, got {self.picture_every}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"`threads` must be >= 1, got {self.threads}")
+        if self.logger:
+            self.logger = ",".join(parse_loggers(self.logger))
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"`num_workers` must be >= 0, got {self.num_workers}")
 

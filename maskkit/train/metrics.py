@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from maskkit.train.loggers import scalars_of
+
 
 def to_float(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
@@ -29,15 +31,33 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class MetricsLog:
-    def __init__(self, path: Path, enabled: bool = True) -> None:
+    """metrics.jsonl, plus optional trackers (``sinks``, see maskkit.train.loggers) fed the same numbers."""
+
+    def __init__(self, path: Path, enabled: bool = True, sinks: list[Any] | None = None) -> None:
         self.path = path
         self.enabled = enabled
+        self.sinks = list(sinks or []) if enabled else []
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        record = clean(record)
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(clean(record)) + "\n")
+            fh.write(json.dumps(record) + "\n")
+        if self.sinks:
+            found = scalars_of(record)
+            if found is not None and found[0]:
+                for sink in self.sinks:
+                    sink.log_scalars(*found)
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        for sink in self.sinks:
+            sink.log_image(tag, path, step)
+
+    def close(self) -> None:
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

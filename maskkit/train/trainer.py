@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -17,6 +18,7 @@ from torch import nn
 from maskkit.config_utils import ConfigError
 from maskkit.masking.base import TrainingProgress
 from maskkit.masking.stats import PositionFrequency, mask_statistics
+from maskkit.threads import configure_threads, oversubscription
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
 from maskkit.train.callbacks import Callback, TrainState
@@ -34,6 +36,7 @@ from maskkit.train.checkpoint import (
 from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
 from maskkit.train.config import TrainConfig
 from maskkit.train.data import EpochOrderSampler, holdout_split, make_loader
+from maskkit.train.loggers import build_loggers
 from maskkit.train.metrics import MetricsLog, to_float
 from maskkit.train.progress import TrainProgressBar
 from maskkit.train.rundir import owned, prepare_run_dir
@@ -107,6 +110,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.config
+        configure_threads(cfg.threads)
         dist_utils.init_process_group(self.dist, self.device)
         if self.dist.is_main:
             check_writable(self.out)
@@ -150,7 +154,15 @@ class Trainer:
         self.total_opt_steps = self.opt_steps_per_epoch * cfg.epochs
         self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
         self.loader = None  # built on first use; persistent workers live across epochs
-        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
+        sinks = []
+        if self.dist.is_main and cfg.logger:
+            sinks = build_loggers(cfg.logger, self.out, self.resolved)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main, sinks=sinks)
+        crowded = oversubscription()
+        if crowded and self.dist.is_main:
+            self.metrics.write({"type": "warning", "message": crowded})
+            if self.console is not None:
+                self.console.print(f"[yellow]warning:[/] {crowded}")
         self.epoch = 0
         self.batch_in_epoch = 0
         self.global_step = 0  # batches seen (one mask draw each)
@@ -274,6 +286,7 @@ class Trainer:
                     self.batch_in_epoch = 0
                     wall = self.wall_time_before + time.perf_counter() - start
                     self.save(wall, periodic=(self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs))
+                    self._epoch_end_callbacks()
             wall = self.wall_time_before + time.perf_counter() - start
             if self.dist.is_main:
                 self._finish(wall, last_loss)
@@ -281,6 +294,7 @@ class Trainer:
         finally:
             for sig, prev in previous.items():
                 signal.signal(sig, prev)
+            self.metrics.close()
             dist_utils.destroy_process_group()
         return RunResult(out_dir=self.out, epochs=self.epoch, steps=self.global_step, final_loss=last_loss,
                          wall_time=wall, samples_seen=self.samples_seen)
@@ -411,7 +425,8 @@ class Trainer:
 
     def state(self, epochs_done: int) -> TrainState:
         return TrainState(config=self.config, parts=self.parts, device=self.device, amp_dtype=self.amp_dtype,
-                          out=self.out, epoch=epochs_done, step=self.global_step, distributed=self.dist.enabled)
+                          out=self.out, epoch=epochs_done, step=self.global_step, distributed=self.dist.enabled,
+                          metrics=self.metrics)
 
     def _callback_metrics(self) -> dict[str, float]:
         """Callbacks' epoch scalars. Under FSDP every rank runs them with the parameters gathered (a
@@ -425,6 +440,26 @@ class Trainer:
             for callback in self.callbacks:
                 out.update(callback.epoch_metrics(state))
         return out if self.dist.is_main else {}
+
+    def _epoch_end_callbacks(self) -> None:
+        """Callbacks after an epoch's checkpoint, on the writer. RNG and masker states are restored
+        afterwards, so a run with epoch pictures trains exactly as one without (and resumes
+        bit-identically)."""
+        if not self.dist.is_main or not self.callbacks:
+            return
+        saved_rng = rng_state()
+        masker_state = copy.deepcopy(self.parts.masker.state_dict())
+        state = self.state(self.epoch)
+        try:
+            for callback in self.callbacks:
+                try:
+                    callback.on_epoch_end(state)
+                except Exception as exc:  # a picture or a tracker must never cost a run
+                    self.metrics.write({"type": "warning", "message": f"{type(callback).__name__} failed: {exc}"})
+        finally:
+            set_rng_state(saved_rng)
+            self.parts.masker.load_state_dict(masker_state)
+            self.wrapped.train()
 
     def _optimizer_step(self) -> None:
         cfg = self.config

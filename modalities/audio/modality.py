@@ -11,12 +11,14 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
+from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
 from .datasets import AudioDataset, Augmentation, normalisation_stats
 from .draw import render_spectrogram_batch
 from .features import LogMel
+from .records import record_waves
 from .sources import SPOKEN_DIGITS, AudioFiles, ClipBank, ToneSource, WaveSource
 from .tokenizer import SpectrogramPatchTokenizer
 
@@ -164,6 +166,8 @@ class AudioModality(Modality):
         if data.startswith("builtin:"):
             known = ", ".join(f"builtin:{k}" for k in BUILTIN)
             raise DataError(f"`data` {data}: unknown embedded audio dataset; known: {known}")
+        if is_record_spec(data):
+            return record_waves(data, on_bad_file)
         path = Path(data).expanduser()
         if path.is_file() and path.suffix.lower() == ".npz":
             return ClipBank(path)

@@ -79,6 +79,11 @@ class ClipBank(WaveSource):
         return self.audio[a:b].astype(np.float32) * self.scale, self.sample_rate
 
 
+def audio_length(path: Path) -> int:
+    """Module-level (picklable) check for the cached, parallel scan: the header's sample count."""
+    return probe_audio(path).num_samples
+
+
 def folder_labels(paths: list[Path], root: Path) -> tuple[np.ndarray, list[str] | None]:
     """ImageFolder rule: labels are the first folder under ``root`` when every item sits in one."""
     parts = [p.relative_to(root).parts for p in paths]
@@ -104,7 +109,8 @@ class AudioFiles(WaveSource):
             raise DataError(f"{root}: no such file or folder")
         if not files:
             raise DataError(f"{root}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found")
-        good, _, self.skipped = scan_files(files, probe_audio, on_bad_file, str(root))
+        good, _, self.skipped = scan_files(files, audio_length, on_bad_file, str(root),
+                                           index=(base, "audio-files"))
         self.files = good
         self.labels, self.class_names = folder_labels(good, base)
 

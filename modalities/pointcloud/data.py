@@ -1,12 +1,16 @@
 """Point-cloud datasets: a folder of files (class sub-folders = labels) or the embedded shapes.
 
-Every cloud is read, validated and normalised to the unit sphere once, when the dataset opens;
-``__getitem__`` then draws a fixed-size subset and the augmentation from ``rng_for(index)``, so the
+Every file is read and validated once when the dataset opens (the verdicts are cached, see
+maskkit.file_index); clouds from files are then read again per sample (``LazyClouds``), so a
+large folder costs memory only for the clouds in the current batch. ``__getitem__`` normalises to
+the unit sphere, draws a fixed-size subset and the augmentation from ``rng_for(index)``, so the
 same seed and epoch give the same sample in any worker.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,15 +64,38 @@ def resample(pts: np.ndarray, num_points: int, rng: np.random.Generator) -> np.n
     return pts[idx]
 
 
-class PointCloudDataset(MaskkitDataset):
-    """Normalised clouds held in memory; items are ``((num_points, 3) float32, label)``."""
+def normalised(cloud: np.ndarray) -> np.ndarray:
+    return normalise_unit_sphere(np.asarray(cloud, dtype=np.float64)).astype(np.float32)
 
-    def __init__(self, clouds: list[np.ndarray], labels: np.ndarray, class_names: list[str] | None,
+
+def count_points(path: Path, cap: int) -> int:
+    """Module-level (picklable) check for the cached, parallel scan: reads and validates the file."""
+    return int(len(load_points(path, cap)))
+
+
+class LazyClouds(Sequence):
+    """Clouds read from their files on access (per sample), normalised; nothing held in memory."""
+
+    def __init__(self, files: list[Path], cap: int) -> None:
+        self.files = files
+        self.cap = cap
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return normalised(load_points(self.files[index], self.cap))
+
+
+class PointCloudDataset(MaskkitDataset):
+    """Clouds in memory (embedded shapes) or read per sample (``LazyClouds``, ``RecordClouds``);
+    items are ``((num_points, 3) float32, label)``."""
+
+    def __init__(self, clouds: Sequence[np.ndarray], labels: np.ndarray, class_names: list[str] | None,
                  num_points: int, augment: bool, seed: int = 0, source: str = "",
                  augmentation: Augmentation | None = None,
                  skipped: list[tuple[str, str]] | None = None) -> None:
-        self.clouds = [normalise_unit_sphere(np.asarray(c, dtype=np.float64)).astype(np.float32)
-                       for c in clouds]
+        self.clouds = clouds if not isinstance(clouds, list) else [normalised(c) for c in clouds]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = class_names
         self.num_points = num_points
@@ -165,9 +192,10 @@ def load_folder(path: str | Path, train: bool, num_points: int, on_bad_file: str
         raise DataError(f"{root}: no point-cloud files found ({', '.join(POINT_SUFFIXES)})")
     cap = max(2 * num_points, 2048)
     label_of = dict(zip(files, labels, strict=True))
-    good, clouds, skipped = scan_files(files, lambda f: load_points(f, cap), on_bad_file, str(root))
+    good, _, skipped = scan_files(files, functools.partial(count_points, cap=cap), on_bad_file, str(root),
+                                  index=(root if root.is_dir() else root.parent, f"pointcloud-files-{cap}"))
     kept = [label_of[f] for f in good]
-    return PointCloudDataset(clouds, np.asarray(kept), class_names or None, num_points, augment, seed,
+    return PointCloudDataset(LazyClouds(good, cap), np.asarray(kept), class_names or None, num_points, augment, seed,
                              source=str(root), augmentation=augmentation, skipped=skipped)
 
 

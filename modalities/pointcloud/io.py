@@ -221,6 +221,11 @@ def read_ply(path: Path) -> Geometry:
         data = path.read_bytes()
     except OSError as exc:
         raise _fail(path, f"cannot read ({exc})") from None
+    return ply_from_bytes(path, data)
+
+
+def ply_from_bytes(path: Path, data: bytes) -> Geometry:
+    """A PLY file's bytes -> geometry; ``path`` names it in errors."""
     fmt, elements, pos = _parse_ply_header(path, data)
     if not any(e.name == "vertex" for e in elements):
         raise _fail(path, "PLY has no vertex element")
@@ -395,7 +400,37 @@ def load_points(path: str | Path, max_points: int, seed: int | None = None) -> n
     are reduced to a fixed random subset. Extra columns (normals, colours) are dropped.
     """
     path = Path(path)
-    geo = read_geometry(path)
+    return points_of(path, read_geometry(path), max_points, seed)
+
+
+def geometry_from_bytes(data: bytes, ext: str, name: str) -> Geometry:
+    """A record's bytes (``npy``, ``npz`` or ``ply``) -> geometry; ``name`` is what errors call it."""
+    path = Path(name)
+    ext = ext.lower().lstrip(".")
+    if ext == "ply":
+        return ply_from_bytes(path, data)
+    if ext in ("npy", "npz", "points"):
+        import io
+
+        try:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # numpy raises several types for corrupt data
+            raise _fail(path, f"cannot read {ext} ({exc})") from None
+        if isinstance(loaded, np.ndarray):
+            return Geometry(_as_points(path, loaded))
+        with loaded as z:
+            arrays = {k: z[k] for k in z.files}
+        if not arrays:
+            raise _fail(path, "empty .npz archive")
+        key = next((k for k in NPZ_POINT_KEYS if k in arrays), next(iter(arrays)))
+        pts = _as_points(path, arrays[key], f"array {key!r}")
+        faces = arrays.get("faces")
+        return Geometry(pts, _check_faces(path, faces, len(pts)) if faces is not None else None)
+    raise _fail(path, f"unknown point-cloud record type {ext!r}; expected npy, npz or ply")
+
+
+def points_of(path: Path, geo: Geometry, max_points: int, seed: int | None = None) -> np.ndarray:
+    """Validated (M, 3) float32 xyz of a geometry (see ``load_points``)."""
     pts = geo.points
     if pts.shape[0] == 0:
         raise _fail(path, "no points (empty)")
@@ -414,4 +449,5 @@ def load_points(path: str | Path, max_points: int, seed: int | None = None) -> n
     return xyz.astype(np.float32)
 
 
-__all__ = ["POINT_SUFFIXES", "Geometry", "load_points", "read_geometry", "sample_surface"]
+__all__ = ["POINT_SUFFIXES", "Geometry", "geometry_from_bytes", "load_points", "ply_from_bytes", "points_of",
+           "read_geometry", "sample_surface"]

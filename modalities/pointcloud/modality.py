@@ -12,11 +12,13 @@ from torch import Tensor
 from maskkit.config_utils import ConfigError
 from maskkit.losses import Loss
 from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
+from maskkit.records import is_record_spec
 from maskkit.tokenizer import Tokenizer
 
 from .data import Augmentation, load_builtin_shapes, load_folder
 from .draw import render_point_groups
 from .loss import ChamferLoss
+from .records import record_clouds
 from .tokenizer import PointGroupTokenizer
 
 
@@ -86,6 +88,8 @@ class PointCloudModality(Modality):
                                 + ", ".join(f"builtin:{n}" for n in self.builtin_datasets))
             return load_builtin_shapes(train, o.num_points, seed=seed, augment=augment,
                                        augmentation=self.augmentation())
+        if is_record_spec(data):
+            return record_clouds(data, on_bad_file, o.num_points, augment, seed, self.augmentation())
         return load_folder(data, train, o.num_points, on_bad_file=on_bad_file, seed=seed, augment=augment,
                            augmentation=self.augmentation())
 

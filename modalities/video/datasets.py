@@ -148,6 +148,14 @@ def find_clips(root: Path) -> list[Path]:
     return found
 
 
+def count_frames(item: Path) -> int:
+    """Module-level (picklable) check for the cached, parallel scan: the clip's frame count."""
+    count = probe_frames(item) if item.is_dir() else probe_video(item)
+    if count <= 0:
+        raise DataError(f"{item}: the video has no frames")
+    return count
+
+
 class VideoFolderDataset(VideoDataset):
     """Video files and/or frame folders under a folder (or one video file); scanned on open."""
 
@@ -160,13 +168,8 @@ class VideoFolderDataset(VideoDataset):
         if not items:
             kinds = ", ".join(sorted(VIDEO_EXTENSIONS))
             raise DataError(f"{path}: no videos ({kinds}) or frame folders found")
-        def count_frames(item: Path) -> int:
-            count = probe_frames(item) if item.is_dir() else probe_video(item)
-            if count <= 0:
-                raise DataError(f"{item}: the video has no frames")
-            return count
-
-        good, counts, self.skipped = scan_files(items, count_frames, on_bad_file, str(path), noun="clips")
+        good, counts, self.skipped = scan_files(items, count_frames, on_bad_file, str(path), noun="clips",
+                                                index=(base, "video-clips"))
         self.items, self.counts = good, counts
         self.labels, self.class_names = _clip_labels(good, base) if path.is_dir() else (np.full(1, -1), None)
 

@@ -7,7 +7,7 @@ Problems raise :class:`~maskkit.modality.DataError` naming the file and the reas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -30,13 +30,16 @@ def _av(path: Path) -> Any:
     return av
 
 
-def probe_video(path: str | Path) -> int:
+def probe_video(path: str | Path | BinaryIO, name: str | None = None) -> int:
     """Frame count of a video file (header value or estimate from duration); decodes the first frame
-    so corrupt streams fail here, when the dataset opens, rather than in a DataLoader worker."""
-    path = Path(path)
-    av = _av(path)
+    so corrupt streams fail here, when the dataset opens, rather than in a DataLoader worker.
+    ``path`` may be an open binary file (a record's bytes) called ``name`` in errors."""
+    label = name or str(path)
+    av = _av(Path(label))
+    source = path if hasattr(path, "read") else str(path)
+    path = Path(label)
     try:
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: the file has no video stream")
             stream = container.streams.video[0]
@@ -60,30 +63,84 @@ def probe_video(path: str | Path) -> int:
     return count
 
 
-def read_video(path: str | Path, indices: np.ndarray) -> np.ndarray:
-    """Frames ``indices`` (ascending) as (len, H, W, 3) uint8; indices past the end repeat the last frame."""
-    path = Path(path)
-    av = _av(path)
+def read_video(path: str | Path | BinaryIO, indices: np.ndarray, name: str | None = None) -> np.ndarray:
+    """Frames ``indices`` as (len, H, W, 3) uint8; indices past the end repeat the last frame.
+
+    Seeks to the keyframe before the first wanted frame (PyAV ``seek``) and decodes from there, so a
+    clip late in a long video costs a GOP of decoding, not the whole file up to it. ``path`` may be
+    an open binary file (a record's bytes); ``name`` is then what errors call it.
+    """
+    label = name or str(path)
+    av = _av(Path(label))
+    try:
+        with av.open(path if not isinstance(path, Path) else str(path)) as container:
+            frames, _ = decode_frames(container, indices)
+    except DataError as exc:
+        raise DataError(f"{label}: {exc}") from None
+    except Exception as exc:
+        raise DataError(f"{label}: cannot decode video ({type(exc).__name__}: {exc})") from None
+    return frames
+
+
+def decode_frames(container: Any, indices: np.ndarray) -> tuple[np.ndarray, int]:
+    """(frames, frames decoded). Frame numbers come from timestamps after a seek (exact for constant
+    frame rate); without usable timestamps, or when the seek overshoots, decoding restarts at 0."""
+    stream = container.streams.video[0]
     wanted = {int(i) for i in indices}
-    last = max(wanted)
+    first, last = min(wanted), max(wanted)
+    rate, base = stream.average_rate, stream.time_base
+    start = stream.start_time or 0
+    seekable = first > 0 and rate and base
+    if seekable:
+        container.seek(start + int(first / rate / base), stream=stream, backward=True, any_frame=False)
     got: dict[int, np.ndarray] = {}
     latest = None
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
-                latest = (i, frame)
-                if i >= last:
-                    break
-    except Exception as exc:
-        raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from None
+    decoded = 0
+    for i, frame in enumerate(container.decode(stream)):
+        decoded += 1
+        if seekable:
+            if frame.pts is None or (i == 0 and round((frame.pts - start) * base * rate) > first):
+                container.seek(start, stream=stream, backward=True, any_frame=False)  # fall back: from 0
+                frames, more = _decode_from_start(container, stream, wanted, last)
+                return frames_for(frames, indices), decoded + more
+            index = round((frame.pts - start) * base * rate)
+        else:
+            index = i
+        if index in wanted:
+            got[index] = frame.to_ndarray(format="rgb24")
+        latest = (index, frame)
+        if index >= last:
+            break
     if latest is None:
-        raise DataError(f"{path}: the video has no decodable frames")
+        raise DataError("the video has no decodable frames")
     end_i, end_frame = latest
-    tail = got.get(end_i) if end_i in got else end_frame.to_ndarray(format="rgb24")
-    return np.stack([got.get(int(i), tail) for i in indices])
+    got.setdefault(end_i, end_frame.to_ndarray(format="rgb24"))
+    return frames_for((got, end_i), indices), decoded
+
+
+def _decode_from_start(container: Any, stream: Any, wanted: set[int], last: int
+                       ) -> tuple[tuple[dict[int, np.ndarray], int], int]:
+    got: dict[int, np.ndarray] = {}
+    latest = None
+    count = 0
+    for i, frame in enumerate(container.decode(stream)):
+        count += 1
+        if i in wanted:
+            got[i] = frame.to_ndarray(format="rgb24")
+        latest = (i, frame)
+        if i >= last:
+            break
+    if latest is None:
+        raise DataError("the video has no decodable frames")
+    got.setdefault(latest[0], latest[1].to_ndarray(format="rgb24"))
+    return (got, latest[0]), count
+
+
+def frames_for(found: tuple[dict[int, np.ndarray], int], indices: np.ndarray) -> np.ndarray:
+    """Stack the wanted frames; any past the last decoded one repeat it."""
+    got, end = found
+    tail = got[end]
+    return np.stack([got.get(int(i), tail) if int(i) <= end else tail for i in indices])
 
 
 def list_frames(folder: Path) -> list[Path]:

@@ -11,11 +11,13 @@ from torch import Tensor
 
 from maskkit.config_utils import ConfigError
 from maskkit.modality import DataError, MaskkitDataset, Modality, VisualBatch
+from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
 from .datasets import VideoDataset, open_video_dataset
 from .draw import render_video_batch
+from .records import record_videos
 from .tokenizer import TubeletTokenizer
 
 #: preset -> (num_frames, frame_stride, image_size, tubelet_size, patch_size)
@@ -128,11 +130,13 @@ class VideoModality(Modality):
         """``data``: ``builtin:moving-digits``, a video file, a folder of videos and/or frame folders
         (``root/class/clip.mp4`` or ``root/class/clip/000.png`` give labels), or a .npy/.npz array."""
         o = self.options
-        return open_video_dataset(
-            data or self.default_data, num_frames=int(o.num_frames),  # type: ignore[arg-type]
-            frame_stride=int(o.frame_stride), size=o.size, channels=o.channels,  # type: ignore[arg-type]
-            augment=train and o.augment, seed=seed, on_bad_file=on_bad_file, builtin_clips=o.builtin_clips,
-            data_seed=o.data_seed)
+        source = data or self.default_data
+        common = dict(num_frames=int(o.num_frames), frame_stride=int(o.frame_stride),  # type: ignore[arg-type]
+                      size=o.size, channels=o.channels, augment=train and o.augment, seed=seed)
+        if is_record_spec(source):  # tar shards or hf:PATH
+            return record_videos(source, on_bad_file, **common)  # type: ignore[arg-type]
+        return open_video_dataset(source, on_bad_file=on_bad_file, builtin_clips=o.builtin_clips,
+                                  data_seed=o.data_seed, **common)  # type: ignore[arg-type]
 
     def adapt_to_dataset(self, dataset: MaskkitDataset) -> None:
         if not isinstance(dataset, VideoDataset):

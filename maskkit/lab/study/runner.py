@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -43,6 +42,7 @@ from maskkit.lab.study.grid import (
 from maskkit.lab.training import train
 from maskkit.modality import DataError
 from maskkit.registry import RegistryError, build_masker, get_masker, get_modality
+from maskkit.threads import configured_threads
 from maskkit.train.build import build_modality
 from maskkit.train.checkpoint import CheckpointError
 from maskkit.train.config import TrainConfig
@@ -305,7 +305,7 @@ def _run_parallel(study: StudyConfig, jobs: list[Job], say: Any) -> list[JobOutc
     devices = ctx.Queue()
     for d in study.devices:
         devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(study.devices))
+    threads = max(1, configured_threads() // len(study.devices))  # the CPUs we may use, not the host's
     values = study.to_dict()
     outcomes: list[JobOutcome] = []
     with ProcessPoolExecutor(max_workers=len(study.devices), mp_context=ctx, initializer=_init_worker,
