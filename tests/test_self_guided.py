@@ -126,7 +126,7 @@ def test_hint_ratio_one_is_random_masking() -> None:
     b, n = 2000, 64
     feats, _ = blobs(b=b, n=n, small=20)
     feats[:] = feats[0]  # identical inputs -> identical informed masks
-    m = masker(hint_schedule="off", partition="pca")
+    m = masker(hint_schedule="off", partition="pca", compensate_from="pool")
     ctx = make_ctx(feats, seed=5)
     inf = m.informed(ctx)
     assert bool((inf.plan.mask == inf.plan.mask[0]).all())  # fully structured before hints
@@ -313,7 +313,8 @@ def test_exploitation_crossover_starts_informed_masking() -> None:
     tokens = SimpleNamespace(batch_size=4, embeddings=torch.zeros(4, 16, 8), targets=torch.zeros(4, 16, 3),
                              positions=torch.zeros(16, 2), layout=grid_layout(16), context={})
     fake = FakeDecoder()
-    m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+    m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_lead=2, exploit_samples=2,
+               exploit_min_fraction=0.0)
 
     def step(i: int) -> dict:
         ctx = make_ctx(feats, progress=TrainingProgress(0, i, 1, 100), model=fake)
@@ -332,7 +333,8 @@ def test_exploitation_crossover_starts_informed_masking() -> None:
     assert m._started and m._start_step == 7
     assert float(step(7)["sg/started"]) == 1.0
     state = m.state_dict()
-    fresh = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+    fresh = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_lead=2, exploit_samples=2,
+                   exploit_min_fraction=0.0)
     fresh.load_state_dict(state)
     assert fresh._started and fresh._start_step == 7
 

@@ -272,7 +272,8 @@ def settings_section(study: StudyConfig, configs: dict[str, dict[str, Any]], row
         ("mask ratios", ", ".join(f"{r:g}" for r in sorted({float(r['mask_ratio']) for r in rows})) or "–"),
         ("patch sizes", ", ".join(str(p) for p in study.patch_sizes) or "modality default"),
         ("other training options", f"`{json.dumps(study.train_options)}`" if study.train_options else "defaults"),
-        ("learning rate", f"peak lr from base_lr {(resolved or {}).get('base_lr')} × batch / 256"
+        ("learning rate", f"peak lr from base_lr {(resolved or {}).get('base_lr') or 'of the model preset'} "
+                          "× batch / 256"
                           if (resolved or {}).get("lr") is None else f"lr {(resolved or {}).get('lr')}"),
         ("devices", ", ".join(study.devices)),
         ("reference masker", f"`{study.reference}`"),

@@ -67,6 +67,10 @@ class RunParts:
         out["resolved_model"] = dataclass_to_dict(self.model_config)
         out["mask_ratio"] = self.mask_ratio
         out["model"] = self.config.model or self.modality.default_model
+        if out.get("base_lr") is None:
+            from maskkit.train.schedule import default_base_lr
+
+            out["base_lr"] = default_base_lr(out["model"])
         return out
 
 

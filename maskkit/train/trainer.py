@@ -111,7 +111,7 @@ class Trainer:
         self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy)
         self.forward = torch.compile(self.wrapped) if cfg.compile else self.wrapped
         effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
-        self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.base_lr, effective_batch)
+        self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(float(self.resolved["base_lr"]), effective_batch)
         self.effective_batch = effective_batch
         fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
         self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
@@ -133,6 +133,7 @@ class Trainer:
         self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
         self.loader = None  # built on first use; persistent workers live across epochs
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
+        self.coverage_probe = self._coverage_probe()
         self.epoch = 0
         self.batch_in_epoch = 0
         self.global_step = 0  # batches seen (one mask draw each)
@@ -321,8 +322,29 @@ class Trainer:
         record.update({f"masker/{k}": float(v) / max(log_counts[k], 1) for k, v in log_sums.items()})
         record.update(self._mask_diagnostics(frequency, layout))
         record.update(self._epoch_probe())
+        record.update(self._object_coverage())
         self.metrics.write(record)
         return mean
+
+    def _coverage_probe(self) -> Any:
+        """Fixed samples with object masks, when the dataset has them (``objects/...`` logs)."""
+        if not self.dist.is_main or not getattr(self.parts.dataset, "has_object_masks", False):
+            return None
+        from maskkit.coverage import coverage_probe
+
+        return coverage_probe(self.parts.dataset, self.parts.modality, self.parts.model.tokenizer)
+
+    def _object_coverage(self) -> dict[str, float]:
+        """Share of the probe's object tokens the masker hides at the end of this epoch, and random's."""
+        if self.coverage_probe is None:
+            return {}
+        from maskkit.coverage import masker_coverage
+
+        progress = TrainingProgress(epoch=self.epoch, step=max(self.global_step - 1, 0), epochs=self.config.epochs,
+                                    steps_per_epoch=self.steps_per_epoch)
+        values = masker_coverage(self.parts.model, self.parts.masker, self.coverage_probe, self.parts.mask_ratio,
+                                 progress, seed=self.config.seed, device=self.device, amp_dtype=self.amp_dtype)
+        return {f"objects/{k}": v for k, v in values.items()}
 
     def _mask_diagnostics(self, frequency: PositionFrequency, layout: Any) -> dict[str, Any]:
         """Per-epoch masker diagnostics; warns when an informed masker's masks follow position."""
