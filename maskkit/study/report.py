@@ -13,6 +13,7 @@ from typing import Any
 
 from maskkit.study.budget import budget_notes
 from maskkit.study.config import StudyConfig
+from maskkit.study.coverage import coverage_section
 from maskkit.study.evaluation import EVAL_FILE, read_json
 from maskkit.study.figures import SWEEP_FIGURE, figure_names
 from maskkit.study.grid import plan_runs
@@ -340,6 +341,8 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
     lines += ["## Masker diagnostics", ""]
     for key, cell_rows in cells.items():
         lines += diagnostics_section(study, key, cell_rows, figures.get(key, {}))
+        lines += coverage_section(study, key, cell_rows, figure_names(key)["coverage"]
+                                  if "coverage" in figures.get(key, {}) else None)
     lines += clustering_section(study, cells, clustering_notes)
     examples = [(key, f) for key, f in figures.items() if key != "sweep" and "masks" in f]
     if examples:

@@ -28,9 +28,9 @@ _SEED = 0x0B1EC7
 
 
 def _shape_mask(kind: int, side: int, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
-    """(side, side) float mask in {0, 1} of one shape, 4x supersampled then averaged (soft edges)."""
-    s = 4 * side
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / 4.0 + 0.125
+    """(side, side) float mask in [0, 1] of one shape, 2x supersampled then averaged (soft edges)."""
+    s = 2 * side
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / 2.0 + 0.25
     dy, dx = yy - cy, xx - cx
     ca, sa = math.cos(angle), math.sin(angle)
     u, v = ca * dx + sa * dy, -sa * dx + ca * dy  # rotated frame
@@ -49,7 +49,7 @@ def _shape_mask(kind: int, side: int, cy: float, cx: float, r: float, angle: flo
         inside = ((np.abs(u) <= r) & (np.abs(v) <= arm)) | ((np.abs(v) <= r) & (np.abs(u) <= arm))
     else:
         raise ValueError(f"unknown object class {kind}")
-    return inside.reshape(side, 4, side, 4).mean(axis=(1, 3)).astype(np.float32)
+    return inside.reshape(side, 2, side, 2).mean(axis=(1, 3)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,43 +82,41 @@ def _hue_to_rgb(hue: float) -> tuple[float, float, float]:
     return tuple(float(c) for c in table[int(h6) % 6])  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=None)
+def _drawn(index: int) -> tuple[Tensor, Tensor]:
+    """One picture and its mask as uint8 (about 16 kB each; content is fixed, so all datasets share them)."""
+    kind, k, top, left, side, cy, cx, r, angle, red, green, blue, stripes = object_specs()[index]
+    top, left, side = int(top), int(left), int(side)
+    crop = sample_photos()[int(k)][1][:, top:top + side, left:left + side].float().div(255.0)
+    background = resize(crop, (SOURCE_SIDE, SOURCE_SIDE))
+    mask = torch.from_numpy(_shape_mask(int(kind), SOURCE_SIDE, cy, cx, r, angle))
+    colour = torch.tensor([red, green, blue], dtype=torch.float32).view(3, 1, 1)
+    fill = colour.expand(3, SOURCE_SIDE, SOURCE_SIDE)
+    if stripes > 0:  # darker stripes across the object, in the object's own orientation
+        yy, xx = torch.meshgrid(torch.arange(SOURCE_SIDE, dtype=torch.float32),
+                                torch.arange(SOURCE_SIDE, dtype=torch.float32), indexing="ij")
+        phase = (math.cos(angle) * xx + math.sin(angle) * yy) * (2 * math.pi / stripes)
+        fill = fill * (0.65 + 0.35 * (torch.sin(phase) > 0).float())
+    img = (background * (1 - mask) + fill * mask).clamp(0, 1)
+    return (img * 255).round().to(torch.uint8), (mask * 255).round().to(torch.uint8)
+
+
 class ObjectImages(ImageDataset):
     """One shape per picture on a photo crop; ``object_sample`` gives the picture and its object mask."""
 
     has_object_masks = True
+    stats_samples = 64  # pixel statistics from 64 evenly spaced pictures
 
     def __init__(self, **kwargs: object) -> None:
         self.specs = object_specs()
-        self.photos = [p for _, p in sample_photos()]
-        self._cache: dict[int, tuple[Tensor, Tensor]] = {}
         super().__init__(natural_channels=3, labels=self.specs[:, 0].astype(np.int64),
                          class_names=list(OBJECT_CLASSES), keep_aspect=True, source="builtin:objects",
                          **kwargs)  # type: ignore[arg-type]
 
     def _draw(self, index: int) -> tuple[Tensor, Tensor]:
-        """(3, 64, 64) picture and (64, 64) mask in [0, 1]; drawn once per index, then kept as uint8."""
-        cached = self._cache.get(index)
-        if cached is None:
-            img, mask = self._render(index)
-            cached = ((img * 255).round().to(torch.uint8), (mask * 255).round().to(torch.uint8))
-            self._cache[index] = cached
-        return cached[0].float().div(255.0), cached[1].float().div(255.0)
-
-    def _render(self, index: int) -> tuple[Tensor, Tensor]:
-        kind, k, top, left, side, cy, cx, r, angle, red, green, blue, stripes = self.specs[index]
-        top, left, side = int(top), int(left), int(side)
-        crop = self.photos[int(k)][:, top:top + side, left:left + side].float().div(255.0)
-        background = resize(crop, (SOURCE_SIDE, SOURCE_SIDE))
-        mask = torch.from_numpy(_shape_mask(int(kind), SOURCE_SIDE, cy, cx, r, angle))
-        colour = torch.tensor([red, green, blue], dtype=torch.float32).view(3, 1, 1)
-        fill = colour.expand(3, SOURCE_SIDE, SOURCE_SIDE)
-        if stripes > 0:  # darker stripes across the object, in the object's own orientation
-            yy, xx = torch.meshgrid(torch.arange(SOURCE_SIDE, dtype=torch.float32),
-                                    torch.arange(SOURCE_SIDE, dtype=torch.float32), indexing="ij")
-            phase = (math.cos(angle) * xx + math.sin(angle) * yy) * (2 * math.pi / stripes)
-            fill = fill * (0.65 + 0.35 * (torch.sin(phase) > 0).float())
-        img = background * (1 - mask) + fill * mask
-        return img.clamp(0, 1), mask
+        """(3, 64, 64) picture and (64, 64) mask in [0, 1] (drawn once per index, kept as uint8)."""
+        img, mask = _drawn(int(index))
+        return img.float().div(255.0), mask.float().div(255.0)
 
     def load(self, index: int) -> Tensor:
         return self._draw(index)[0]
