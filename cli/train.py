@@ -27,6 +27,9 @@ def _help_with_defaults() -> str:
 
     from maskkit.train.config import TrainConfig
 
+    from maskkit.train.schedule import PRESET_BASE_LR
+
+    per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items())
     cfg = TrainConfig()
     skip = {"modality", "data", "masker_options", "modality_options", "model_options", "lr", "base_lr",
             "mask_ratio", "model", "resume", "betas", "progress", "visualize_samples", "min_lr"}
@@ -35,7 +38,7 @@ def _help_with_defaults() -> str:
              if f.name in options and f.name not in skip and getattr(cfg, f.name) is not None]
     return ("Pretrain a masked autoencoder.\n\nDefaults when an option is not given (command line, then "
             "--config): --modality image; --data, --model and --mask-ratio: the modality's (image: "
-            "builtin:digits, micro, 0.75); --lr: base-lr x batch/256 with the model's base-lr. "
+            f"builtin:digits, micro, 0.75); --lr: base-lr x batch/256, --base-lr by model: {per_model}. "
             + "; ".join(shown) + ".")
 
 
