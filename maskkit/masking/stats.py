@@ -4,8 +4,8 @@ What they answer: does a masker hide the requested share (``mask_ratio``)? Are h
 clumped or spread compared with random masks (``clumping``: 1 = random, > 1 blobs, < 1 dispersed)?
 Do masks of different samples overlap more than random masks would (``iou`` vs ``iou_random``)?
 Does every position get hidden equally often over an epoch (:class:`PositionFrequency`)? The last
-two detect an informed masker that has collapsed to a fixed spatial pattern
-(``research/self-guided-at-small-scale.md``); :func:`collapse_verdict` turns them into a verdict.
+two detect an informed masker that has collapsed to a fixed spatial pattern (docs/maskers.md gives
+the small-scale numbers behind the thresholds); :func:`collapse_verdict` turns them into a verdict.
 """
 
 from __future__ import annotations
