@@ -26,7 +26,6 @@ def _help_with_defaults() -> str:
     from dataclasses import fields
 
     from maskkit.train.config import TrainConfig
-
     from maskkit.train.schedule import PRESET_BASE_LR
 
     per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items())

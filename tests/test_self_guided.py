@@ -517,4 +517,4 @@ def test_mean_similarity_scoring_hides_the_odd_tokens_first() -> None:
     plan = m(make_ctx(feats, ratio=0.25))  # hide 16 tokens: the 12 odd ones must all be among them
     assert bool((plan.mask | ~labels).all())
     scores = m.informed(make_ctx(feats, ratio=0.25)).scores
-    assert bool((scores[labels].min() > scores[~labels].max()))
+    assert bool(scores[labels].min() > scores[~labels].max())

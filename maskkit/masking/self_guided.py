@@ -154,8 +154,9 @@ class Crossover:
     """The exploitation start rule: visible tokens must first lead (their per-key attention rate
     above the mask tokens' by ``margin``) for ``lead`` consecutive checks; informed masking then
     starts once mask tokens lead by the margin for ``patience`` consecutive checks, and not before
-    ``min_fraction`` of training. Rates within the margin of each other (an untrained model sits
-    within a few per cent of uniform) reset both counts, so noise never latches the start."""
+    ``min_fraction`` of training. Rates within the margin of each other reset both counts. An
+    untrained model prefers one kind of key by a fixed, initialisation-dependent amount (up to about
+    15 % either way), but never shows the visible-then-mask sequence, so it never starts."""
 
     lead_count: int = 0
     led: bool = False

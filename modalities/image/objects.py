@@ -82,7 +82,7 @@ def _hue_to_rgb(hue: float) -> tuple[float, float, float]:
     return tuple(float(c) for c in table[int(h6) % 6])  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _drawn(index: int) -> tuple[Tensor, Tensor]:
     """One picture and its mask as uint8 (about 16 kB each; content is fixed, so all datasets share them)."""
     kind, k, top, left, side, cy, cx, r, angle, red, green, blue, stripes = object_specs()[index]
