@@ -94,7 +94,7 @@ def test_random_masks_give_no_collapse_at_any_sample_size(batch, steps):
 
 
 def test_verdict_thresholds_on_the_small_scale_report():
-    """Numbers of research/self-guided-at-small-scale.md (64 positions, r = 0.75, many samples)."""
+    """The small-scale self-guided measurements quoted in docs/maskers.md (64 positions, r = 0.75, many samples)."""
     report = collapse_verdict(0.25, 0.75, 10_000, 64, iou=0.72, iou_samples=64)
     assert report.collapsed
     assert collapse_verdict(0.24, 0.75, 10_000, 64).collapsed  # position alone suffices

@@ -330,6 +330,8 @@ class Trainer:
         """Fixed samples with object masks, when the dataset has them (``objects/...`` logs)."""
         if not self.dist.is_main or not getattr(self.parts.dataset, "has_object_masks", False):
             return None
+        if self.dist.enabled and self.config.strategy == "fsdp":  # maskers read the unsharded model
+            return None
         from maskkit.coverage import coverage_probe
 
         return coverage_probe(self.parts.dataset, self.parts.modality, self.parts.model.tokenizer)
