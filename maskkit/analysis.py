@@ -253,6 +253,8 @@ def _position_mean(f: Tensor, settings: graph.PartitionSettings, tokens: TokenBa
     """Per-position mean of the batch's features, for the partition's position removal (grids only)."""
     if not settings.remove_position or not tokens.layout.has_grid or tokens.positions.dim() != 2:
         return None
+    if f.shape[0] < 2:  # the mean of one sample is the sample itself: nothing would be left to cut
+        return None
     return f.float().mean(0)
 
 

@@ -518,3 +518,12 @@ def test_mean_similarity_scoring_hides_the_odd_tokens_first() -> None:
     assert bool((plan.mask | ~labels).all())
     scores = m.informed(make_ctx(feats, ratio=0.25)).scores
     assert bool(scores[labels].min() > scores[~labels].max())
+
+
+def test_a_single_sample_without_a_running_mean_keeps_its_content() -> None:
+    """Subtracting the per-position mean of a one-sample batch would leave nothing to cut."""
+    feats, labels = blobs(b=1, n=64, small=16)
+    m = masker(hint_schedule="off", scoring="membership")
+    m.eval()
+    inf = m.informed(make_ctx(feats))
+    assert bool((inf.side == labels).all() or (inf.side == ~labels).all())  # the blobs, not noise

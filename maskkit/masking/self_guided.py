@@ -324,7 +324,9 @@ class SelfGuidedMasker(Masker):
         if current is not None and current.shape != batch_mean.shape:
             current, self._position_count = None, 0  # token count or width changed: start over
         if not update:
-            return batch_mean if current is None else current.to(feats.device)
+            if current is None:  # no running mean yet: this batch's, unless it is a single sample
+                return batch_mean if feats.shape[0] > 1 else None
+            return current.to(feats.device)
         count = self._position_count + 1
         momentum = min(self.config.position_momentum, 1.0 - 1.0 / count)  # bias-corrected warm-up
         new = batch_mean if current is None else \
