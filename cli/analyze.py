@@ -30,8 +30,9 @@ def analyze(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots")] = True,
     threads: Threads = None,
 ) -> None:
-    """Feature/similarity variance, cluster gaps, token-relation KL, exploitation rates, attention
-    distance and NMI per layer; writes analysis.json and PNGs."""
+    """Feature/similarity variance, cluster gaps, token-relation KL, attention distance and NMI and the
+    Fourier high-frequency amplitude for every encoder and decoder layer, plus mask-token variance and
+    exploitation rates per decoder layer; writes analysis.json and PNGs."""
     apply_threads(threads)
     from maskkit.config_utils import ConfigError
     from maskkit.lab.analysis import analyze_run
@@ -57,6 +58,8 @@ def analyze(
             f"{sum(dec['exploit_visible']) / len(dec['exploit_visible']):.4g}",
             f"{sum(dec['exploit_mask']) / len(dec['exploit_mask']):.4g}")
     console.print(table)
+    part = result.get("partition", {})
+    console.print("cuts: " + ", ".join(f"{k}={v}" for k, v in part.items()))
     written = result.get("plots", [])
     console.print(f"wrote {Path(result['out_dir']) / 'analysis.json'}"
                   + (f" and {len(written)} plot(s)" if written else ""))

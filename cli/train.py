@@ -17,7 +17,29 @@ Opt = typer.Option
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", help=_help_with_defaults())(train)
+
+
+def _help_with_defaults() -> str:
+    """The command's help plus the defaults of every option left unset (options default to None so
+    a TOML file can fill them; the real defaults live in TrainConfig and the modality)."""
+    import inspect
+    from dataclasses import fields
+
+    from maskkit.train.config import TrainConfig
+    from maskkit.train.schedule import PRESET_BASE_LR
+
+    per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items())
+    cfg = TrainConfig()
+    skip = {"modality", "data", "masker_options", "modality_options", "model_options", "lr", "base_lr",
+            "mask_ratio", "model", "resume", "betas", "progress", "visualize_samples", "min_lr"}
+    options = inspect.signature(train).parameters
+    shown = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}" for f in fields(cfg)
+             if f.name in options and f.name not in skip and getattr(cfg, f.name) is not None]
+    return ("Pretrain a masked autoencoder.\n\nDefaults when an option is not given (command line, then "
+            "--config): --modality image; --data, --model and --mask-ratio: the modality's (image: "
+            f"builtin:digits, micro, 0.75); --lr: base-lr x batch/256, --base-lr by model: {per_model}. "
+            + "; ".join(shown) + ".")
 
 
 @handle_errors
@@ -41,8 +63,9 @@ def train(
     modality_opt: Annotated[list[str] | None, Opt("--modality-opt", help="Other modality option k=v")] = None,
     epochs: Annotated[int | None, Opt(help="Training epochs")] = None,
     batch_size: Annotated[int | None, Opt(help="Per-process batch size")] = None,
-    lr: Annotated[float | None, Opt(help="Absolute peak lr (default base-lr x batch/256)")] = None,
-    base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule")] = None,
+    lr: Annotated[float | None, Opt(help="Absolute peak lr [default: base-lr x batch/256]")] = None,
+    base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule [default: per model: nano/micro "
+                                              "4e-3, tiny 2e-3, small 1e-3, base/large/huge 1.5e-4]")] = None,
     min_lr: Annotated[float | None, Opt(help="Floor of the cosine schedule")] = None,
     warmup_epochs: Annotated[float | None, Opt(help="Linear warmup epochs")] = None,
     accum_steps: Annotated[int | None, Opt(help="Gradient accumulation steps")] = None,

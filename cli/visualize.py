@@ -31,6 +31,7 @@ def visualize(
     """Draw reconstructions of a trained model."""
     apply_threads(threads)
     from maskkit.config_utils import ConfigError, parse_key_values
+    from maskkit.lab.coverage import coverage_probe, object_coverage, random_coverage
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.masking.base import TrainingProgress
     from maskkit.registry import build_masker
@@ -64,7 +65,21 @@ def visualize(
     if isinstance(saved_progress, TrainingProgress) and saved_progress.step > 0:
         progress = saved_progress  # where the masker's own schedule stood when the checkpoint was written
     loss = modality.build_loss()
+    probe = coverage_probe(dataset, modality, model.tokenizer, num_samples)  # None without object masks
+    if probe is not None:
+        x = probe.inputs  # the same evenly spaced samples, un-augmented, with their object masks
     batch = build_visual_batch(model, loss, m, ratio, x, seed=seed, progress=progress)
+    title = f"{config.modality} · masker {m.name} · ratio {ratio:g}"
+    if probe is not None:
+        fractions = probe.fractions.to(batch.plan.mask.device)
+        batch.object_fraction = fractions
+        batch.extra_rows = {**(batch.extra_rows or {}), "object": fractions}
+        cov = object_coverage(batch.plan.mask, fractions)
+        expected = random_coverage(fractions.shape[1], ratio)
+        title += f" · object coverage {float(cov.nanmean()):.2f} (random {expected:.2f})"
+        typer.echo(f"object coverage (share of object tokens hidden): {float(cov.nanmean()):.3f} over "
+                   f"{int(cov.isfinite().sum())} samples; random masking: {expected:.3f}; per sample: "
+                   + " ".join(f"{v:.2f}" for v in cov.tolist()))
     target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
-    render(modality, batch, target, title=f"{config.modality} · masker {m.name} · ratio {ratio:g}")
+    render(modality, batch, target, title=title)
     typer.echo(f"wrote {target}")

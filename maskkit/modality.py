@@ -58,6 +58,18 @@ class MaskkitDataset(Dataset):
     def describe(self) -> str:
         return f"{len(self)} samples from {self.source}"  # type: ignore[arg-type]
 
+    #: True when ``object_sample`` gives ground-truth object masks (the object-coverage diagnostic)
+    has_object_masks: bool = False
+
+    def object_sample(self, index: int) -> tuple[Tensor, Tensor]:
+        """(un-augmented input as the model takes it, object mask over the input's elements in [0, 1]).
+
+        Datasets with known objects override this (and set ``has_object_masks``); the modality's
+        :meth:`Modality.object_token_fractions` turns the mask into per-token object fractions, so
+        every masker's object coverage can be measured the same way on any modality.
+        """
+        raise NotImplementedError(f"{self.source or type(self).__name__} has no object masks")
+
 
 @dataclass
 class VisualBatch:
@@ -71,6 +83,7 @@ class VisualBatch:
     pasted_targets: Tensor  # (B, N, P) targets where visible, predictions where hidden
     tokenizer: Tokenizer
     extra_rows: dict[str, Tensor] | None = None  # optional (B, N) per-token maps to draw (clusters...)
+    object_fraction: Tensor | None = None  # optional (B, N) share of each token inside the object
 
 
 class Modality:
@@ -108,6 +121,11 @@ class Modality:
     def raw_features(self, x: Tensor) -> Tensor:
         """(B, F) features of the raw input for the raw-input baseline; default: flatten."""
         return x.reshape(x.shape[0], -1).float()
+
+    def object_token_fractions(self, masks: Tensor, tokenizer: Tokenizer) -> Tensor:
+        """(B, ...) per-element object masks (as ``object_sample`` gives) -> (B, N) share of each token
+        covered by the object, in the tokenizer's token order. Modalities with object data implement it."""
+        raise NotImplementedError(f"modality {self.name!r} cannot map object masks to tokens")
 
     # --- pictures ------------------------------------------------------------------------------
     def render(self, batch: VisualBatch, path: Path, title: str | None = None) -> Path:

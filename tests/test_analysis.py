@@ -188,14 +188,61 @@ def test_analyze_run_on_saved_checkpoints(tmp_path) -> None:
     result = analysis.analyze_run(tmp_path, checkpoints="all", batches=1, batch_size=4)
     assert [c["epoch"] for c in result["checkpoints"]] == [1, 2]
     depth = parts.model.depth
+    dec_depth = len(parts.model.decoder_blocks)
     for ck in result["checkpoints"]:
-        for key in analysis.ENCODER_METRICS:
+        for key in analysis.LAYER_METRICS:
             assert len(ck["encoder"][key]) == depth
-        assert len(ck["decoder"]["exploit_mask"]) == len(parts.model.decoder_blocks)
+            assert all(v is not None for v in ck["encoder"][key])
+        for key in analysis.DECODER_METRICS:
+            assert len(ck["decoder"][key]) == dec_depth, key
+            assert all(v is not None for v in ck["decoder"][key])
+        assert len(ck["decoder_kl_to_final"]) == dec_depth
     assert result["checkpoints"][-1]["kl_to_final"] == [0.0] * depth
+    assert result["checkpoints"][-1]["decoder_kl_to_final"] == [0.0] * dec_depth
+    # the cut's settings are the run's masker's, and reported
+    assert result["partition"]["tau_quantile"] == 0.6 and result["partition"]["min_neighbours"] == 3
     assert all(v > 0 for v in result["checkpoints"][0]["kl_to_final"])
     saved = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
     assert saved["checkpoints"] == result["checkpoints"]
     assert {"masker_cluster", "bipartition"} <= set(saved["clusters"]["maps"])
     for name in ("layers.png", "epochs.png", "clusters.png"):
         assert (tmp_path / "analysis" / name).stat().st_size > 1000
+
+
+def test_fourier_high_frequency_against_numpy() -> None:
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 64, 5, generator=g) + 2.0
+    got = analysis.fourier_high_frequency(feats, (8, 8))
+    maps = feats.numpy().reshape(3, 8, 8, 5)
+    amp = np.abs(np.fft.fft2(maps, axes=(1, 2))).mean(-1)  # (3, 8, 8)
+    f = np.abs(np.fft.fftfreq(8)) / 0.5
+    radius = np.maximum(f[:, None], f[None, :])
+    expected = np.log(amp[:, radius >= 0.5].mean(1)) - np.log(amp[:, 0, 0])
+    assert np.allclose(got.numpy(), expected, atol=1e-5)
+    # a checkerboard is all high frequency, a ramp mostly low
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    checker = (((yy + xx) % 2) * 2 - 1 + 0.1).reshape(1, 64, 1)
+    ramp = (yy + xx + 1.0).reshape(1, 64, 1)
+    rough = analysis.fourier_high_frequency(checker, (8, 8)).item()
+    assert rough > analysis.fourier_high_frequency(ramp, (8, 8)).item() + 2
+    assert torch.isnan(analysis.fourier_high_frequency(feats, None)).all()
+
+
+def test_decoder_metrics_per_layer_match_a_direct_pass() -> None:
+    from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
+    from maskkit.model.mae import MaskedAutoencoder, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=3, decoder_heads=2)
+    model = MaskedAutoencoder(ImagePatchTokenizer((16, 16), 4, 3, 32), cfg).eval()
+    tokens = model.tokenize(torch.randn(4, 3, 16, 16))
+    plan = analysis.random_mask_plan(4, 16, 0.75, torch.Generator().manual_seed(0), torch.device("cpu"))
+    metrics, feats = analysis.decoder_metrics(model, tokens, plan, keep_features=True)
+    with torch.no_grad():
+        out = model(tokens, plan, return_attention=True)
+    assert torch.allclose(feats[-1], out.decoder_hidden, atol=1e-5)  # the last layer is what the head reads
+    assert metrics["mask_token_var"].shape == (3, 4)
+    assert torch.allclose(metrics["mask_token_var"][-1], analysis.mask_token_variance(out.decoder_hidden, plan.mask))
+    assert torch.allclose(metrics["feature_var"][1], analysis.feature_variance(feats[1]))
+    vis, _ = analysis.exploitation_rates(out.decoder_attention, plan.mask, model.num_prefix, per_key_normalized=True)
+    assert torch.allclose(metrics["exploit_visible"].squeeze(-1), vis)

@@ -221,3 +221,31 @@ def test_offdiag_quantile_with_ties() -> None:
     s[1, 0, 1:] = 2.0
     for q in (0.1, 0.5, 0.77):
         torch.testing.assert_close(graph.offdiag_quantile(s, q), torch.quantile(graph.offdiagonal(s), q, dim=1))
+
+
+def test_partition_is_the_composition_the_masker_and_analysis_share() -> None:
+    from maskkit.masking import graph as g
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 20, 8, generator=gen)
+    pos = torch.randn(20, 8, generator=gen)
+    settings = g.PartitionSettings(tau_quantile=0.5, min_neighbours=2)
+    part = g.partition(feats, settings, position_mean=pos)
+    x = g.prepare_features(feats, centre=True, position_mean=pos)
+    w = g.affinity_from_similarity(g.cosine_similarity(x), "tokencut", tau_quantile=0.5, min_neighbours=2)
+    assert torch.allclose(part.x, x) and torch.allclose(part.w, w)
+    assert torch.equal(part.bip.labels, g.bipartition(w).labels)
+    assert torch.allclose(part.density, g.graph_density(w))
+    # remove_position=False ignores the mean it is given; pca has no graph
+    plain = g.partition(feats, g.PartitionSettings(remove_position=False), position_mean=pos)
+    assert torch.allclose(plain.x, g.prepare_features(feats, centre=True))
+    pca = g.partition(feats, g.PartitionSettings(method="pca"))
+    assert pca.w is None and pca.density is None and pca.bip.lambda2 is None
+
+
+def test_masker_and_analysis_use_the_same_settings() -> None:
+    from maskkit.lab.analysis import ANALYSIS_PARTITION
+    from maskkit.masking.self_guided import SelfGuidedConfig
+
+    assert SelfGuidedConfig().partition_settings() == ANALYSIS_PARTITION
+    assert SelfGuidedConfig(preset="sgmae-spec").partition_settings().tau_quantile == 0.0

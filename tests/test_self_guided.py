@@ -128,7 +128,7 @@ def test_hint_ratio_one_is_random_masking() -> None:
     b, n = 2000, 64
     feats, _ = blobs(b=b, n=n, small=20)
     feats[:] = feats[0]  # identical inputs -> identical informed masks
-    m = masker(hint_schedule="off", partition="pca")
+    m = masker(hint_schedule="off", partition="pca", compensate_from="pool")
     ctx = make_ctx(feats, seed=5)
     inf = m.informed(ctx)
     assert bool((inf.plan.mask == inf.plan.mask[0]).all())  # fully structured before hints
@@ -310,7 +310,8 @@ class FakeDecoder:
 def test_exploitation_crossover_starts_informed_masking() -> None:
     feats = torch.randn(4, 16, 8)
     fake = FakeDecoder()
-    m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+    m = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_lead=2, exploit_samples=2,
+               exploit_min_fraction=0.0)
 
     def step(i: int) -> dict:
         ctx = make_ctx(feats, progress=TrainingProgress(0, i, 1, 100), decoder=fake)
@@ -328,7 +329,8 @@ def test_exploitation_crossover_starts_informed_masking() -> None:
     assert m._started and m._start_step == 7
     assert float(step(7)["sg/started"]) == 1.0
     state = m.state_dict()
-    fresh = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_samples=2)
+    fresh = masker(start="exploitation", exploit_every=2, exploit_patience=2, exploit_lead=2, exploit_samples=2,
+                   exploit_min_fraction=0.0)
     fresh.load_state_dict(state)
     assert fresh._started and fresh._start_step == 7
 
@@ -383,3 +385,141 @@ def test_exploitation_deadline_starts_without_a_crossover() -> None:
     assert m.is_started(TrainingProgress(5, 50, 10, 10))
     assert m.start_step(TrainingProgress(5, 50, 10, 10)) == 50
     assert not masker(start="exploitation").is_started(TrainingProgress(9, 99, 10, 10))
+
+
+# ------------------------------------------------------------------ crossover start rule
+def test_crossover_rule_needs_a_visible_lead_then_a_mask_lead() -> None:
+    from maskkit.masking.self_guided import Crossover
+
+    kw = dict(margin=0.1, lead=3, patience=3, min_fraction=0.0, fraction=0.5)
+    rule = Crossover()
+    assert not any(rule.update(0.010, 0.013, **kw) for _ in range(20))  # mask tokens lead from the start
+    rule = Crossover()
+    noise = [(0.0150, 0.0156), (0.0157, 0.0150), (0.0152, 0.0151)] * 10  # within the margin: never
+    assert not any(rule.update(v, m, **kw) for v, m in noise)
+    rule = Crossover()
+    for _ in range(3):
+        assert not rule.update(0.020, 0.015, **kw)  # visible keys lead for three checks
+    assert rule.led
+    assert not rule.update(0.015, 0.020, **kw)
+    assert not rule.update(0.015, 0.020, **kw)
+    assert rule.update(0.015, 0.020, **kw)  # third consecutive check with mask tokens ahead
+    rule = Crossover(led=True, streak=5)
+    assert not rule.update(0.015, 0.020, **{**kw, "fraction": 0.02, "min_fraction": 0.05})  # too early
+    assert rule.update(0.015, 0.020, **{**kw, "fraction": 0.06, "min_fraction": 0.05})
+    rule = Crossover(led=True, streak=2)
+    assert not rule.update(0.0150, 0.0151, **kw) and rule.streak == 0  # a tie resets the streak
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_exploitation_rule_never_starts_on_an_untrained_model(seed: int) -> None:
+    """Untrained models have a fixed, seed-dependent preference (measured up to 15 % either way), never
+    the visible-then-mask sequence: the rule stays off over many checks with changing inputs."""
+    from maskkit.train.step import make_context
+
+    torch.manual_seed(seed)
+    model = tiny_model()
+    model.train()
+    m = masker(start="exploitation", exploit_every=1, exploit_min_fraction=0.0, exploit_samples=4)
+    g = torch.Generator().manual_seed(seed)
+    rates = []
+    for step in range(24):
+        tokens = model.tokenize(torch.randn(4, 3, 16, 16, generator=g))
+        ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(step), TrainingProgress(0, step, 1, 24))
+        plan = m(ctx)
+        rates.append(m._exploit)
+        assert float(plan.logs["sg/started"]) == 0.0
+    assert not m._started and m._start_step is None
+    assert all(0.0 < v < 1.0 and 0.0 < k < 1.0 for v, k in rates)
+
+
+def test_exploitation_rule_starts_at_its_deadline_in_a_real_run(tmp_path) -> None:
+    from maskkit.train.config import TrainConfig
+    from maskkit.train.trainer import run_training
+
+    config = TrainConfig(modality="image", masker="self-guided", model="nano", epochs=4, batch_size=8,
+                         max_steps_per_epoch=3, modality_options={"image_size": 16, "patch_size": 4},
+                         masker_options={"start": "exploitation", "exploit_every": 1, "exploit_samples": 2,
+                                         "exploit_deadline": 0.5}, out=str(tmp_path / "run"), progress=False,
+                         visualize_samples=2, log_every=1)
+    run_training(config)
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["type"] == "step"]
+    started = [r["step"] for r in steps if r.get("masker/sg/started") == 1.0]
+    assert started and min(started) == 7  # the record after step index 6 = round(0.5 * 12)
+    assert all(r.get("masker/sg/started") == 0.0 for r in steps if r["step"] <= 6)
+
+
+# ------------------------------------------------------------------ hints, presets, feature sources
+def test_logged_hints_are_what_is_revealed() -> None:
+    feats, _ = blobs(b=8, n=64)
+    default = masker(hint_schedule="constant", hint_ratio=0.25)  # visible_only: every hint stays revealed
+    logs = default(make_ctx(feats)).logs
+    assert float(logs["sg/hints_revealed"]) == pytest.approx(12 / 48)
+    assert float(logs["sg/hint_ratio"]) == 0.25
+    pool = masker(hint_schedule="constant", hint_ratio=0.25, compensate_from="pool")
+    revealed = float(pool(make_ctx(feats)).logs["sg/hints_revealed"])
+    assert revealed < 0.2  # about a third of the hints are hidden again by the pool draw
+    assert float(pool(make_ctx(feats)).logs["sg/informed_kept"]) == pytest.approx(1 - revealed)
+
+
+def test_presets_keep_the_earlier_and_paper_behaviours() -> None:
+    assert PRESETS["sgmae"]["compensate_from"] == "visible_only" and PRESETS["sgmae"]["hint_ratio"] <= 0.1
+    v1 = SelfGuidedConfig(preset="sgmae-v1")
+    assert (v1.hint_ratio, v1.hint_min, v1.hint_schedule, v1.compensate_from) == (1.0, 0.2, "linear_decay", "pool")
+    spec = SelfGuidedConfig(preset="sgmae-spec")
+    assert (spec.hint_schedule, spec.hint_ratio, spec.compensate_from, spec.start) == \
+        ("quadratic_decay", 1.0, "pool", "epoch")
+    m = SelfGuidedMasker(SelfGuidedConfig())
+    half = TrainingProgress(epoch=5, step=50, epochs=10, steps_per_epoch=10)
+    assert m.hint_ratio_at(half) < 0.1
+
+
+def test_decoder_feature_source_reads_decoder_states() -> None:
+    from maskkit.train.step import make_context
+
+    torch.manual_seed(0)
+    model = tiny_model()
+    tokens = model.tokenize(torch.randn(4, 3, 16, 16))
+    feats = model.decoder_token_features(tokens, -1)
+    assert feats.shape == (4, 16, 32)
+    # the same as running the decoder on a plan that hides nothing
+    from maskkit.masking.base import MaskPlan
+
+    plan = MaskPlan.from_shuffle(torch.arange(16).expand(4, -1), 16)
+    with torch.no_grad():
+        assert torch.allclose(model(tokens, plan).decoder_hidden, feats, atol=1e-5)
+    seen: list[int] = []
+    original = model.decoder_token_features
+
+    def spy(tok, layer, normed=True):
+        seen.append(layer)
+        return original(tok, layer, normed)
+
+    model.decoder_token_features = spy  # type: ignore[method-assign]
+    m = masker(feature_source="decoder", feature_layer="last")
+    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
+    m(ctx).validate(16)
+    assert seen == [-1] and m.feature_layer(ctx) == -1
+    with pytest.raises(ValueError, match="decoder layer 5"):
+        original(tokens, 5)
+
+
+def test_mean_similarity_scoring_hides_the_odd_tokens_first() -> None:
+    feats, labels = blobs(b=4, n=64, small=12)  # the small blob pulls the mean token least
+    m = masker(scoring="mean_similarity", remove_position=False, hint_schedule="off")
+    plan = m(make_ctx(feats, ratio=0.25))  # hide 16 tokens: the 12 odd ones must all be among them
+    assert bool((plan.mask | ~labels).all())
+    scores = m.informed(make_ctx(feats, ratio=0.25)).scores
+    assert bool(scores[labels].min() > scores[~labels].max())
+
+
+def test_a_single_sample_without_a_running_mean_keeps_its_content() -> None:
+    """Subtracting the per-position mean of a one-sample batch would leave nothing to cut."""
+    feats, labels = blobs(b=1, n=64, small=16)
+    m = masker(hint_schedule="off", scoring="membership")
+    m.eval()
+    inf = m.informed(make_ctx(feats))
+    assert bool((inf.side == labels).all() or (inf.side == ~labels).all())  # the blobs, not noise

@@ -170,3 +170,20 @@ def test_report_numbers_equal_the_csv(tmp_path):
     assert "random-init encoder (no training)" in text and "raw input" in text
     assert "| `block__r0.75__s0` | 2 | 12 | 192 | 3.5 |" in text
     assert "below its design budget" in text
+
+
+def test_a_run_with_the_preset_base_lr_matches_a_study_that_leaves_it_unset(tmp_path):
+    """config.json records the resolved per-preset base lr; a re-run study (base_lr unset) must accept it."""
+    import json
+
+    from maskkit.config_utils import ConfigError
+    from maskkit.lab.study.runner import check_run_matches
+    from maskkit.train.config import TrainConfig
+
+    want = TrainConfig(modality="image", model="micro", mask_ratio=0.75)
+    saved = {**want.to_dict(), "model": "micro", "base_lr": 4e-3}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_run_matches(tmp_path, want)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "base_lr": 1e-3}))
+    with pytest.raises(ConfigError, match="base_lr"):
+        check_run_matches(tmp_path, want)

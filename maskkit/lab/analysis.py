@@ -9,8 +9,8 @@ Three layers, each usable on its own:
 - ``analyze_run``: every metric per layer for one or all checkpoints of a run, written to
   ``analysis.json`` plus plots (``maskkit analyze``).
 
-Definitions are listed in docs/self-guided.md; where the paper's normalisation is unknown the
-option is explicit.
+docs/self-guided.md lists every metric with its definition and the paper figure it reproduces;
+where the paper's normalisation is unknown the option is explicit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,20 +83,46 @@ def similarity_variance(features: Tensor, include_diagonal: bool = False) -> Ten
     return vals.var(dim=1, unbiased=False)
 
 
-@graph.fp32
-def similarity_gap(features: Tensor, affinity: graph.AffinityRule = "tokencut", tau: float = 0.2,
-                   tau_quantile: float | None = 0.5, centre: bool = True,
-                   threshold: graph.SplitRule = "mean") -> Tensor:
-    """(B,) mu_intra - mu_inter of the cosine graph M under its normalized-cut bipartition.
+#: the partition the analysis uses unless told otherwise: the default self-guided masker's
+ANALYSIS_PARTITION = graph.PartitionSettings()
 
-    The cut runs on an affinity of (by default centred) features so that it is well-posed; the gap
+
+@graph.fp32
+def similarity_gap(features: Tensor, settings: graph.PartitionSettings = ANALYSIS_PARTITION,
+                   position_mean: Tensor | None = None) -> Tensor:
+    """(B,) mu_intra - mu_inter of the cosine graph M under the bipartition ``graph.partition`` makes
+    with ``settings`` (the masker's own function and settings object).
+
+    The cut runs on prepared (position-removed, centred) features so that it is well-posed; the gap
     is measured on the raw cosines M, as in the paper's Fig. 3(a).
     """
-    x = graph.prepare_features(features, centre=centre)
-    w = graph.affinity_from_similarity(graph.cosine_similarity(x), affinity, tau=tau,
-                                       tau_quantile=tau_quantile)
-    labels = graph.bipartition(w, "ncut", threshold).labels
+    labels = graph.partition(features, settings, position_mean=position_mean).bip.labels
     return graph.intra_inter_gap(similarity_matrix(features), labels)
+
+
+@graph.fp32
+def fourier_high_frequency(features: Tensor, grid: tuple[int, ...] | None, band: float = 0.5) -> Tensor:
+    """(B,) relative log amplitude of the high-frequency components of a feature map on a token grid.
+
+    Features (B, N, D) are laid out on ``grid`` and Fourier-transformed over the grid axes; the
+    amplitude is averaged over channels. The value is log(mean amplitude over frequencies whose
+    largest normalised component |f| / 0.5 is >= ``band``) - log(amplitude at frequency 0): near 0
+    the map is as rough as it is bright, very negative it is smooth (low-pass, as attention tends
+    to make features). NaN without a grid.
+    """
+    b, n, d = features.shape
+    if not grid or math.prod(grid) != n:
+        return torch.full((b,), float("nan"))
+    f = features.float().reshape(b, *grid, d).movedim(-1, 1)  # (B, D, *grid)
+    dims = tuple(range(2, 2 + len(grid)))
+    amp = torch.fft.fftn(f, dim=dims).abs().mean(1)  # (B, *grid)
+    freqs = torch.meshgrid(*[torch.fft.fftfreq(g, device=amp.device).abs() / 0.5 for g in grid], indexing="ij")
+    radius = torch.stack(freqs).amax(0)
+    high = radius >= band
+    if not bool(high.any()):
+        return torch.full((b,), float("nan"))
+    dc = amp.reshape(b, -1)[:, 0]
+    return torch.log(amp[:, high].mean(1).clamp_min(_EPS)) - torch.log(dc.clamp_min(_EPS))
 
 
 @graph.fp32
@@ -195,40 +222,86 @@ def encoder_layers(model: MaskedAutoencoder, tokens: TokenBatch) -> Iterator[tup
         yield i, model.norm(h)[:, model.num_prefix:], attn
 
 
-ENCODER_METRICS = ("feature_var", "similarity_var", "gap_similarity", "gap_attention",
-                   "attention_distance", "attention_nmi")
+def decoder_layers(model: MaskedAutoencoder, tokens: TokenBatch, plan: MaskPlan
+                   ) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield (layer, decoder states (B, N, Dd) after the decoder norm, attention (B, H, L, L)) for
+    every decoder block, on the masked input of ``plan`` (visible tokens encoded, mask tokens filled in)."""
+    h = model._decoder_input(model.forward_encoder(tokens, plan), tokens, plan)
+    for i, blk in enumerate(model.decoder_blocks):
+        h, attn = blk.forward_with_attention(h)
+        yield i, model.decoder_norm(h)[:, model.num_prefix:], attn
+
+
+#: metrics computed for every encoder AND decoder layer (each a (layers, B) tensor)
+LAYER_METRICS = ("feature_var", "similarity_var", "gap_similarity", "gap_attention",
+                 "attention_distance", "attention_nmi", "fourier_high")
+ENCODER_METRICS = LAYER_METRICS
+#: decoder-only metrics: mask-token variance per layer and the exploitation rates
+DECODER_METRICS = (*LAYER_METRICS, "mask_token_var", "exploit_visible", "exploit_mask",
+                   "exploit_visible_raw", "exploit_mask_raw")
+
+
+def _position_mean(f: Tensor, settings: graph.PartitionSettings, tokens: TokenBatch) -> Tensor | None:
+    """Per-position mean of the batch's features, for the partition's position removal (grids only)."""
+    if not settings.remove_position or not tokens.layout.has_grid or tokens.positions.dim() != 2:
+        return None
+    if f.shape[0] < 2:  # the mean of one sample is the sample itself: nothing would be left to cut
+        return None
+    return f.float().mean(0)
+
+
+def _layer_rows(rows: dict[str, list[Tensor]], f: Tensor, attn: Tensor, model: MaskedAutoencoder,
+                tokens: TokenBatch, centres: Tensor, settings: graph.PartitionSettings) -> None:
+    grid = tokens.layout.grid if tokens.layout.has_grid and tokens.positions.dim() == 2 else None
+    rows["feature_var"].append(feature_variance(f))
+    rows["similarity_var"].append(similarity_variance(f))
+    rows["gap_similarity"].append(similarity_gap(f, settings, _position_mean(f, settings, tokens)))
+    rows["gap_attention"].append(attention_gap(attn, model.num_prefix))
+    rows["attention_distance"].append(mean_attention_distance(attn, centres, model.num_prefix))
+    rows["attention_nmi"].append(attention_nmi(attn, model.num_prefix))
+    rows["fourier_high"].append(fourier_high_frequency(f, grid).to(f.device))
 
 
 @torch.no_grad()
-def encoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch,
-                    keep_features: bool = False) -> tuple[dict[str, Tensor], list[Tensor]]:
+def encoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch, keep_features: bool = False,
+                    settings: graph.PartitionSettings = ANALYSIS_PARTITION) -> tuple[dict[str, Tensor], list[Tensor]]:
     """Every encoder metric per layer: {name: (layers, B)} and, if asked, the per-layer features."""
     centres = model.tokenizer.token_centres(tokens)
-    rows: dict[str, list[Tensor]] = {k: [] for k in ENCODER_METRICS}
+    rows: dict[str, list[Tensor]] = {k: [] for k in LAYER_METRICS}
     feats: list[Tensor] = []
     for _, f, attn in encoder_layers(model, tokens):
-        rows["feature_var"].append(feature_variance(f))
-        rows["similarity_var"].append(similarity_variance(f))
-        rows["gap_similarity"].append(similarity_gap(f))
-        rows["gap_attention"].append(attention_gap(attn, model.num_prefix))
-        rows["attention_distance"].append(mean_attention_distance(attn, centres, model.num_prefix))
-        rows["attention_nmi"].append(attention_nmi(attn, model.num_prefix))
+        _layer_rows(rows, f, attn, model, tokens, centres, settings)
         if keep_features:
             feats.append(f.float().cpu())
     return {k: torch.stack(v).float().cpu() for k, v in rows.items()}, feats
 
 
 @torch.no_grad()
-def decoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch, plan: MaskPlan) -> dict[str, Tensor]:
-    """Exploitation rates per decoder layer (raw and per-key) and the mask-token variance."""
-    out = model(tokens, plan, return_attention=True)
-    assert out.decoder_attention is not None
-    vis, msk = exploitation_rates(out.decoder_attention, plan.mask, model.num_prefix)
-    vis_k, msk_k = exploitation_rates(out.decoder_attention, plan.mask, model.num_prefix,
-                                      per_key_normalized=True)
-    return {"exploit_visible_raw": vis.cpu(), "exploit_mask_raw": msk.cpu(),
-            "exploit_visible": vis_k.cpu(), "exploit_mask": msk_k.cpu(),
-            "mask_token_var": mask_token_variance(out.decoder_hidden, plan.mask).mean().cpu().reshape(1)}
+def decoder_metrics(model: MaskedAutoencoder, tokens: TokenBatch, plan: MaskPlan, keep_features: bool = False,
+                    settings: graph.PartitionSettings = ANALYSIS_PARTITION, layer_metrics: bool = True
+                    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], list[Tensor]]:
+    """Every metric per decoder layer on the masked input of ``plan``: {name: (layers, B)} for the
+    layer metrics and the mask-token variance, {name: (layers, 1)} for the exploitation rates
+    (raw and per-key). With ``keep_features`` also the per-layer decoder states; without
+    ``layer_metrics`` only the mask-token variance and exploitation rates (the cheap probe)."""
+    centres = model.tokenizer.token_centres(tokens)
+    rows: dict[str, list[Tensor]] = {k: [] for k in ((*LAYER_METRICS, "mask_token_var") if layer_metrics
+                                                     else ("mask_token_var",))}
+    attns: list[Tensor] = []
+    feats: list[Tensor] = []
+    for _, f, attn in decoder_layers(model, tokens, plan):
+        if layer_metrics:
+            _layer_rows(rows, f, attn, model, tokens, centres, settings)
+        rows["mask_token_var"].append(mask_token_variance(f, plan.mask))
+        attns.append(attn)
+        if keep_features:
+            feats.append(f.float().cpu())
+    out = {k: torch.stack(v).float().cpu() for k, v in rows.items()}
+    vis, msk = exploitation_rates(attns, plan.mask, model.num_prefix)
+    vis_k, msk_k = exploitation_rates(attns, plan.mask, model.num_prefix, per_key_normalized=True)
+    out.update({"exploit_visible_raw": vis.cpu().unsqueeze(-1), "exploit_mask_raw": msk.cpu().unsqueeze(-1),
+                "exploit_visible": vis_k.cpu().unsqueeze(-1), "exploit_mask": msk_k.cpu().unsqueeze(-1)})
+    return (out, feats) if keep_features else out
 
 
 # =========================================================================== data
@@ -295,7 +368,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
                 tokens = model.tokenize(x)
                 e, _ = encoder_metrics(model, tokens)
                 plan = random_plan(make_context(model, tokens, mask_ratio, generator, TrainingProgress()))
-                d = decoder_metrics(model, tokens, plan)
+                d = decoder_metrics(model, tokens, plan, layer_metrics=False)
                 if masker is not None:
                     mplan = _masker_plan(model, masker, tokens, mask_ratio, generator)
                     masks.append(mplan.mask.cpu())
@@ -304,7 +377,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
             for k, v in e.items():
                 enc.setdefault(k, []).append(v)
             for k, v in d.items():
-                dec.setdefault(k, []).append(v.unsqueeze(-1) if k != "mask_token_var" else v)
+                dec.setdefault(k, []).append(v)
     finally:
         model.train(model_mode)
         if masker is not None:
@@ -316,7 +389,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
         out[k] = float(torch.cat(enc[k], dim=1).mean())
     for k in ("exploit_visible", "exploit_mask", "exploit_visible_raw", "exploit_mask_raw"):
         out[k] = float(torch.cat(dec[k], dim=1).mean())
-    out["mask_token_var"] = float(torch.cat(dec["mask_token_var"]).mean())
+    out["mask_token_var"] = float(torch.cat(dec["mask_token_var"], dim=1)[-1].mean())
     if masks:
         out.update(_mask_summary(torch.cat(masks), layout, stats_rows))
     return out
@@ -370,13 +443,16 @@ def _epoch_of(ckpt: dict[str, Any]) -> int:
 @torch.no_grad()
 def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", batches: int = 2,
                 batch_size: int = 16, out: str | Path | None = None, device: str | torch.device = "cpu",
-                seed: int = 0, data: str | None = None, plots: bool = True) -> dict[str, Any]:
+                seed: int = 0, data: str | None = None, plots: bool = True,
+                partition: graph.PartitionSettings | None = None) -> dict[str, Any]:
     """Per-layer clustering metrics of a run's checkpoints on the same fixed samples.
 
     Writes ``analysis.json`` (and PNG plots) to ``out`` (default ``RUN/analysis``) and returns the
     same dict: ``checkpoints`` is a list (epoch order) of {path, epoch, encoder: {metric: [per
-    layer]}, decoder: {metric: [per layer]}, kl_to_final: [per layer]}; ``clusters`` holds the final
-    model's bipartition of a few samples for pictures.
+    layer]}, decoder: {metric: [per layer]}, kl_to_final: [per encoder layer], decoder_kl_to_final:
+    [per decoder layer]}; ``clusters`` holds the final model's bipartition of a few samples for
+    pictures; ``partition`` the settings of every cut (the run's self-guided masker's unless
+    ``partition`` is given, else the default masker's).
     """
 
     run_path = Path(run)
@@ -397,39 +473,44 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
                             seed=config.seed)
     x_all = probe_inputs(dataset, batches * batch_size)
     ratio = config.mask_ratio if config.mask_ratio is not None else modality.default_mask_ratio
+    settings = partition if partition is not None else _run_partition(config)
 
-    def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor]]:
-        generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device
+    def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor], list[Tensor]]:
+        generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device and checkpoint
         enc: dict[str, list[Tensor]] = {}
         dec: dict[str, list[Tensor]] = {}
         feats: list[list[Tensor]] = []
+        dfeats: list[list[Tensor]] = []
         for x in _batches(x_all, batch_size):
             tokens = model.tokenize(x.to(dev))
-            e, f = encoder_metrics(model, tokens, keep_features=True)
+            e, f = encoder_metrics(model, tokens, keep_features=True, settings=settings)
             plan = random_plan(make_context(model, tokens, ratio, generator, TrainingProgress()))
-            d = decoder_metrics(model, tokens, plan)
+            d, df = decoder_metrics(model, tokens, plan, keep_features=True, settings=settings)
             for k, v in e.items():
                 enc.setdefault(k, []).append(v)
             for k, v in d.items():
                 dec.setdefault(k, []).append(v)
             feats.append(f)
-        enc_mean = {k: torch.cat(v, dim=1).mean(1).tolist() for k, v in enc.items()}
-        dec_mean = {k: torch.stack(v).mean(0).tolist() for k, v in dec.items()}
+            dfeats.append(df)
+        enc_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in enc.items()}
+        dec_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in dec.items()}
         per_layer = [torch.cat([fb[i] for fb in feats]) for i in range(len(feats[0]))]
-        return enc_mean, dec_mean, per_layer
+        dec_layer = [torch.cat([fb[i] for fb in dfeats]) for i in range(len(dfeats[0]))]
+        return enc_mean, dec_mean, per_layer, dec_layer
 
-    final_enc, final_dec, final_feats = run_model(final_model)
+    final_enc, final_dec, final_feats, final_dfeats = run_model(final_model)
     results = []
     for epoch in epochs:  # one model in memory besides the final one
         if epoch == epochs[-1]:
-            enc, dec, feats = final_enc, final_dec, final_feats
+            enc, dec, feats, dfeats = final_enc, final_dec, final_feats, final_dfeats
         else:
             model = load_run_model(by_epoch[epoch], dev)[0]
-            enc, dec, feats = run_model(model)
+            enc, dec, feats, dfeats = run_model(model)
             del model
         kl = [float(token_relation_kl(final_feats[i], feats[i]).mean()) for i in range(len(feats))]
+        dkl = [float(token_relation_kl(final_dfeats[i], dfeats[i]).mean()) for i in range(len(dfeats))]
         results.append({"path": str(by_epoch[epoch]), "epoch": epoch, "encoder": enc, "decoder": dec,
-                        "kl_to_final": kl})
+                        "kl_to_final": kl, "decoder_kl_to_final": dkl})
     result: dict[str, Any] = {
         "run": str(run_path),
         "modality": config.modality,
@@ -438,8 +519,11 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
         "num_samples": int(x_all.shape[0]),
         "encoder_layers": final_model.depth,
         "decoder_layers": len(final_model.decoder_blocks),
+        "partition": {**asdict(settings), "position_mean": (
+            f"per-position mean of each batch of {batch_size} analysed samples" if settings.remove_position
+            else "not removed")},
         "checkpoints": results,
-        "clusters": _cluster_pictures(final_model, config, final_ckpt, x_all[:8].to(dev), ratio, seed),
+        "clusters": _cluster_pictures(final_model, config, final_ckpt, x_all[:8].to(dev), ratio, seed, settings),
     }
     base = run_path if run_path.is_dir() else run_path.parent
     if base.name == "checkpoints":
@@ -447,6 +531,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     out_dir = Path(out) if out is not None else base / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)
     result["out_dir"] = str(out_dir)
+    result = _finite_or_none(result)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
     if plots:
 
@@ -455,16 +540,33 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     return result
 
 
+def _run_partition(config: Any) -> graph.PartitionSettings:
+    """The run's self-guided masker's partition settings, else the default masker's."""
+    if config.masker == "self-guided":
+        return build_masker(config.masker, config.masker_options).config.partition_settings()
+    return ANALYSIS_PARTITION
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN / inf -> None, so analysis.json is strict JSON (metrics that do not apply are null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def _cluster_pictures(model: MaskedAutoencoder, config: Any, ckpt: dict[str, Any], x: Tensor,
-                      mask_ratio: float, seed: int) -> dict[str, Any]:
+                      mask_ratio: float, seed: int, settings: graph.PartitionSettings) -> dict[str, Any]:
     """Token positions and (B, N) maps for pictures: the final model's bipartition at the last layer,
     and, for a self-guided run, the masker's own maps (cluster, informed mask, hints)."""
     tokens = model.tokenize(x)
     centres = model.tokenizer.token_centres(tokens)
     feats = model.token_features(tokens, -1)
-    w = graph.affinity_from_similarity(graph.cosine_similarity(graph.prepare_features(feats)), "tokencut",
-                                       tau_quantile=0.5)
-    maps: dict[str, Any] = {"bipartition": graph.bipartition(w).labels.long().tolist()}
+    labels = graph.partition(feats, settings, position_mean=_position_mean(feats, settings, tokens)).bip.labels
+    maps: dict[str, Any] = {"bipartition": labels.long().tolist()}
     if config.masker == "self-guided":
 
         masker = build_masker(config.masker, config.masker_options)
@@ -485,11 +587,13 @@ __all__ = [
     "attention_gap",
     "attention_graph",
     "attention_nmi",
+    "decoder_layers",
     "decoder_metrics",
     "encoder_layers",
     "encoder_metrics",
     "exploitation_rates",
     "feature_variance",
+    "fourier_high_frequency",
     "mask_token_variance",
     "mean_attention_distance",
     "probe_inputs",

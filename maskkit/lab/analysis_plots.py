@@ -16,7 +16,9 @@ ENCODER_TITLES = {
     "gap_attention": "intra − inter gap (attention graph)",
     "attention_distance": "mean attention distance",
     "attention_nmi": "attention NMI",
+    "fourier_high": "Δ log amplitude, high frequencies",
 }
+DECODER_TITLES = {"mask_token_var": "mask-token variance"}
 
 
 def _colours(count: int) -> list[Any]:
@@ -26,30 +28,48 @@ def _colours(count: int) -> list[Any]:
     return [cmap(i / max(1, count - 1)) for i in range(count)]
 
 
+def _nan(values: list[Any]) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in values]
+
+
 def plot_layers(result: dict[str, Any], path: Path) -> Path:
-    """One panel per metric against layer; one line per checkpoint (dark = early, yellow = late)."""
+    """One panel per metric against layer, encoder layers then decoder layers on one axis (a dashed
+    line between them); one line per checkpoint (dark = early, yellow = late)."""
     ckpts = result["checkpoints"]
     colours = _colours(len(ckpts))
-    panels = [*ENCODER_TITLES, "kl_to_final", "exploitation"]
+    panels = [*ENCODER_TITLES, "kl_to_final", "mask_token_var", "exploitation"]
     cols = 4
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(4 * cols, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    n_enc = int(result.get("encoder_layers") or len(ckpts[-1]["kl_to_final"]))
     for ax, key in zip(axes, panels, strict=False):
         if key == "exploitation":
             final = ckpts[-1]["decoder"]
             layers = range(len(final["exploit_visible"]))
-            ax.plot(layers, final["exploit_visible"], "o-", label="visible keys (R V→O)")
-            ax.plot(layers, final["exploit_mask"], "s-", label="mask-token keys (R M→O)")
+            ax.plot(layers, _nan(final["exploit_visible"]), "o-", label="visible keys (R V→O)")
+            ax.plot(layers, _nan(final["exploit_mask"]), "s-", label="mask-token keys (R M→O)")
             ax.set_title("exploitation per key, final", fontsize=9)
             ax.set_xlabel("decoder layer")
             ax.legend(fontsize=7)
             continue
         for ck, colour in zip(ckpts, colours, strict=True):
-            values = ck["kl_to_final"] if key == "kl_to_final" else ck["encoder"][key]
-            ax.plot(range(len(values)), values, "o-", color=colour, ms=3, label=f"epoch {ck['epoch']}")
-        ax.set_title("token-relation KL to final" if key == "kl_to_final" else ENCODER_TITLES[key], fontsize=9)
-        ax.set_xlabel("encoder layer")
+            if key == "mask_token_var":
+                values = _nan(ck["decoder"].get(key, []))
+                xs = list(range(len(values)))
+            else:
+                enc = ck["kl_to_final"] if key == "kl_to_final" else ck["encoder"].get(key, [])
+                dec = ck.get("decoder_kl_to_final", []) if key == "kl_to_final" else ck["decoder"].get(key, [])
+                values = _nan(list(enc) + list(dec))
+                xs = list(range(len(values)))
+            ax.plot(xs, values, "o-", color=colour, ms=3, label=f"epoch {ck['epoch']}")
+        if key == "mask_token_var":
+            ax.set_title(DECODER_TITLES[key], fontsize=9)
+            ax.set_xlabel("decoder layer")
+        else:
+            ax.axvline(n_enc - 0.5, color="grey", ls="--", lw=0.8)
+            ax.set_title("token-relation KL to final" if key == "kl_to_final" else ENCODER_TITLES[key], fontsize=9)
+            ax.set_xlabel(f"layer (encoder 0–{n_enc - 1} | decoder)")
     if len(ckpts) <= 8:
         axes[0].legend(fontsize=7)
     for ax in axes[len(panels):]:
@@ -67,7 +87,7 @@ def plot_epochs(result: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(16, 6.4), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     for ax, key in zip(axes, keys, strict=False):
-        ax.plot(epochs, [ck["encoder"][key][-1] for ck in ckpts], "o-")
+        ax.plot(epochs, _nan([ck["encoder"][key][-1] for ck in ckpts]), "o-")
         ax.set_title(f"{ENCODER_TITLES[key]}, last layer", fontsize=9)
         ax.set_xlabel("epoch")
     ax = axes[4]

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from maskkit.lab.analysis import probe_metrics
+from maskkit.lab.coverage import coverage_probe, masker_coverage
 from maskkit.lab.visualize import render_reconstructions
 from maskkit.registry import build_masker
 from maskkit.train.callbacks import Callback, TrainState
@@ -63,9 +64,32 @@ class ReconstructionPicture(Callback):
         state.metrics.image("reconstruction", path, state.step)
 
 
+class ObjectCoverage(Callback):
+    """Share of object tokens the masker hides at each epoch's end on fixed samples, beside random
+    masking's expectation (``objects/...`` scalars); only for datasets with object masks."""
+
+    def __init__(self) -> None:
+        self.probe: Any = None
+        self.checked = False
+
+    def epoch_metrics(self, state: TrainState) -> dict[str, float]:
+        if state.distributed and state.config.strategy == "fsdp":  # maskers read the unsharded model
+            return {}
+        parts = state.parts
+        if not self.checked:
+            self.checked = True
+            if getattr(parts.dataset, "has_object_masks", False):
+                self.probe = coverage_probe(parts.dataset, parts.modality, parts.model.tokenizer)
+        if self.probe is None:
+            return {}
+        values = masker_coverage(parts.model, parts.masker, self.probe, parts.mask_ratio, state.progress,
+                                 seed=state.config.seed, device=state.device, amp_dtype=state.amp_dtype)
+        return {f"objects/{k}": v for k, v in values.items()}
+
+
 def standard_callbacks(config: TrainConfig) -> list[Callback]:
     """What ``maskkit train`` and ``maskkit compare`` attach to every run."""
-    return [ClusteringProbe(config.probe_every),
+    return [ClusteringProbe(config.probe_every), ObjectCoverage(),
             ReconstructionPicture(config.visualize_samples, every=config.picture_every)]
 
 

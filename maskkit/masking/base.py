@@ -53,8 +53,9 @@ class ModelView(Protocol):
         """(B, H, N, N) head attention of encoder block ``layer`` among the patch tokens."""
         ...
 
-    def decoder_features(self, plan: MaskPlan, layer: int) -> Tensor:
-        """(B, N, D_dec) decoder hidden states after decoder block ``layer`` under ``plan``."""
+    def decoder_features(self, layer: int) -> Tensor:
+        """(B, N, D_dec) normed decoder states of the full input (nothing masked) after decoder block
+        ``layer`` (negative: from the end): the paper's decoder-feature source."""
         ...
 
     def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:

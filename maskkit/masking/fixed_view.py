@@ -24,7 +24,7 @@ class FixedModelView:
     shape: ModelShape = field(default_factory=lambda: ModelShape(depth=1, embed_dim=0))
     features_fn: Callable[[int], Tensor] | None = None
     attention_fn: Callable[[int], Tensor] | None = None
-    decoder_features_fn: Callable[[MaskPlan, int], Tensor] | None = None
+    decoder_features_fn: Callable[[int], Tensor] | None = None
     decoder_attention_fn: Callable[[MaskPlan, int], list[Tensor]] | None = None
 
     def features(self, layer: int) -> Tensor:
@@ -37,10 +37,10 @@ class FixedModelView:
             raise _missing("attention")
         return self.attention_fn(layer)
 
-    def decoder_features(self, plan: MaskPlan, layer: int) -> Tensor:
+    def decoder_features(self, layer: int) -> Tensor:
         if self.decoder_features_fn is None:
             raise _missing("decoder features")
-        return self.decoder_features_fn(plan, layer)
+        return self.decoder_features_fn(layer)
 
     def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:
         if self.decoder_attention_fn is None:

@@ -16,6 +16,7 @@ reads a device value into Python except where marked (:func:`maskkit.sync_guard.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -82,8 +83,8 @@ def prepare_features(features: Tensor, centre: bool = True, position_mean: Tenso
     """fp32 features ready for cosine: minus a per-position mean, minus the sample's mean token, unit length.
 
     Removing what position alone explains and centring per sample is what makes the cut follow
-    content: without it token cosines sit at 0.85-0.93 and the graph is nearly complete
-    (docs/background/self-guided-small-scale.md).
+    content: without it, raw last-layer token cosines of a small ViT sat at 0.85-0.93 and a
+    cos > 0.2 graph was nearly complete (docs/background/self-guided-small-scale.md).
     """
     x = features.float()
     if position_mean is not None:
@@ -456,9 +457,71 @@ def pca_bipartition(x: Tensor, threshold: SplitRule = "mean") -> Bipartition:
     return Bipartition(labels=split(y, threshold), y=y)
 
 
+# --------------------------------------------------------------------------- one partition for all
+@dataclass(frozen=True)
+class PartitionSettings:
+    """How token features become a two-way partition. The self-guided masker and ``maskkit analyze``
+    both call :func:`partition` with one of these, so a cut in a training log and in an analysis
+    mean the same (the analysis reports the settings it used)."""
+
+    centre: bool = True  # subtract each sample's mean token
+    remove_position: bool = True  # subtract a per-position mean (grids only; the caller supplies it)
+    method: Literal["auto", "ncut", "power", "pca"] = "ncut"  # auto: see resolve_partition
+    affinity: AffinityRule = "tokencut"
+    tau: float = 0.2
+    tau_quantile: float = 0.6  # 0 = use the fixed tau
+    knn: int = 0
+    min_neighbours: int = 3
+    eps: float = 1e-5
+    split: SplitRule = "mean"
+    power_iters: int = 50
+
+    def resolved(self, num_tokens: int, device: torch.device) -> PartitionSettings:
+        """The same settings with ``auto`` replaced by the method that runs for these graphs."""
+        if self.method != "auto":
+            return self
+        return dataclasses.replace(self, method=resolve_partition("auto", num_tokens, device))  # type: ignore[arg-type]
+
+
+@dataclass
+class Partition:
+    """Result of :func:`partition`: prepared unit features, the graph (None for PCA) and the split."""
+
+    x: Tensor  # (B, N, D) features after position removal, centring and normalisation
+    w: Tensor | None  # (B, N, N) affinity
+    bip: Bipartition
+
+    @property
+    def density(self) -> Tensor | None:
+        return None if self.w is None else graph_density(self.w)
+
+
+def partition(features: Tensor, settings: PartitionSettings, position_mean: Tensor | None = None,
+              generator: torch.Generator | None = None, start: Tensor | None = None) -> Partition:
+    """(B, N, D) raw features -> prepared features, affinity and bipartition under ``settings``.
+
+    ``position_mean`` (N, D) is subtracted only when ``settings.remove_position`` is set. Power
+    iteration starts from ``start`` (B, N, k) when given (the masker draws it for the global batch),
+    else from ``generator``.
+    """
+    settings = settings.resolved(features.shape[1], features.device)
+    offset = position_mean if settings.remove_position else None
+    x = prepare_features(features, centre=settings.centre, position_mean=offset)
+    if settings.method == "pca":
+        return Partition(x=x, w=None, bip=pca_bipartition(x, settings.split))
+    w = affinity_from_similarity(cosine_similarity(x), settings.affinity, tau=settings.tau,
+                                 tau_quantile=settings.tau_quantile or None, knn=settings.knn,
+                                 eps=settings.eps, min_neighbours=settings.min_neighbours)
+    method: Literal["ncut", "power"] = "power" if settings.method == "power" else "ncut"
+    return Partition(x=x, w=w, bip=bipartition(w, method, settings.split, iters=settings.power_iters,
+                                               generator=generator, start=start))
+
+
 __all__ = [
     "AffinityRule",
     "Bipartition",
+    "Partition",
+    "PartitionSettings",
     "Spectrum",
     "affinity_from_similarity",
     "batched_eigh",
@@ -476,6 +539,7 @@ __all__ = [
     "normalized_laplacian",
     "offdiag_quantile",
     "offdiagonal",
+    "partition",
     "pca_bipartition",
     "prepare_features",
     "principal_projection",

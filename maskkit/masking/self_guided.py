@@ -4,9 +4,9 @@ Per step, once informed masking has started: no-grad token features of the full 
 encoder layer -> cosine affinity graph per sample -> two-way normalized cut -> score every token by
 similarity to the target cluster -> hide the top ``n_mask`` -> reveal a fraction of them as hints and
 hide as many elsewhere, so every sample keeps exactly ``n_keep`` tokens. Random masking (MAE's,
-draw for draw) before the start. See docs/self-guided.md for every option and what differs from
-the paper, and docs/background/self-guided-small-scale.md for why the defaults centre the features and
-remove their positional part.
+draw for draw) before the start. See docs/self-guided.md for every option, what differs from
+the paper, and the measurements behind the defaults (why features are centred and lose their
+positional part, and why hints are few and truly revealed).
 """
 
 from __future__ import annotations
@@ -27,32 +27,36 @@ from maskkit.masking.signals import exploitation_rates
 from maskkit.masking.stats import pairwise_iou
 from maskkit.sync_guard import deliberate_sync
 
-Preset = Literal["sgmae", "sgmae-spec", "sgim", "custom"]
+Preset = Literal["sgmae", "sgmae-v1", "sgmae-spec", "sgim", "custom"]
 
-#: maskkit's reconstruction of SG-MAE with the small-scale fixes (centring, position removal,
-#: per-sample graph threshold) and a middle feature layer (no extra full-depth pass).
+#: maskkit's reconstruction of SG-MAE: the small-scale fixes (centring, position removal, per-sample
+#: graph threshold), a middle feature layer, and few hints that are really revealed (hidden tokens
+#: swapped with visible ones), so once informed masking starts the masks are measurably informed.
 _SGMAE: dict[str, Any] = dict(
     feature_layer="middle", feature_source="encoder", centre=True, remove_position=True,
     position_momentum=0.99, partition="auto", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
     min_neighbours=3, eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
-    hint_ratio=1.0, hint_min=0.2, hint_schedule="linear_decay", hint_select="random",
-    compensate_from="pool", start="fraction", start_epoch=50, start_fraction=0.125,
-    exploit_every=50, exploit_patience=3, exploit_samples=8, exploit_layers="mean", exploit_per_key=True,
-    exploit_deadline=1.0,
+    hint_ratio=0.1, hint_min=0.05, hint_schedule="linear_decay", hint_select="random",
+    compensate_from="visible_only", start="fraction", start_epoch=50, start_fraction=0.125,
+    exploit_every=50, exploit_patience=3, exploit_lead=3, exploit_margin=0.1, exploit_min_fraction=0.05,
+    exploit_samples=8, exploit_layers="mean", exploit_per_key=True, exploit_deadline=1.0,
 )
 PRESETS: dict[str, dict[str, Any]] = {
     "sgmae": _SGMAE,
     # hand-tuned configs start from the same values; the name only says nothing is a preset's
     "custom": _SGMAE,
-    # maskers-spec.md §1.4 verbatim: last layer, raw features, fixed tau 0.2, start at epoch 50,
-    # quadratic hints (what the small-scale report measured, kept for reproduction)
+    # the earlier default: hints decay linearly from 1.0 to 0.2 and are re-hidden from the whole
+    # pool, so masks stay close to random for most of the informed phase (kept for reproduction)
+    "sgmae-v1": {**_SGMAE, "hint_ratio": 1.0, "hint_min": 0.2, "compensate_from": "pool"},
+    # the paper as first specified: last layer, raw features, fixed tau 0.2, start at epoch 50,
+    # quadratic hints 1 -> 0 (kept to reproduce how it collapses at small scale)
     "sgmae-spec": {**_SGMAE, "feature_layer": "last", "centre": False, "remove_position": False,
-                   "tau_quantile": 0.0, "min_neighbours": 0, "hint_min": 0.0, "hint_schedule": "quadratic_decay",
-                   "start": "epoch"},
-    # maskers-spec.md §1.5: the public SGIM re-implementation (PCA split, ambiguity score)
+                   "tau_quantile": 0.0, "min_neighbours": 0, "hint_ratio": 1.0, "hint_min": 0.0,
+                   "hint_schedule": "quadratic_decay", "compensate_from": "pool", "start": "epoch"},
+    # the public SGIM re-implementation (PCA split, ambiguity score)
     "sgim": {**_SGMAE, "feature_layer": "last", "centre": False, "remove_position": False,
-             "partition": "pca", "scoring": "ambiguity", "hint_min": 0.0,
-             "hint_schedule": "quadratic_decay", "start": "epoch"},
+             "partition": "pca", "scoring": "ambiguity", "hint_ratio": 1.0, "hint_min": 0.0,
+             "hint_schedule": "quadratic_decay", "compensate_from": "pool", "start": "epoch"},
 }
 
 
@@ -61,10 +65,12 @@ class SelfGuidedConfig:
     """Options; ``None`` means "the preset's value" (the resolved values are written back)."""
 
     preset: Preset = "sgmae"
-    #: encoder block index (0-based, negative from the end), "middle" (block depth//2 - 1) or "last"
+    #: block index (0-based, negative from the end), "middle" (depth//2 - 1) or "last"; of the
+    #: encoder, or of the decoder with feature_source=decoder
     feature_layer: int | Literal["middle", "last"] | None = None
-    #: "encoder": the model's features at feature_layer; "embeddings": the patch embeddings (free)
-    feature_source: Literal["encoder", "embeddings"] | None = None
+    #: "encoder": the model's features at feature_layer; "decoder": decoder states of the full input
+    #: at decoder block feature_layer; "embeddings": the patch embeddings (free)
+    feature_source: Literal["encoder", "decoder", "embeddings"] | None = None
     centre: bool | None = None  # subtract each sample's mean token before cosine
     remove_position: bool | None = None  # subtract a running per-position mean (grid layouts only)
     position_momentum: float | None = None  # EMA momentum of that per-position mean
@@ -80,7 +86,8 @@ class SelfGuidedConfig:
     split: Literal["zero", "mean", "median"] | None = None
     power_iters: int | None = None
     target: Literal["tokencut", "smaller", "less_similar_to_mean", "random"] | None = None
-    scoring: Literal["similarity", "membership", "ambiguity"] | None = None
+    #: mean_similarity: hide the tokens least similar to the sample's mean token (paper Fig. 2b)
+    scoring: Literal["similarity", "membership", "ambiguity", "mean_similarity"] | None = None
     hint_ratio: float | None = None  # hint fraction at the start of informed masking (>= 1: random)
     hint_min: float | None = None  # value the decaying schedules end at
     hint_schedule: Literal["constant", "linear_decay", "quadratic_decay", "off"] | None = None  # off: no hints
@@ -90,7 +97,10 @@ class SelfGuidedConfig:
     start_epoch: int | None = None
     start_fraction: float | None = None
     exploit_every: int | None = None  # steps between exploitation-rate checks
-    exploit_patience: int | None = None  # consecutive crossed checks needed to start
+    exploit_patience: int | None = None  # consecutive checks with mask tokens leading needed to start
+    exploit_lead: int | None = None  # consecutive checks with visible tokens leading needed first
+    exploit_margin: float | None = None  # relative margin a lead needs (0.1: 10 % above the other rate)
+    exploit_min_fraction: float | None = None  # never start before this fraction of training
     exploit_samples: int | None = None  # samples of the batch used for a check
     exploit_layers: Literal["mean", "last"] | None = None
     exploit_per_key: bool | None = None  # divide rates by the number of visible / mask keys
@@ -111,7 +121,7 @@ class SelfGuidedConfig:
             return ConfigError(f"option masker.{name.replace('_', '-')} must be {expected}; "
                                f"got {getattr(self, name)!r}")
 
-        for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline"):
+        for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline", "exploit_min_fraction"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise bad(name, "in [0, 1]")
         if self.hint_schedule in ("linear_decay", "quadratic_decay") and self.hint_min > self.hint_ratio:
@@ -127,9 +137,48 @@ class SelfGuidedConfig:
         for name in ("knn", "min_neighbours", "start_epoch"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
-        for name in ("power_iters", "exploit_every", "exploit_patience", "exploit_samples"):
+        for name in ("power_iters", "exploit_every", "exploit_patience", "exploit_lead", "exploit_samples"):
             if getattr(self, name) < 1:
                 raise bad(name, ">= 1")
+        if self.exploit_margin < 0:
+            raise bad("exploit_margin", ">= 0")
+
+    def partition_settings(self) -> graph.PartitionSettings:
+        """The graph and cut settings, as the analysis receives them too."""
+        return graph.PartitionSettings(
+            centre=bool(self.centre), remove_position=bool(self.remove_position), method=self.partition,
+            affinity=self.affinity, tau=float(self.tau), tau_quantile=float(self.tau_quantile), knn=int(self.knn),
+            min_neighbours=int(self.min_neighbours), eps=float(self.eps), split=self.split,
+            power_iters=int(self.power_iters))
+
+
+@dataclass
+class Crossover:
+    """The exploitation start rule: visible tokens must first lead (their per-key attention rate
+    above the mask tokens' by ``margin``) for ``lead`` consecutive checks; informed masking then
+    starts once mask tokens lead by the margin for ``patience`` consecutive checks, and not before
+    ``min_fraction`` of training. Rates within the margin of each other reset both counts. An
+    untrained model prefers one kind of key by a fixed, initialisation-dependent amount (up to about
+    15 % either way), but never shows the visible-then-mask sequence, so it never starts."""
+
+    lead_count: int = 0
+    led: bool = False
+    streak: int = 0
+
+    def update(self, visible: float, mask: float, *, margin: float, lead: int, patience: int,
+               fraction: float, min_fraction: float) -> bool:
+        """Record one check; True when informed masking should start now."""
+        if visible > mask * (1.0 + margin):
+            self.lead_count += 1
+            self.streak = 0
+            self.led = self.led or self.lead_count >= lead
+        elif mask > visible * (1.0 + margin):
+            self.lead_count = 0
+            self.streak = self.streak + 1 if self.led else 0
+        else:
+            self.lead_count = 0
+            self.streak = 0
+        return self.led and self.streak >= patience and fraction >= min_fraction
 
 
 @dataclass
@@ -166,7 +215,7 @@ class SelfGuidedMasker(Masker):
         self.config: SelfGuidedConfig
         self._started = False  # latched by the exploitation rule
         self._start_step: int | None = None
-        self._streak = 0
+        self._crossover = Crossover()
         self._exploit: tuple[float, float] | None = None  # last measured (visible, mask) rates
         self._position_mean: Tensor | None = None  # (N, D) fp32
         self._position_count = 0
@@ -219,12 +268,14 @@ class SelfGuidedMasker(Masker):
 
     # ------------------------------------------------------------------ features
     def feature_layer(self, ctx: MaskContext) -> int:
-        """The encoder block to read; ``middle`` asks the model view for the depth."""
+        """The block to read (of the encoder, or of the decoder with ``feature_source=decoder``);
+        ``middle`` asks the model view for the depth."""
         layer = self.config.feature_layer
         if layer == "last":
             return -1
         if layer == "middle":
-            return ctx.require_model("feature-layer=middle").shape.middle_layer
+            shape = ctx.require_model("feature-layer=middle").shape
+            return shape.decoder_middle_layer if self.config.feature_source == "decoder" else shape.middle_layer
         return int(layer)  # type: ignore[arg-type]
 
     def _features(self, ctx: MaskContext) -> Tensor:
@@ -232,6 +283,9 @@ class SelfGuidedMasker(Masker):
             if ctx.tokens is None:
                 raise RuntimeError("feature-source=embeddings needs the tokens in the mask context")
             return ctx.tokens.embeddings.detach().float()
+        if self.config.feature_source == "decoder":
+            model = ctx.require_model("feature-source=decoder")
+            return model.decoder_features(self.feature_layer(ctx)).detach().float()
         return ctx.features(self.feature_layer(ctx)).detach().float()
 
     def _position_offset(self, ctx: MaskContext, feats: Tensor, update: bool) -> Tensor | None:
@@ -247,7 +301,9 @@ class SelfGuidedMasker(Masker):
         if current is not None and current.shape != batch_mean.shape:
             current, self._position_count = None, 0  # token count or width changed: start over
         if not update:
-            return batch_mean if current is None else current.to(feats.device)
+            if current is None:  # no running mean yet: this batch's, unless it is a single sample
+                return batch_mean if feats.shape[0] > 1 else None
+            return current.to(feats.device)
         count = self._position_count + 1
         momentum = min(self.config.position_momentum, 1.0 - 1.0 / count)  # bias-corrected warm-up
         new = batch_mean if current is None else \
@@ -264,23 +320,15 @@ class SelfGuidedMasker(Masker):
         with torch.no_grad(), _no_autocast(ctx.device):
             feats = feats.float()
             offset = self._position_offset(ctx, feats, update_state)
-            x = graph.prepare_features(feats, centre=cfg.centre, position_mean=offset)
-            density = eigengap = lambda2 = None
-            if cfg.partition == "pca":
-                bip = graph.pca_bipartition(x, cfg.split)
-            else:
-                w = graph.affinity_from_similarity(
-                    graph.cosine_similarity(x), cfg.affinity, tau=cfg.tau,
-                    tau_quantile=cfg.tau_quantile or None, knn=cfg.knn, eps=cfg.eps,
-                    min_neighbours=cfg.min_neighbours)
-                method = graph.resolve_partition(cfg.partition, ctx.num_tokens, ctx.device)
-                # power iteration's start block is a global-batch draw (N ranks == one process)
-                start = ctx.normal(ctx.batch_size, ctx.num_tokens, 2) if method == "power" else None
-                bip = graph.bipartition(w, method, cfg.split, iters=cfg.power_iters, start=start)
-                density, eigengap, lambda2 = graph.graph_density(w), bip.eigengap, bip.lambda2
+            settings = cfg.partition_settings().resolved(ctx.num_tokens, ctx.device)
+            # power iteration's start block is a global-batch draw (N ranks == one process)
+            start = ctx.normal(ctx.batch_size, ctx.num_tokens, 2) if settings.method == "power" else None
+            part = graph.partition(feats, settings, position_mean=offset, start=start)
+            x, bip = part.x, part.bip
+            density, eigengap, lambda2 = part.density, bip.eigengap, bip.lambda2
             side = bip.labels
             target = self._target(ctx, side, bip.y, feats, offset, x)
-            scores = self._scores(x, side, target)
+            scores = self._scores(x, side, target, feats, offset)
             plan = exact_topk_plan(scores, ctx.n_mask, ctx)
         return Informed(side=side, target=target, scores=scores, plan=plan, density=density,
                         eigengap=eigengap, lambda2=lambda2)
@@ -303,8 +351,12 @@ class SelfGuidedMasker(Masker):
             raise ValueError(f"unknown target rule {rule!r}")
         return torch.where(first, side, ~side)
 
-    def _scores(self, x: Tensor, side: Tensor, target: Tensor) -> Tensor:
+    def _scores(self, x: Tensor, side: Tensor, target: Tensor, feats: Tensor, offset: Tensor | None) -> Tensor:
         rule = self.config.scoring
+        if rule == "mean_similarity":  # paper Fig. 2b: tokens least like the mean token go first
+            raw = graph.prepare_features(feats, centre=False, position_mean=offset)
+            mean = graph.l2_normalize(raw.mean(dim=1, keepdim=True))
+            return -(raw * mean).sum(-1)
         if rule == "ambiguity":  # SGIM: hide the tokens that fit neither cluster
             sim_a = (x * _centroid(x, side).unsqueeze(1)).sum(-1)
             sim_b = (x * _centroid(x, ~side).unsqueeze(1)).sum(-1)
@@ -339,10 +391,11 @@ class SelfGuidedMasker(Masker):
                                 torch.full((), float(mine), device=v.device)])
         total = ctx.global_sum(weighted)  # every rank takes the same decision from the same numbers
         with deliberate_sync("the start rule's one host sync, every exploit_every steps"):
-            pair = (total[:2] / total[2].clamp_min(1.0)).cpu().tolist()
-        self._exploit = (pair[0], pair[1])
-        self._streak = self._streak + 1 if pair[1] > pair[0] else 0
-        if self._streak >= cfg.exploit_patience:
+            values = (total[:2] / total[2].clamp_min(1.0)).cpu().tolist()
+        self._exploit = (values[0], values[1])
+        if self._crossover.update(values[0], values[1], margin=cfg.exploit_margin, lead=cfg.exploit_lead,
+                                  patience=cfg.exploit_patience, fraction=ctx.progress.fraction,
+                                  min_fraction=cfg.exploit_min_fraction):
             self._started = True
             self._start_step = ctx.progress.step + 1
 
@@ -375,7 +428,9 @@ class SelfGuidedMasker(Masker):
         inf = self.informed(ctx, update_state=training)
         plan = self._hints(ctx, inf, hint)
         logs["sg/target_fraction"] = inf.target.float().mean()
-        logs["sg/informed_kept"] = (inf.plan.mask & plan.mask).float().sum(1).mean() / max(ctx.n_mask, 1)
+        kept = (inf.plan.mask & plan.mask).float().sum(1).mean() / max(ctx.n_mask, 1)
+        logs["sg/informed_kept"] = kept
+        logs["sg/hints_revealed"] = 1.0 - kept  # what the hints really reveal, beside sg/hint_ratio
         logs["sg/mask_iou"] = pairwise_iou(plan.mask)
         if inf.density is not None:
             logs["sg/density"] = inf.density.mean()
@@ -420,7 +475,9 @@ class SelfGuidedMasker(Masker):
         return {
             "started": self._started,
             "start_step": -1 if self._start_step is None else self._start_step,
-            "streak": self._streak,
+            "streak": self._crossover.streak,
+            "lead_count": self._crossover.lead_count,
+            "led": self._crossover.led,
             "exploit": [] if self._exploit is None else list(self._exploit),
             "position_mean": None if self._position_mean is None else self._position_mean.detach().cpu(),
             "position_count": self._position_count,
@@ -431,7 +488,8 @@ class SelfGuidedMasker(Masker):
         self._started = bool(state.get("started", False))
         start = int(state.get("start_step", -1))
         self._start_step = None if start < 0 else start
-        self._streak = int(state.get("streak", 0))
+        self._crossover = Crossover(lead_count=int(state.get("lead_count", 0)), led=bool(state.get("led", False)),
+                                    streak=int(state.get("streak", 0)))
         exploit = list(state.get("exploit", []))
         self._exploit = (float(exploit[0]), float(exploit[1])) if len(exploit) == 2 else None
         pm = state.get("position_mean")
@@ -449,4 +507,4 @@ def _centroid(x: Tensor, members: Tensor) -> Tensor:
     return graph.l2_normalize(total / w.sum(1, keepdim=True).clamp_min(1.0))
 
 
-__all__ = ["PRESETS", "SelfGuidedConfig", "SelfGuidedMasker"]
+__all__ = ["PRESETS", "Crossover", "SelfGuidedConfig", "SelfGuidedMasker"]

@@ -116,7 +116,8 @@ class MaskedAutoencoder(nn.Module):
     @property
     def shape(self) -> ModelShape:
         """The sizes maskers may shape themselves from (``Masker.bind_model``)."""
-        return ModelShape(depth=self.depth, embed_dim=self.config.embed_dim, num_prefix=self.num_prefix)
+        return ModelShape(depth=self.depth, embed_dim=self.config.embed_dim, num_prefix=self.num_prefix,
+                          decoder_depth=len(self.decoder_blocks))
 
     # ----------------------------------------------------------------- pieces
     def tokenize(self, x: Tensor) -> TokenBatch:
@@ -200,6 +201,27 @@ class MaskedAutoencoder(nn.Module):
         return h[:, self.num_prefix:]
 
     @torch.no_grad()
+    def decoder_token_features(self, tokens: TokenBatch, layer: int, normed: bool = True) -> Tensor:
+        """(B, N, Dd) decoder states of every token after decoder block ``layer`` (0-based; -1 = last),
+        for the full input: all tokens are encoded (none masked) and decoded. The paper's
+        decoder-feature source; it costs a full encoder pass plus ``layer + 1`` decoder blocks."""
+        depth = len(self.decoder_blocks)
+        resolved = layer if layer >= 0 else depth + layer
+        if not 0 <= resolved < depth:
+            raise ValueError(f"decoder layer {layer} does not exist (the decoder has {depth} blocks)")
+        h = self._prefix_and_positions(TokenBatch(
+            embeddings=tokens.embeddings.detach(), targets=tokens.targets, positions=tokens.positions,
+            layout=tokens.layout, context=tokens.context))
+        x = self.decoder_embed(self.norm(run_blocks(self.blocks, h)))
+        prefix, body = x[:, : self.num_prefix], x[:, self.num_prefix:]
+        x = torch.cat([prefix, body + self.decoder_pos(tokens.positions).to(body.dtype)], dim=1)
+        for blk in self.decoder_blocks[: resolved + 1]:
+            x = blk(x)
+        if normed:
+            x = self.decoder_norm(x)
+        return x[:, self.num_prefix:]
+
+    @torch.no_grad()
     def encoder_attention(self, tokens: TokenBatch, layers: list[int] | None = None) -> dict[int, Tensor]:
         """Head attention maps (B, H, prefix+N, prefix+N) of the full input at the requested layers."""
         wanted = {self.resolve_layer(i) for i in (layers if layers is not None else range(self.depth))}
@@ -216,20 +238,6 @@ class MaskedAutoencoder(nn.Module):
             else:
                 h = blk(h)
         return out
-
-    @torch.no_grad()
-    def decoder_features(self, tokens: TokenBatch, plan: MaskPlan, layer: int) -> Tensor:
-        """(B, N, D_dec) decoder states after decoder block ``layer`` (negative: from the end) under
-        ``plan``, normed, in token order. Runs the encoder on the visible tokens and decoder blocks
-        0..layer only."""
-        depth = len(self.decoder_blocks)
-        resolved = layer if layer >= 0 else depth + layer
-        if not 0 <= resolved < depth:
-            raise ValueError(f"decoder layer {layer} does not exist (the decoder has {depth} blocks)")
-        x = self._decoder_input(self.forward_encoder(tokens, plan), tokens, plan)
-        for blk in self.decoder_blocks[: resolved + 1]:
-            x = blk(x)
-        return self.decoder_norm(x)[:, self.num_prefix:]
 
     def resolve_layer(self, layer: int) -> int:
         resolved = layer if layer >= 0 else self.depth + layer

@@ -32,8 +32,8 @@ class TokenModelView:
     def attention(self, layer: int) -> Tensor:
         return self.model.encoder_attention(self.tokens, [layer])[self.model.resolve_layer(layer)]
 
-    def decoder_features(self, plan: MaskPlan, layer: int) -> Tensor:
-        return self.model.decoder_features(self.tokens, plan, layer)
+    def decoder_features(self, layer: int) -> Tensor:
+        return self.model.decoder_token_features(self.tokens, layer)
 
     @torch.no_grad()
     def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:

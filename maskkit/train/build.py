@@ -17,6 +17,7 @@ from maskkit.modality import DataError, MaskkitDataset, Modality
 from maskkit.model.mae import MaskedAutoencoder, ModelConfig, model_preset
 from maskkit.registry import build_masker, get_modality
 from maskkit.train.config import TrainConfig
+from maskkit.train.schedule import default_base_lr
 
 
 def build_modality(name: str, options: dict[str, Any]) -> Modality:
@@ -67,6 +68,8 @@ class RunParts:
         out["resolved_model"] = dataclass_to_dict(self.model_config)
         out["mask_ratio"] = self.mask_ratio
         out["model"] = self.config.model or self.modality.default_model
+        if out.get("base_lr") is None:
+            out["base_lr"] = default_base_lr(out["model"])
         return out
 
 

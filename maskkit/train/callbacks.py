@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from maskkit.masking.base import TrainingProgress
+
 if TYPE_CHECKING:
     from maskkit.train.build import RunParts
     from maskkit.train.config import TrainConfig
@@ -34,6 +36,13 @@ class TrainState:
     step: int  # batches seen
     distributed: bool  # True under torchrun: modules are wrapped; read weights from checkpoints
     metrics: MetricsLog  # metrics.jsonl and the trackers: ``metrics.image(tag, path, step)`` sends a picture
+    steps_per_epoch: int = 1  # batches per epoch (this rank's)
+
+    @property
+    def progress(self) -> TrainingProgress:
+        """Where training stands after the last step taken (what the masker saw last)."""
+        return TrainingProgress(epoch=max(self.epoch - 1, 0), step=max(self.step - 1, 0),
+                                epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch)
 
     @property
     def last_checkpoint(self) -> Path:

@@ -25,7 +25,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float | None = None  # absolute lr; None = base_lr * effective_batch / 256
-    base_lr: float = 1.5e-4
+    base_lr: float | None = None  # None = the model preset's (maskkit.train.schedule.PRESET_BASE_LR)
     min_lr: float = 0.0
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
@@ -79,7 +79,7 @@ class TrainConfig:
                 raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"`lr` must be > 0, got {self.lr}")
-        if self.base_lr <= 0:
+        if self.base_lr is not None and self.base_lr <= 0:
             raise ConfigError(f"`base_lr` must be > 0, got {self.base_lr}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}")

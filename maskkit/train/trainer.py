@@ -132,7 +132,7 @@ class Trainer:
         self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy, self.amp_dtype)
         self.forward = self.wrapped
         effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
-        self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.base_lr, effective_batch)
+        self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(float(self.resolved["base_lr"]), effective_batch)
         self.effective_batch = effective_batch
         fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
         self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
@@ -426,7 +426,7 @@ class Trainer:
     def state(self, epochs_done: int) -> TrainState:
         return TrainState(config=self.config, parts=self.parts, device=self.device, amp_dtype=self.amp_dtype,
                           out=self.out, epoch=epochs_done, step=self.global_step, distributed=self.dist.enabled,
-                          metrics=self.metrics)
+                          metrics=self.metrics, steps_per_epoch=self.steps_per_epoch)
 
     def _callback_metrics(self) -> dict[str, float]:
         """Callbacks' epoch scalars. Under FSDP every rank runs them with the parameters gathered (a

@@ -33,6 +33,7 @@ GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;
 BUILTIN = {
     "digits": "1797 handwritten digits, 8x8 grey, 10 classes (UCI via scikit-learn), resized",
     "photos": "1000 fixed crops of scikit-learn's two CC BY 2.0 sample photos; label = which photo",
+    "objects": "1200 shapes (disc, square, triangle, cross = label) on photo crops, with object masks",
 }
 PHOTO_CROPS = 1000
 PHOTO_SIDE = (0.2, 0.6)  # crop side as a fraction of the photo's shorter side
@@ -428,6 +429,10 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
             return digits_dataset(**common)
         if name == "photos":
             return PhotoCrops(**common)  # type: ignore[arg-type]
+        if name == "objects":
+            from .objects import ObjectImages
+
+            return ObjectImages(**common)  # type: ignore[arg-type]
         raise DataError(f"`data` {data}: unknown built-in image dataset; choose from "
                         f"{', '.join('builtin:' + k for k in BUILTIN)}")
     path = Path(data).expanduser()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
@@ -163,6 +164,11 @@ class ImageModality(Modality):
     def raw_features(self, x: Tensor) -> Tensor:
         """Flattened (standardised) pixels: the raw-input baseline for linear probes and k-NN."""
         return x.reshape(x.shape[0], -1).float()
+
+    def object_token_fractions(self, masks: Tensor, tokenizer: Tokenizer) -> Tensor:
+        """(B, H, W) pixel masks -> (B, h*w) mean of each p x p patch, in ``patchify``'s row-major order."""
+        p = self.options.patch_size
+        return F.avg_pool2d(masks.float().unsqueeze(1), p).flatten(1)
 
     # --- pictures -------------------------------------------------------------------------------
     def render(self, batch: VisualBatch, path: Path, title: str | None = None) -> Path:

@@ -14,6 +14,7 @@ import numpy as np
 
 from maskkit.lab.study import plots
 from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.coverage import coverage_curves
 from maskkit.lab.study.diagnostics import as_float, epoch_rows, masker_keys
 from maskkit.lab.study.evaluation import EVAL_FILE, read_json
 from maskkit.lab.study.tables import CellKey, by_cell, cell_label, cell_slug, methods_in, spread
@@ -24,7 +25,7 @@ FIGURE_DIR = "figures"
 def figure_names(key: CellKey) -> dict[str, str]:
     slug = cell_slug(key)
     return {kind: f"{FIGURE_DIR}/{kind}_{slug}.png"
-            for kind in ("curves", "diagnostics", "position_frequency", "masks")}
+            for kind in ("curves", "diagnostics", "position_frequency", "masks", "coverage")}
 
 
 SWEEP_FIGURE = f"{FIGURE_DIR}/sweep_heatmap.png"
@@ -90,6 +91,14 @@ def _cell_figures(study: StudyConfig, key: CellKey, rows: list[dict[str, Any]]) 
                 panels.setdefault(log_key, {})[m] = [_curve(r, log_key) for r in metrics[m]]
         made["diagnostics"] = plots.diagnostics(out / names["diagnostics"], panels, references,
                                                 f"masker diagnostics per epoch, {title}")
+
+        # object coverage (data with object masks only): every seed's curve and random's expectation
+        coverage = {m: coverage_curves(metrics[m]) for m in runs}
+        if any(point for cov, _ in coverage.values() for curve in cov for point in curve):
+            panel = "share of object tokens hidden"
+            made["coverage"] = plots.diagnostics(
+                out / names["coverage"], {panel: {m: cov for m, (cov, _) in coverage.items()}},
+                {panel: {m: ref for m, (_, ref) in coverage.items()}}, f"object coverage per epoch, {title}")
 
         # final-epoch position frequency, averaged over seeds
         frequency, floors, grid = {}, {}, None

@@ -13,6 +13,7 @@ from typing import Any
 
 from maskkit.lab.study.budget import budget_notes
 from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.coverage import coverage_section
 from maskkit.lab.study.evaluation import EVAL_FILE, read_json
 from maskkit.lab.study.figures import SWEEP_FIGURE, figure_names
 from maskkit.lab.study.grid import plan_runs
@@ -271,7 +272,8 @@ def settings_section(study: StudyConfig, configs: dict[str, dict[str, Any]], row
         ("mask ratios", ", ".join(f"{r:g}" for r in sorted({float(r['mask_ratio']) for r in rows})) or "–"),
         ("patch sizes", ", ".join(str(p) for p in study.patch_sizes) or "modality default"),
         ("other training options", f"`{json.dumps(study.train_options)}`" if study.train_options else "defaults"),
-        ("learning rate", f"peak lr from base_lr {(resolved or {}).get('base_lr')} × batch / 256"
+        ("learning rate", f"peak lr from base_lr {(resolved or {}).get('base_lr') or 'of the model preset'} "
+                          "× batch / 256"
                           if (resolved or {}).get("lr") is None else f"lr {(resolved or {}).get('lr')}"),
         ("devices", ", ".join(study.devices)),
         ("reference masker", f"`{study.reference}`"),
@@ -338,6 +340,8 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
     lines += ["## Masker diagnostics", ""]
     for key, cell_rows in cells.items():
         lines += diagnostics_section(study, key, cell_rows, figures.get(key, {}))
+        lines += coverage_section(study, key, cell_rows, figure_names(key)["coverage"]
+                                  if "coverage" in figures.get(key, {}) else None)
     lines += clustering_section(study, cells, clustering_notes)
     examples = [(key, f) for key, f in figures.items() if key != "sweep" and "masks" in f]
     if examples:

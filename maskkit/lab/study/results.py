@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.coverage import summarise_coverage
 from maskkit.lab.study.diagnostics import summarise
 from maskkit.lab.study.evaluation import EVAL_FILE, pick, read_json
 from maskkit.lab.study.grid import baseline_path, cells, plan_baselines, plan_runs, run_dir
@@ -26,6 +27,7 @@ COLUMNS = [
     "recon_own", "recon_shared",
     "realised_ratio", "position_sd", "position_sd_random", "mask_iou", "mask_iou_random",
     "collapse", "worst_collapse", "flagged_epochs",
+    "object_coverage", "object_coverage_final", "object_coverage_random", "object_coverage_epochs",
 ]
 #: columns that hold numbers (the rest are text)
 TEXT_COLUMNS = {"run_id", "arm", "method", "masker", "collapse", "worst_collapse", "flagged_epochs"}
@@ -86,6 +88,7 @@ def run_rows(study: StudyConfig) -> list[dict[str, Any]]:
             "flagged_epochs": " ".join(str(e) for e in diag.flagged_epochs),
         }
         row.update(_clustering(evaluation))
+        row.update(summarise_coverage(directory))
         row.update({k: v for k, v in diag.masker_final.items()})
         rows.append(row)
     return rows

@@ -48,6 +48,7 @@ from maskkit.train.checkpoint import CheckpointError
 from maskkit.train.config import TrainConfig
 from maskkit.train.rundir import DirectoryLock
 from maskkit.train.runtime import precision_name, resolve_precision
+from maskkit.train.schedule import default_base_lr
 from maskkit.train.trainer import TrainingInterrupted
 
 #: fields of a run's saved config.json that must match the study for the run to count as its own
@@ -133,6 +134,8 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             continue
         elif key == "model":
             same = want[key] is None or saved[key] == want[key]
+        elif key == "base_lr" and want[key] is None:  # unset: the model preset's, resolved when it trained
+            same = saved[key] is None or float(saved[key]) == default_base_lr(saved.get("model"))
         else:
             same = json.dumps(saved[key], sort_keys=True) == json.dumps(want[key], sort_keys=True)
         if not same:
