@@ -106,13 +106,13 @@ def test_self_guided_hides_objects_it_can_see(objects) -> None:
 
 
 def test_training_logs_object_coverage(tmp_path) -> None:
+    from maskkit.lab.training import train  # coverage is the lab's callback, as in `maskkit train`
     from maskkit.train.config import TrainConfig
-    from maskkit.train.trainer import run_training
 
     config = TrainConfig(modality="image", data="builtin:objects", masker="random", model="nano", epochs=2,
                          modality_options={"image_size": 16, "patch_size": 4}, max_steps_per_epoch=2,
                          batch_size=8, out=str(tmp_path / "run"), progress=False, visualize_samples=2)
-    run_training(config)
+    train(config)
     epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert len(epochs) == 2

@@ -79,8 +79,7 @@ def masker_coverage(model: Any, masker: Any, probe: CoverageProbe, mask_ratio: f
             x = probe.inputs[start:start + batch_size].to(dev)
             with _autocast(dev, amp_dtype):
                 tokens = model.tokenize(x)
-                ctx = make_context(model, tokens, mask_ratio, generator, progress,
-                                   needs_model=type(masker).needs_model)
+                ctx = make_context(model, tokens, mask_ratio, generator, progress)
                 plan: MaskPlan = masker(ctx)
             values.append(object_coverage(plan.mask, probe.fractions[start:start + batch_size].to(dev)).cpu())
     finally:

@@ -466,7 +466,7 @@ class PartitionSettings:
 
     centre: bool = True  # subtract each sample's mean token
     remove_position: bool = True  # subtract a per-position mean (grids only; the caller supplies it)
-    method: Literal["auto", "ncut", "power", "pca"] = "ncut"  # auto: see resolve_partition
+    method: Literal["auto", "ncut", "power", "pca"] = "auto"  # see resolve_partition
     affinity: AffinityRule = "tokencut"
     tau: float = 0.2
     tau_quantile: float = 0.6  # 0 = use the fixed tau

@@ -15,9 +15,10 @@ from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
-from .data import BUILTIN, ImageDataset, open_dataset
+from .data import BUILTIN, ImageDataset
 from .draw import render_image_batch
 from .records import record_images
+from .sources import open_dataset
 from .tokenizer import ImagePatchTokenizer
 
 
