@@ -69,7 +69,8 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) or "pos" in name.split(".")[-1]:
+        if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) or "pos" in name.split(".")[-1] \
+                or name.endswith("_pos.table"):
             no_decay.append(p)
         else:
             decay.append(p)
