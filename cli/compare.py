@@ -49,6 +49,11 @@ def compare(
     recon_max_samples: Annotated[int | None, Opt(help="Samples for the reconstruction loss")] = None,
     eval_seed: Annotated[int | None, Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
     curve_every: Annotated[int | None, Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
+    eval: Annotated[str | None, Opt("--eval", help="Protocols: probe (frozen features) and/or finetune "
+                                                   "(end-to-end, beside random-init), e.g. probe,finetune")] = None,
+    finetune_epochs: Annotated[int | None, Opt(help="Fine-tuning epochs per run (with --eval finetune)")] = None,
+    finetune_opt: Annotated[list[str] | None, Opt(
+        "--finetune-opt", help="Fine-tuning option k=v (lr, layer_decay, mixup, freeze, ...)")] = None,
     analysis: Annotated[bool | None, Opt("--analysis/--no-analysis",
                                             help="Token-clustering metrics (maskkit.analysis)")] = None,
     interval: Annotated[str | None, Opt(help="t | bootstrap: interval of paired differences")] = None,
@@ -82,7 +87,9 @@ def compare(
         "train_options": parse_key_values(train_opt, "--train-opt") or None,
         "devices": devices, "out": out, "probe_feature": probe_feature, "eval_max_samples": eval_max_samples,
         "knn_k": knn_k, "recon_max_samples": recon_max_samples, "eval_seed": eval_seed,
-        "curve_every": curve_every, "analysis": analysis, "interval": interval, "confidence": confidence,
+        "curve_every": curve_every, "analysis": analysis, "eval": eval, "finetune_epochs": finetune_epochs,
+        "finetune_options": parse_key_values(finetune_opt, "--finetune-opt") or None, "interval": interval,
+        "confidence": confidence,
         "progress": progress,
     }
     study = merge_study(file_values, cli_values)

@@ -50,6 +50,8 @@ def train(
     precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16")] = None,
     seed: Annotated[int | None, Opt(help="Seed: init, data order, augmentation and masks")] = None,
     out: Annotated[str | None, Opt(help="Run directory")] = None,
+    init_from: Annotated[str | None, Opt(help="Start from weights on disk: timm / Hugging Face ViT or ViT-MAE "
+                                              "(file or directory) or a maskkit run")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
     config: Annotated[Path | None, Opt(help="TOML file; command-line options override it")] = None,
     save_every: Annotated[int | None, Opt(help="Keep a checkpoint every N epochs")] = None,
@@ -85,6 +87,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "base_lr": base_lr,
         "warmup_epochs": warmup_epochs, "accum_steps": accum_steps, "weight_decay": weight_decay,
         "clip_grad": clip_grad, "device": device, "precision": precision, "seed": seed, "out": out,
+        "init_from": init_from,
         "resume": True if resume else None, "save_every": save_every, "save_every_steps": save_every_steps,
         "keep_checkpoints": keep_checkpoints,
         "log_every": log_every, "probe_every": probe_every, "num_workers": num_workers,

@@ -41,6 +41,7 @@ from maskkit.train.metrics import MetricsLog
 from maskkit.train.progress import TrainProgressBar
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from maskkit.train.schedule import lr_at, scaled_lr
+from maskkit.train.trainer import TrainingInterrupted
 
 FORMAT = "maskkit-finetune"
 VERSION = 1
@@ -68,15 +69,29 @@ class FinetuneResult:
         return asdict(self)
 
 
-class FinetuneInterrupted(RuntimeError):
+class FinetuneInterrupted(TrainingInterrupted):
     """A signal stopped fine-tuning; a checkpoint was saved."""
 
 
-def build_encoder(cfg: FinetuneConfig, device: torch.device):
+@dataclass
+class EncoderSource:
+    """A model already in memory (e.g. a study's random-init baseline, built before any run exists)."""
+
+    model: Any
+    modality: Any
+    run_config: Any  # the TrainConfig the model belongs to
+    run_dir: Path | None = None
+
+
+def build_encoder(cfg: FinetuneConfig, device: torch.device, source: EncoderSource | None = None):
     """(model, modality, run TrainConfig, run dir, init report) for this arm."""
     from maskkit.interop.resize import load_resized
     from maskkit.train.build import build_model
 
+    if source is not None:
+        return source.model.to(device), source.modality, source.run_config, source.run_dir, None
+    if not cfg.run:
+        raise CheckpointError("fine-tuning needs a pretrained run (directory or checkpoint)")
     path = resolve_checkpoint_path(cfg.run)
     model, modality, run_cfg, _ = load_resized(path, cfg.modality_overrides or None, "cpu")
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
@@ -97,8 +112,9 @@ def build_encoder(cfg: FinetuneConfig, device: torch.device):
 
 
 class FinetuneTrainer:
-    def __init__(self, config: FinetuneConfig, console: Any = None) -> None:
+    def __init__(self, config: FinetuneConfig, console: Any = None, source: EncoderSource | None = None) -> None:
         self.config = config
+        self.source = source
         self.console = console
         self.device = resolve_device(config.device)
         self.amp_dtype = resolve_precision(config.precision, self.device)
@@ -112,7 +128,7 @@ class FinetuneTrainer:
         from maskkit.train.build import build_dataset
 
         cfg = self.config
-        model, modality, run_cfg, run_dir, self.init_report = build_encoder(cfg, self.device)
+        model, modality, run_cfg, run_dir, self.init_report = build_encoder(cfg, self.device, self.source)
         self.seed = cfg.seed if cfg.seed is not None else run_cfg.seed
         seed_everything(self.seed)
         source = cfg.data if cfg.data is not None else run_cfg.data
@@ -298,7 +314,8 @@ class FinetuneTrainer:
             count += 1
             self.step += 1
             self.batch_in_epoch += 1
-            bar.update(self.batch_in_epoch, loss=float(loss), lr=lr, rate=0.0)
+            if bar.enabled:
+                bar.update(self.batch_in_epoch, loss=float(loss.detach()), lr=lr, rate=0.0)
             if self._stop is not None:
                 self.save(self.wall_before + time.perf_counter() - start)
                 raise FinetuneInterrupted(f"stopped by signal {self._stop} at epoch {self.epoch} step {self.step}; "
@@ -306,6 +323,7 @@ class FinetuneTrainer:
         return float(total) / max(count, 1) if count else math.nan
 
 
-def run_finetune(config: FinetuneConfig, console: Any = None) -> FinetuneResult:
-    """Fine-tune (or linear-probe) one arm and return its held-out accuracy."""
-    return FinetuneTrainer(config, console=console).train()
+def run_finetune(config: FinetuneConfig, console: Any = None, source: EncoderSource | None = None) -> FinetuneResult:
+    """Fine-tune (or linear-probe) one arm and return its held-out accuracy. ``source``: start from a
+    model in memory instead of ``config.run``."""
+    return FinetuneTrainer(config, console=console, source=source).train()

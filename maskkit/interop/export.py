@@ -59,7 +59,7 @@ def normalization(modality: Any) -> dict[str, Any]:
 
 def _image_shape(model: Any, modality: Any) -> tuple[int, int, int, int]:
     tok = model.tokenizer
-    if getattr(modality, "name", "") != "image" or not hasattr(tok, "image_size"):
+    if not hasattr(tok, "image_size") or tok.layout.axes != ("h", "w") or not isinstance(tok.patch_size, int):
         raise ConfigError(f"--format timm/hf exports image encoders (ViT); modality {modality.name!r} can be "
                           f"exported with --format safetensors")
     h, w = tok.image_size

@@ -64,7 +64,9 @@ class InitReport:
     def summary(self) -> str:
         def short(names: list[str]) -> str:
             groups = sorted({n.split(".")[0] for n in names})
-            return f"{len(names)}" + (f" ({', '.join(groups[:6])}{', ...' if len(groups) > 6 else ''})" if names else "")
+            if not names:
+                return "0"
+            return f"{len(names)} ({', '.join(groups[:6])}{', ...' if len(groups) > 6 else ''})"
         text = (f"--init-from {self.path} ({self.kind}): loaded {len(self.loaded)} tensors, missing "
                 f"{short(self.missing)}, unexpected {short(self.unexpected)}")
         return text + "".join(f"; {n}" for n in self.notes)
@@ -165,8 +167,9 @@ def load_into(model: torch.nn.Module, weights: ExternalWeights) -> InitReport:
         module = model.encoder_pos if name.startswith("encoder") else model.decoder_pos
         current = module.table.detach()
         if table.shape[-1] != current.shape[-1]:
-            raise CheckpointError(f"--init-from {weights.path}: {name} has width {table.shape[-1]} but the model "
-                                  f"{current.shape[-1]}")
+            raise CheckpointError(f"--init-from {weights.path}: {name} has shape {tuple(table.shape)} in the "
+                                  f"checkpoint but {tuple(current.shape)} in the model; choose a model that matches "
+                                  f"({describe_hints(weights)})")
         if table.shape[1] != current.shape[1]:
             before = table.shape[1]
             table = resize_table(table, None, grid, weights.path)

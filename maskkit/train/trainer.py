@@ -104,7 +104,10 @@ class Trainer:
         if self.dist.is_main:
             check_writable(self.out)
         seed_everything(cfg.seed)  # same seed -> same initial weights on every rank
+        weights = self._init_weights_source()
         self.parts: RunParts = build_run(cfg, with_data=True, train=True)
+        if weights is not None:
+            self._load_init_weights(weights)
         self.resolved = self.parts.resolved()
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
@@ -145,6 +148,27 @@ class Trainer:
         if self.dist.is_main:
             (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.resolved, indent=2))
+
+    def _init_weights_source(self) -> Any:
+        """``--init-from``: read the weights first (they may need a learned position table)."""
+        cfg = self.config
+        if not cfg.init_from or cfg.resume:  # a resumed run's checkpoint already holds them
+            return None
+        from maskkit.interop.weights import init_model_options, read_weights
+
+        weights = read_weights(cfg.init_from)
+        cfg.model_options = init_model_options(weights, cfg.model_options)
+        return weights
+
+    def _load_init_weights(self, weights: Any) -> None:
+        from maskkit.interop.weights import load_into
+
+        report = load_into(self.parts.model, weights)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+            if self.console is not None:
+                self.console.print(report.summary())
 
     def _resume(self) -> None:
         path = self.out / "checkpoints" / "last.pt"
