@@ -24,7 +24,7 @@ def finetune(
     epochs: Annotated[int | None, Opt(help="Fine-tuning epochs")] = None,
     batch_size: Annotated[int | None, Opt(help="Batch size")] = None,
     lr: Annotated[float | None, Opt(help="Absolute peak lr (default base-lr x batch/256)")] = None,
-    base_lr: Annotated[float | None, Opt(help="Base lr (default 1e-3 fine-tune, 0.1 linear probe)")] = None,
+    base_lr: Annotated[float | None, Opt(help="Base lr (default 5e-3 fine-tune, 0.1 linear probe)")] = None,
     min_lr: Annotated[float | None, Opt(help="Final lr of the cosine schedule")] = None,
     weight_decay: Annotated[float | None, Opt(help="AdamW weight decay (default 0.05; probe 0)")] = None,
     layer_decay: Annotated[float | None, Opt(help="Layer-wise lr decay (MAE: 0.75)")] = None,

@@ -65,7 +65,7 @@ def test_layer_decay_scales_each_depth_and_skips_decay_on_norms(toy_run):
     assert by_param[id(model.blocks[1].attn.qkv.weight)]["layer"] == 2
     assert by_param[id(model.blocks[1].attn.qkv.weight)]["weight_decay"] == 0.05
     assert by_param[id(model.blocks[1].norm1.weight)]["weight_decay"] == 0.0
-    assert by_param[id(model.cls_token)]["layer"] == 0 and by_param[id(clf.head.weight)]["layer"] == depth + 1
+    assert by_param[id(model.cls_token)]["layer"] == 0 and by_param[id(clf.head[1].weight)]["layer"] == depth + 1
     assert id(model.decoder_embed.weight) not in by_param  # the decoder is not fine-tuned
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in clf.parameters())
 
@@ -197,3 +197,21 @@ def test_cli_finetune_bad_input_is_one_line(toy_run, tmp_path):
     assert result.exit_code == 2 and "--mixup" in result.output
     result = runner.invoke(app, ["finetune", str(toy_run), "--modality-opt", "patch_size=4"])
     assert result.exit_code == 2 and "only the input size" in result.output
+
+
+# video's mixing axes are covered by the unit test above (its clips are the slowest data to build)
+@pytest.mark.parametrize("modality,options,mixing", [
+    ("audio", [], "time span"),
+    ("pointcloud", ["--num-points", "128", "--num-groups", "8", "--group-size", "16"], "none"),
+])
+def test_finetune_runs_on_every_modality(tmp_path, modality, options, mixing):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--modality", modality, "--model", "nano", "--epochs", "1",
+                                 "--batch-size", "8", "--max-steps-per-epoch", "1", *options, "--out", str(run),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    trainer = FinetuneTrainer(ft_config(run, tmp_path / "ft", epochs=1, batch_size=8, max_steps_per_epoch=2,
+                                        max_test_samples=16))
+    result = trainer.train()
+    assert trainer.axes.label == mixing and trainer.mixing == (mixing != "none")
+    assert result.steps == 2 and 0 < result.test_samples <= 16 and 0.0 <= result.accuracy <= 1.0

@@ -25,7 +25,9 @@ class FinetuneConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float | None = None  # absolute peak lr; None = base_lr * batch / 256
-    base_lr: float | None = None  # None: 1e-3 fine-tuning, 0.1 linear probe (MAE's blr scale)
+    #: None: 5e-3 fine-tuning (MAE uses 5e-4..1e-3 for 100 ImageNet epochs; maskkit's runs are far
+    #: shorter, see docs/finetune.md), 0.1 linear probe (MAE's)
+    base_lr: float | None = None
     min_lr: float = 1e-6
     weight_decay: float | None = None  # None: 0.05 fine-tuning, 0 linear probe
     layer_decay: float = 0.75
@@ -88,7 +90,7 @@ class FinetuneConfig:
     # ------------------------------------------------------------------ derived values
     @property
     def peak_base_lr(self) -> float:
-        return self.base_lr if self.base_lr is not None else (0.1 if self.freeze else 1e-3)
+        return self.base_lr if self.base_lr is not None else (0.1 if self.freeze else 5e-3)
 
     @property
     def decay(self) -> float:

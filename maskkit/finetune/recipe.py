@@ -21,8 +21,10 @@ from maskkit.model.mae import MaskedAutoencoder
 class Classifier(nn.Module):
     """Encoder (all tokens, no masking) -> pooled feature -> linear head.
 
-    Fine-tuning pools the normed tokens (``mean``) or takes CLS and uses a linear head initialised
-    near zero; the linear probe puts MAE's BatchNorm (no affine) before the head.
+    Fine-tuning (MAE's recipe) averages the tokens and normalises the average again (``fc_norm``, a
+    LayerNorm: the mean of many normed tokens is much smaller than one of them, which would slow the
+    head down) or takes the normed CLS token, then a linear head initialised near zero. The linear
+    probe puts MAE's BatchNorm (no affine) before the head instead.
     """
 
     def __init__(self, model: MaskedAutoencoder, num_classes: int, pool: str = "mean",
@@ -34,7 +36,12 @@ class Classifier(nn.Module):
         linear = nn.Linear(d, num_classes)
         nn.init.trunc_normal_(linear.weight, std=0.01 if probe else 2e-5)
         nn.init.zeros_(linear.bias)
-        self.head = nn.Sequential(nn.BatchNorm1d(d, affine=False, eps=1e-6), linear) if probe else linear
+        if probe:
+            self.head: nn.Module = nn.Sequential(nn.BatchNorm1d(d, affine=False, eps=1e-6), linear)
+        elif self.pool == "mean":
+            self.head = nn.Sequential(nn.LayerNorm(d, eps=1e-6), linear)
+        else:
+            self.head = linear
 
     def features(self, x: Tensor) -> Tensor:
         h = self.model.encode(x)
