@@ -215,3 +215,14 @@ def test_finetune_runs_on_every_modality(tmp_path, modality, options, mixing):
     result = trainer.train()
     assert trainer.axes.label == mixing and trainer.mixing == (mixing != "none")
     assert result.steps == 2 and 0 < result.test_samples <= 16 and 0.0 <= result.accuracy <= 1.0
+
+
+def test_finetune_init_from_outside_weights(toy_run, tmp_path):
+    from test_interop import random_timm_state
+
+    torch.save(random_timm_state(), tmp_path / "vit.pth")
+    trainer = FinetuneTrainer(ft_config(toy_run, tmp_path / "ft", epochs=1, max_steps_per_epoch=1,
+                                        init_from=str(tmp_path / "vit.pth")))
+    result = trainer.train()
+    assert result.init_report.startswith(f"--init-from {tmp_path / 'vit.pth'} (timm): loaded 54 tensors")
+    assert trainer.classifier.model.config.pos_embed == "learned"

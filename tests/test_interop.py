@@ -119,6 +119,18 @@ def test_export_hf_with_decoder_matches_encoder_and_reconstruction(image_run, tm
     assert enc_diff < 1e-5
     assert torch.equal(hf_out.mask.bool(), plan.mask)
     assert (hf_out.logits - ours.pred).abs().max().item() < 1e-5
+    # and back: --init-from the ViT-MAE directory restores encoder and decoder
+    from dataclasses import replace
+
+    from maskkit.interop.weights import load_into, read_weights
+    from maskkit.train.build import build_model
+
+    _, modality, _, _ = load_run_model(image_run)
+    fresh = build_model(modality, replace(model.config, pos_embed="learned")).eval()
+    report = load_into(fresh, read_weights(out))
+    assert report.kind == "hf" and report.missing == [] and report.unexpected == []
+    with torch.no_grad():
+        assert (fresh(model.tokenize(x), plan).pred - ours.pred).abs().max().item() < 1e-5
 
 
 def test_export_timm_has_timms_key_layout_and_matches_through_transformers(image_run, tmp_path):
@@ -173,6 +185,34 @@ def test_export_safetensors_every_modality_round_trip(tmp_path, toy_config):
     again, _ = load_exported(tmp_path / "st")
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(model.encode(x), again.encode(x))
+
+
+def test_export_at_another_size(tmp_path, toy_config):
+    from safetensors.torch import load_file
+
+    run_training(toy_config(out=str(tmp_path / "run"), max_steps_per_epoch=1))
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "timm", "--image-size", "12",
+                                 "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert load_file(str(tmp_path / "t" / "model.safetensors"))["pos_embed"].shape == (1, 1 + 36, 64)
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["timm_kwargs"]["img_size"] == 12
+
+
+def test_optional_packages_are_imported_only_when_used():
+    """maskkit imports and runs without safetensors / transformers / timm: no module imports them at
+    module level (they are imported inside the functions that need them)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*(root / "maskkit").rglob("*.py"), *(root / "cli").rglob("*.py")]:
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] in ("safetensors", "transformers", "timm") for n in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
 
 
 def test_export_errors_are_one_line(image_run, tmp_path, monkeypatch):
@@ -339,3 +379,24 @@ def test_cli_eval_at_another_image_size(image_run, tmp_path):
     assert (tmp_path / "v.png").is_file()
     result = runner.invoke(app, ["eval", str(image_run), "--image-size", "25"])
     assert result.exit_code == 2 and "not divisible" in result.output
+
+
+def test_learned_position_tables_train_without_decay_and_old_checkpoints_stay_compatible(toy_config):
+    from dataclasses import asdict
+
+    from maskkit.model.mae import ModelConfig
+    from maskkit.train.build import build_run
+    from maskkit.train.checkpoint import CheckpointError, check_compatible
+    from maskkit.train.trainer import param_groups
+
+    model = build_run(toy_config(model_options={"pos_embed": "learned"}), with_data=False).model
+    decay, no_decay = param_groups(model, 0.05)
+    assert any(p is model.encoder_pos.table for p in no_decay["params"])
+    assert not any(p is model.encoder_pos.table for p in decay["params"])
+    assert "encoder_pos.table" in model.state_dict() and "decoder_pos.table" in model.state_dict()
+    shape = asdict(ModelConfig())
+    before = {k: v for k, v in shape.items() if k != "pos_embed"}  # written before the option existed
+    check_compatible({"config": {"resolved_model": before}}, {"resolved_model": shape}, "--resume")
+    with pytest.raises(CheckpointError, match="model shape"):
+        check_compatible({"config": {"resolved_model": before}},
+                         {"resolved_model": {**shape, "pos_embed": "learned"}}, "--resume")

@@ -83,7 +83,7 @@ def export_timm(model: Any, modality: Any, out: Path, source: dict[str, Any]) ->
     norm = normalization(modality)
     h, w, _, c = _image_shape(model, modality)
     config = {"architecture": "vit_maskkit", "timm_kwargs": kwargs, "num_features": model.config.embed_dim,
-              "pretrained_cfg": {"input_size": [c, h, w], "mean": norm["mean"], "std": norm["std"],
+              "pretrained_cfg": {"input_size": [c, h, w], "mean": norm.get("mean"), "std": norm.get("std"),
                                  "interpolation": "bicubic", "crop_pct": 1.0},
               "normalization": norm, "maskkit": source,
               "usage": "timm.models.vision_transformer.VisionTransformer(**timm_kwargs); "
@@ -131,7 +131,8 @@ def export_hf(model: Any, modality: Any, out: Path, source: dict[str, Any], deco
     h, w, _, _ = _image_shape(model, modality)
     processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True,
                  "size": {"height": h, "width": w}, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
-                 "do_normalize": True, "image_mean": norm["mean"], "image_std": norm["std"]}
+                 "do_normalize": norm.get("mean") is not None, "image_mean": norm.get("mean"),
+                 "image_std": norm.get("std")}
     (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
     return [out / "model.safetensors", out / "config.json", out / "preprocessor_config.json"]
 
