@@ -51,7 +51,7 @@ def finetune(
     max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
     seed: Annotated[int | None, Opt(help="Seed of data order and mixing (default: the run's)")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
-    precision: Annotated[str | None, Opt(help="auto | fp32 | bf16 | fp16")] = None,
+    precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")] = None,
     num_workers: Annotated[int | None, Opt(help="DataLoader workers")] = None,
     on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
     out: Annotated[Path | None, Opt(help="Output directory (default RUN/finetune or RUN/linprobe)")] = None,

@@ -188,6 +188,11 @@ def test_cli_finetune_on_digits_beside_random_init(tmp_path):
     assert set(arms) == {"pretrained", "random-init"} and arms["pretrained"]["test_samples"] == 200
     assert summary["gain"] == pytest.approx(arms["pretrained"]["accuracy"] - arms["random-init"]["accuracy"])
     assert (run / "finetune" / "pretrained" / "checkpoints" / "last.pt").is_file()
+    result = runner.invoke(app, ["finetune", str(run), "--epochs", "2", "--max-steps-per-epoch", "2",
+                                 "--batch-size", "32", "--max-test-samples", "200", "--no-progress", "--resume"])
+    assert result.exit_code == 0, result.output  # both arms were finished: nothing left to train
+    again = json.loads((run / "finetune" / "summary.json").read_text())["arms"]
+    assert {a: r["accuracy"] for a, r in again.items()} == {a: r["accuracy"] for a, r in arms.items()}
 
 
 def test_cli_finetune_bad_input_is_one_line(toy_run, tmp_path):

@@ -14,9 +14,12 @@ ARMS = ("pretrained", "random-init")
 
 
 def arm_config(base: FinetuneConfig, arm: str) -> FinetuneConfig:
-    """The same recipe for both arms; only the starting weights and the output folder differ."""
+    """The same recipe for both arms; only the starting weights and the output folder differ. With
+    ``resume``, an arm that never saved a checkpoint (interrupted before it began) starts fresh."""
+    out = Path(base.out) / arm
     return replace(base, init="random" if arm == "random-init" else "pretrained",
-                   init_from=None if arm == "random-init" else base.init_from, out=str(Path(base.out) / arm))
+                   init_from=None if arm == "random-init" else base.init_from, out=str(out),
+                   resume=base.resume and (out / "checkpoints" / "last.pt").is_file())
 
 
 def finetune_arms(base: FinetuneConfig, baseline: bool = True, console: Any = None) -> dict[str, FinetuneResult]:

@@ -48,7 +48,7 @@ class FinetuneConfig:
     max_steps_per_epoch: int | None = None
     seed: int | None = None  # None = the run's seed
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # fp16 would need a loss scaler: not offered
     num_workers: int = 0
     out: str = ""
     resume: bool = False

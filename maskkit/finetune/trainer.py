@@ -167,6 +167,8 @@ class FinetuneTrainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
         self.out.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume:  # a fresh start replaces what an earlier run left in this folder
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.epoch = self.batch_in_epoch = self.step = 0
         self.history: list[dict[str, Any]] = []
