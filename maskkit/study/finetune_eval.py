@@ -40,8 +40,11 @@ def finetune_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
 
 def finetune_baseline(parts: Any, config: Any, study: StudyConfig, device: torch.device, out: Path) -> dict[str, Any]:
     """Fine-tune the random-init encoder of a seed (the runs' exact starting weights) with the same recipe."""
+    import copy
+
     cfg = finetune_config(study, "", "random", out, device)
-    source = EncoderSource(model=parts.model, modality=parts.modality, run_config=config)
+    # a copy: the caller keeps measuring the untouched random-init encoder (clustering metrics)
+    source = EncoderSource(model=copy.deepcopy(parts.model), modality=parts.modality, run_config=config)
     return _summary(run_finetune(cfg, source=source))
 
 
