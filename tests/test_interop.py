@@ -400,3 +400,30 @@ def test_learned_position_tables_train_without_decay_and_old_checkpoints_stay_co
     with pytest.raises(CheckpointError, match="model shape"):
         check_compatible({"config": {"resolved_model": before}},
                          {"resolved_model": {**shape, "pos_embed": "learned"}}, "--resume")
+
+
+def test_finetune_at_another_image_size(image_run, tmp_path):
+    from maskkit.finetune import FinetuneConfig
+    from maskkit.finetune.trainer import FinetuneTrainer
+
+    trainer = FinetuneTrainer(FinetuneConfig(run=str(image_run), out=str(tmp_path / "ft"), epochs=1, batch_size=16,
+                                             max_steps_per_epoch=1, max_test_samples=32, progress=False,
+                                             modality_overrides={"image_size": 24}))
+    result = trainer.train()
+    assert trainer.classifier.model.tokenizer.layout.grid == (6, 6)
+    assert tuple(trainer.train_data[0][0].shape) == (1, 24, 24) and result.test_samples == 32
+
+
+def test_audio_runs_at_another_spectrogram_length(tmp_path):
+    run = tmp_path / "audio"
+    result = runner.invoke(app, ["train", "--modality", "audio", "--model", "nano", "--epochs", "1", "--batch-size",
+                                 "8", "--max-steps-per-epoch", "1", "--out", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    from maskkit.interop.resize import load_resized
+
+    model, modality, _, _ = load_resized(run, {"num_frames": 64})
+    frames, mels = modality.options.num_frames, modality.options.n_mels
+    assert frames == 64 and model.encode(torch.randn(2, 1, 64, mels)).shape[1] == 1 + model.tokenizer.layout.num_tokens
+    result = runner.invoke(app, ["visualize", str(run), "--num-frames", "64", "-n", "2",
+                                 "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
