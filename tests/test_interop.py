@@ -427,3 +427,27 @@ def test_audio_runs_at_another_spectrogram_length(tmp_path):
     result = runner.invoke(app, ["visualize", str(run), "--num-frames", "64", "-n", "2",
                                  "--out", str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
+
+
+def test_init_from_an_mae_checkpoint_in_timm_layout_loads_the_decoder(image_run, tmp_path):
+    """MAE-style checkpoints keep the encoder in timm's names and add decoder_* keys."""
+    from dataclasses import replace
+
+    from maskkit.interop.keys import to_timm
+    from maskkit.interop.weights import load_into, read_weights
+    from maskkit.masking.base import MaskPlan
+    from maskkit.train.build import build_model
+
+    model, modality, _, _ = load_run_model(image_run)
+    sd = to_timm(model)
+    sd |= {k: v for k, v in model.state_dict().items() if k.startswith(("decoder_", "mask_token"))}
+    table = model.decoder_pos.table.detach()
+    sd["decoder_pos_embed"] = torch.cat([torch.zeros(1, 1, table.shape[-1]), table], dim=1)
+    torch.save({"model": sd}, tmp_path / "mae_full.pth")
+    fresh = build_model(modality, replace(model.config, pos_embed="learned")).eval()
+    report = load_into(fresh, read_weights(tmp_path / "mae_full.pth"))
+    assert report.kind == "timm" and report.missing == [] and report.unexpected == []
+    x = digits_batch()
+    plan = MaskPlan.from_shuffle(torch.randperm(16).expand(3, -1), 4)
+    with torch.no_grad():
+        assert torch.allclose(fresh(model.tokenize(x), plan).pred, model(model.tokenize(x), plan).pred, atol=1e-6)

@@ -64,3 +64,15 @@ def test_eval_option_is_validated():
     with pytest.raises(ConfigError, match="unknown option"):
         StudyConfig(eval=["finetune"], finetune_options={"lr_decay": 0.5})
     assert StudyConfig().protocol() == StudyConfig(finetune_epochs=9).protocol()  # probe-only studies unchanged
+
+
+def test_study_file_keys_for_finetuning(tmp_path):
+    from maskkit.study.config import load_study_toml, merge_study
+
+    path = tmp_path / "study.toml"
+    path.write_text('modality = "toy"\neval = ["probe", "finetune"]\nfinetune-epochs = 3\n'
+                    '[finetune_options]\nlayer-decay = 0.65\nmixup = 0.0\n')
+    study = merge_study(load_study_toml(path), {"finetune_epochs": None})
+    assert study.eval == ["probe", "finetune"] and study.finetune_epochs == 3
+    assert study.finetune_options == {"layer_decay": 0.65, "mixup": 0.0}
+    assert study.protocol()["finetune_options"] == {"layer_decay": 0.65, "mixup": 0.0}

@@ -119,15 +119,22 @@ def _fold_cls(out: dict[str, Tensor], pos: Tensor, cls_key: str, table_key: str,
     out[table_key] = pos
 
 
+#: decoder names of MAE-style checkpoints in timm layout (encoder as timm, plus these): maskkit's own
+MAE_DECODER_PREFIXES = ("decoder_embed.", "decoder_blocks.", "decoder_norm.", "decoder_pred.")
+
+
 def from_timm(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """timm ViT keys -> maskkit keys; returns (converted, unused source keys)."""
+    """timm ViT keys (and the decoder of MAE checkpoints in timm layout) -> maskkit keys; returns
+    (converted, unused source keys)."""
     out: dict[str, Tensor] = {}
     used: set[str] = set()
     for key, value in state.items():
         if key.startswith("patch_embed.proj."):
             out["tokenizer.proj." + key.split(".")[-1]] = value
-        elif key.startswith(("blocks.", "norm.")) or key == "cls_token":
+        elif key.startswith(("blocks.", "norm.", *MAE_DECODER_PREFIXES)) or key in ("cls_token", "mask_token"):
             out[key] = value
+        elif key == "decoder_pos_embed":  # (1, 1 + N, Dd): the CLS row gets no decoder position in maskkit
+            out["decoder_pos.table"] = value[:, 1:] if "cls_token" in state else value
         else:
             continue
         used.add(key)
