@@ -9,7 +9,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Masked-autoencoder pretraining across modalities, with pluggable maskers.")
 
-COMMAND_MODULES = ["train", "evaluate", "visualize", "listing", "bench", "analyze", "compare", "check", "data"]
+COMMAND_MODULES = ["train", "evaluate", "visualize", "listing", "bench", "analyze", "compare", "check", "data",
+                   "finetune", "export"]
 
 for _name in COMMAND_MODULES:
     try:

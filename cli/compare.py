@@ -50,6 +50,11 @@ def compare(
     recon_max_samples: Annotated[int | None, Opt(help="Samples for the reconstruction loss")] = None,
     eval_seed: Annotated[int | None, Opt(help="Seed of the evaluation subset, folds and shared masks")] = None,
     curve_every: Annotated[int | None, Opt(help="Epochs between learning-curve probes (0 = final only)")] = None,
+    eval: Annotated[str | None, Opt("--eval", help="Protocols: probe (frozen features) and/or finetune "
+                                                   "(end-to-end, beside random-init), e.g. probe,finetune")] = None,
+    finetune_epochs: Annotated[int | None, Opt(help="Fine-tuning epochs per run (with --eval finetune)")] = None,
+    finetune_opt: Annotated[list[str] | None, Opt(
+        "--finetune-opt", help="Fine-tuning option k=v (lr, layer_decay, mixup, freeze, ...)")] = None,
     analysis: Annotated[bool | None, Opt("--analysis/--no-analysis",
                                             help="Token-clustering metrics (maskkit.lab.analysis)")] = None,
     interval: Annotated[str | None, Opt(help="t | bootstrap: interval of paired differences")] = None,
@@ -81,6 +86,7 @@ def compare(
         "modality_options": parse_key_values(modality_opt, "--modality-opt") or None,
         "model_options": parse_key_values(model_opt, "--model-opt") or None,
         "train_options": parse_key_values(train_opt, "--train-opt") or None,
+        "finetune_options": parse_key_values(finetune_opt, "--finetune-opt") or None,
     })
     study = merge_study(file_values, cli_values)
     console = Console(stderr=True)

@@ -26,6 +26,10 @@ def evaluate(
     k: Annotated[int, typer.Option(help="Neighbours for k-NN")] = 10,
     baselines: Annotated[bool, typer.Option("--baselines/--no-baselines",
                                             help="Also probe the random-init encoder and the raw input")] = True,
+    image_size: Annotated[str | None, typer.Option(help="Another image/frame size than pretraining (N or HxW)")] = None,
+    num_frames: Annotated[int | None, typer.Option(help="Another frame count / spectrogram length")] = None,
+    modality_opt: Annotated[list[str] | None, typer.Option(
+        "--modality-opt", help="Other size option k=v (num_points, num_groups)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Where to write results (default RUN/eval.json)")] = None,
@@ -35,14 +39,17 @@ def evaluate(
     apply_threads(threads)
     import torch
 
+    from maskkit.config_utils import parse_key_values
+    from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.evaluate import evaluate_with_baselines
     from maskkit.train.build import build_dataset, build_model
-    from maskkit.train.checkpoint import load_run_model, resolve_checkpoint_path
+    from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
 
     dev = resolve_device(device)
     ckpt_path = resolve_checkpoint_path(run)
-    model, modality, config, ckpt = load_run_model(ckpt_path, dev)
+    overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
+    model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
     dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
     random_init = None
     if baselines:

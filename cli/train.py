@@ -75,6 +75,8 @@ def train(
     precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16")] = None,
     seed: Annotated[int | None, Opt(help="Seed: init, data order, augmentation and masks")] = None,
     out: Annotated[str | None, Opt(help="Run directory")] = None,
+    init_from: Annotated[str | None, Opt(help="Start from weights on disk: timm / Hugging Face ViT or ViT-MAE "
+                                              "(file or directory) or a maskkit run")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="--out holds a run: move it aside to "
                                                       "OUT.old-TIMESTAMP and start a new one")] = False,

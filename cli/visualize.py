@@ -25,25 +25,31 @@ def visualize(
     mask_ratio: Annotated[float | None, typer.Option(help="Mask ratio (default: the run's)")] = None,
     data: Annotated[str | None, typer.Option(help="Data to draw from (default: the run's)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the mask draw")] = 0,
+    image_size: Annotated[str | None, typer.Option(help="Another image/frame size than pretraining (N or HxW)")] = None,
+    num_frames: Annotated[int | None, typer.Option(help="Another frame count / spectrogram length")] = None,
+    modality_opt: Annotated[list[str] | None, typer.Option(
+        "--modality-opt", help="Other size option k=v (num_points, num_groups)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Threads = None,
 ) -> None:
     """Draw reconstructions of a trained model."""
     apply_threads(threads)
     from maskkit.config_utils import ConfigError, parse_key_values
+    from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.coverage import coverage_probe, object_coverage, random_coverage
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.masking.base import TrainingProgress
     from maskkit.registry import build_masker
     from maskkit.train.build import build_dataset
-    from maskkit.train.checkpoint import load_run_model, resolve_checkpoint_path
+    from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
 
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     dev = resolve_device(device)
     ckpt_path = resolve_checkpoint_path(run)
-    model, modality, config, ckpt = load_run_model(ckpt_path, dev)
+    overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
+    model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
     ratio = mask_ratio if mask_ratio is not None else config.mask_ratio
     if ratio is None or not 0 < ratio < 1:
         raise ConfigError(f"--mask-ratio must be in (0, 1), got {ratio}")

@@ -55,3 +55,20 @@ class MLPPositionEmbedding(nn.Module):
         if positions.dim() == 2:
             positions = positions.unsqueeze(0)
         return self.net(positions)
+
+
+class LearnedGridPositionEmbedding(nn.Module):
+    """A trainable (1, N, dim) table for a token grid, started from sin-cos (or loaded weights).
+
+    Used when a model comes from a ViT whose positions were learned (timm, Hugging Face): those
+    tables cannot be recomputed, so they are parameters, saved in checkpoints and interpolated over
+    the grid when the input size changes (``maskkit.interop.resize``).
+    """
+
+    def __init__(self, grid: tuple[int, ...], table: Tensor) -> None:
+        super().__init__()
+        self.grid = tuple(int(g) for g in grid)
+        self.table = nn.Parameter(table.detach().clone().reshape(1, -1, table.shape[-1]))
+
+    def forward(self, positions: Tensor) -> Tensor:  # noqa: ARG002 - grid is fixed
+        return self.table

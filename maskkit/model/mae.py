@@ -6,6 +6,7 @@ The tokenizer (a modality's front end) is a submodule, so one state dict holds t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from maskkit.model.shape import ModelShape
 from maskkit.model.vit import Block, run_blocks
 from maskkit.plan import MaskPlan
+from maskkit.positions import FixedGridPositionEmbedding, LearnedGridPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch
 
@@ -30,6 +32,9 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     use_cls_token: bool = True
     grad_checkpoint: bool = False
+    #: "sincos": fixed tables recomputed from the grid (MAE); "learned": trainable tables (what a
+    #: timm / Hugging Face ViT brings, see ``--init-from``), saved in checkpoints
+    pos_embed: Literal["sincos", "learned"] = "sincos"
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "depth", "num_heads", "decoder_dim", "decoder_depth", "decoder_heads"):
@@ -37,6 +42,8 @@ class ModelConfig:
                 raise ValueError(f"model {name} must be >= 1, got {getattr(self, name)}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if self.pos_embed not in ("sincos", "learned"):
+            raise ValueError(f"pos_embed must be sincos or learned, got {self.pos_embed!r}")
         if self.decoder_dim % self.decoder_heads:
             raise ValueError(
                 f"decoder_dim {self.decoder_dim} must be divisible by decoder_heads {self.decoder_heads}")
@@ -63,6 +70,17 @@ def model_preset(name: str, **overrides: object) -> ModelConfig:
     return replace(MODEL_PRESETS[name], **overrides)  # type: ignore[arg-type]
 
 
+def _position_embedding(tokenizer: Tokenizer, dim: int, kind: str) -> nn.Module:
+    """The tokenizer's embedding; for ``learned``, a trainable table started from the grid's sin-cos."""
+    module = tokenizer.make_position_embedding(dim)
+    if kind == "sincos":
+        return module
+    if not isinstance(module, FixedGridPositionEmbedding) or tokenizer.layout.grid is None:
+        raise ValueError(f"pos_embed=learned needs a token grid; {type(tokenizer).__name__} has "
+                         f"{type(module).__name__}")
+    return LearnedGridPositionEmbedding(tokenizer.layout.grid, module.table)
+
+
 @dataclass
 class MAEOutput:
     pred: Tensor  # (B, N, P) predictions for every token, in the loss's target space
@@ -81,12 +99,12 @@ class MaskedAutoencoder(nn.Module):
         d, dd = config.embed_dim, config.decoder_dim
         self.num_prefix = 1 if config.use_cls_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if config.use_cls_token else None
-        self.encoder_pos = tokenizer.make_position_embedding(d)
+        self.encoder_pos = _position_embedding(tokenizer, d, config.pos_embed)
         self.blocks = nn.ModuleList(Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.depth))
         self.norm = nn.LayerNorm(d, eps=1e-6)
         self.decoder_embed = nn.Linear(d, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        self.decoder_pos = tokenizer.make_position_embedding(dd)
+        self.decoder_pos = _position_embedding(tokenizer, dd, config.pos_embed)
         self.decoder_blocks = nn.ModuleList(
             Block(dd, config.decoder_heads, config.mlp_ratio) for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)

@@ -48,25 +48,39 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
-class Block(nn.Module):
-    """x + Attn(LN(x)); x + MLP(LN(x))."""
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth: drop a residual branch for whole samples, rescaling the kept ones by 1/(1-p)."""
+    if p <= 0.0 or not training:
+        return x
+    keep = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype).bernoulli_(1 - p)
+    return x * keep / (1 - p)
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
+
+class Block(nn.Module):
+    """x + Attn(LN(x)); x + MLP(LN(x)).
+
+    ``drop_path`` (stochastic depth, a plain attribute so pretraining checkpoints are unchanged) is 0
+    for pretraining; fine-tuning sets it per block (``maskkit.lab.finetune.recipe.set_drop_path``).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))[0]
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x))[0], self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
     def forward_with_attention(self, x: Tensor) -> tuple[Tensor, Tensor]:
         out, attn = self.attn(self.norm1(x), return_attention=True)
-        x = x + out
+        x = x + drop_path(out, self.drop_path, self.training)
         assert attn is not None
-        return x + self.mlp(self.norm2(x)), attn
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training), attn
 
 
 def run_blocks(blocks: nn.ModuleList, x: Tensor, checkpoint: bool = False) -> Tensor:

@@ -172,9 +172,23 @@ def check_compatible(ckpt: dict[str, Any], expected: dict[str, Any], source: str
         if key in expected and saved.get(key) != expected[key]:
             raise CheckpointError(f"{source}: checkpoint was trained with {key}={saved.get(key)!r}, "
                                   f"this run uses {key}={expected[key]!r}")
-    if "resolved_model" in expected and saved.get("resolved_model") != expected["resolved_model"]:
+    if "resolved_model" in expected and _model_shape(saved.get("resolved_model")) != _model_shape(
+            expected["resolved_model"]):
         raise CheckpointError(f"{source}: checkpoint model shape {saved.get('resolved_model')} differs from "
                               f"this run's {expected['resolved_model']}")
+
+
+def _model_shape(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A saved model config with today's defaults filled in (fields added later compare equal)."""
+    if values is None:
+        return None
+    from dataclasses import asdict, fields
+
+    known = {f.name for f in fields(ModelConfig)}
+    try:
+        return asdict(ModelConfig(**{k: v for k, v in values.items() if k in known}))
+    except (TypeError, ValueError):
+        return dict(values)
 
 
 def load_run_model(path: str | Path, device: str | torch.device = "cpu"):

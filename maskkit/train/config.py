@@ -35,6 +35,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
+    #: start from these weights (timm / Hugging Face ViT or ViT-MAE file or directory, or a maskkit run)
+    init_from: str | None = None
     out: str = "runs/latest"
     resume: bool = False
     overwrite: bool = False  # a new run over an existing one: move the old one aside (DIR.old-TIMESTAMP)

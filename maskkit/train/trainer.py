@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from maskkit.config_utils import ConfigError
+from maskkit.interop.weights import init_model_options, load_into, read_weights
 from maskkit.masking.base import TrainingProgress
 from maskkit.masking.stats import PositionFrequency, mask_statistics
 from maskkit.threads import configure_threads, oversubscription
@@ -78,7 +79,8 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) or "pos" in name.split(".")[-1]:
+        if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) or "pos" in name.split(".")[-1] \
+                or name.endswith("_pos.table"):
             no_decay.append(p)
         else:
             decay.append(p)
@@ -116,9 +118,12 @@ class Trainer:
             check_writable(self.out)
             moved = prepare_run_dir(self.out, cfg.resume, cfg.overwrite)
             if moved is not None:
-                self._say(f"--overwrite: moved the previous run in {self.out} to {moved}")
+                self._say(f"`overwrite`: moved the previous run in {self.out} to {moved}")
         seed_everything(cfg.seed)  # same seed -> same initial weights on every rank
+        weights = self._init_weights_source()
         self.parts: RunParts = build_run(cfg, with_data=True, train=True)
+        if weights is not None:
+            self._load_init_weights(weights)
         self.resolved = run_settings(self.parts.resolved())
         self.resolved["resolved_precision"] = precision_name(self.amp_dtype)
         self.history = start_history(self.resolved)
@@ -179,6 +184,24 @@ class Trainer:
     def _say(self, message: str) -> None:
         if self.console is not None and self.dist.is_main:
             self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    def _init_weights_source(self) -> Any:
+        """``--init-from``: read the weights first (they may need a learned position table)."""
+        cfg = self.config
+        if not cfg.init_from or cfg.resume:  # a resumed run's checkpoint already holds them
+            return None
+
+        weights = read_weights(cfg.init_from)
+        cfg.model_options = init_model_options(weights, cfg.model_options)
+        return weights
+
+    def _load_init_weights(self, weights: Any) -> None:
+        report = load_into(self.parts.model, weights)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+            if self.console is not None:
+                self.console.print(report.summary())
 
     def _resume(self) -> None:
         if not candidates_newest_first(self.out):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
+from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.plan import check_mask_ratio
 from maskkit.train.config import TRAIN_FIELDS
 
@@ -67,6 +68,12 @@ class StudyConfig:
     #: epochs between probe points on the learning curves; None = about 4 points, 0 = final only
     curve_every: int | None = None
     analysis: bool = True  # token-clustering metrics (maskkit.lab.analysis) when available
+    #: evaluation protocols: "probe" (frozen features: linear probe + k-NN) and/or "finetune"
+    #: (end-to-end fine-tuning of every run and of the random-init baseline, same recipe)
+    eval: list[str] = field(default_factory=lambda: ["probe"])
+    finetune_epochs: int = 5
+    #: other FinetuneConfig fields (lr, layer_decay, drop_path, mixup, freeze, ...)
+    finetune_options: dict[str, Any] = field(default_factory=dict)
     # ---- statistics
     interval: Literal["t", "bootstrap"] = "t"
     confidence: float = 0.95
@@ -83,6 +90,9 @@ class StudyConfig:
         for name in ("modality_options", "model_options", "train_options"):
             setattr(self, name, _underscored(getattr(self, name)))
         self.masker_options = {m: _underscored(o) for m, o in self.masker_options.items()}
+        self.finetune_options = _underscored(self.finetune_options)
+        if isinstance(self.eval, str):
+            self.eval = [e.strip() for e in self.eval.split(",") if e.strip()]
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -127,6 +137,24 @@ class StudyConfig:
             if not _DEVICE.match(d):
                 raise ConfigError(f"`devices`: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
         self._validate_train_options()
+        self._validate_eval()
+
+    def _validate_eval(self) -> None:
+        unknown = [e for e in self.eval if e not in ("probe", "finetune")]
+        if unknown or not self.eval:
+            raise ConfigError(f"--eval takes probe and/or finetune (comma-separated), got {','.join(self.eval)}")
+        if self.finetune_epochs < 1:
+            raise ConfigError(f"--finetune-epochs must be >= 1, got {self.finetune_epochs}")
+        controlled = {"run", "init", "init_from", "out", "resume", "epochs", "progress", "device", "data",
+                      "modality_overrides"}
+        bad = sorted(set(self.finetune_options) & controlled)
+        if bad:
+            raise ConfigError(f"[finetune_options] {', '.join(bad)}: the study sets this itself")
+        FinetuneConfig.from_dict(self.finetune_options)  # unknown keys / bad values: one line now
+
+    @property
+    def finetunes(self) -> bool:
+        return "finetune" in self.eval
 
     def _validate_train_options(self) -> None:
 
@@ -160,7 +188,10 @@ class StudyConfig:
                 "eval_max_samples": self.eval_max_samples, "knn_k": self.knn_k,
                 "recon_max_samples": self.recon_max_samples, "eval_seed": self.eval_seed,
                 "curve_every": self.resolved_curve_every(), "analysis": self.analysis,
-                "mask_examples": self.mask_examples}
+                "mask_examples": self.mask_examples,
+                **({"eval": list(self.eval)} if self.eval != ["probe"] else {}),
+                **({"finetune_epochs": self.finetune_epochs, "finetune_options": dict(self.finetune_options)}
+                   if self.finetunes else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
@@ -175,7 +206,7 @@ def _underscored(options: dict[str, Any]) -> dict[str, Any]:
 
 
 STUDY_FIELDS = [f.name for f in dataclasses.fields(StudyConfig)]
-_TABLES = {"masker_options", "modality_options", "model_options", "train_options"}
+_TABLES = {"masker_options", "modality_options", "model_options", "train_options", "finetune_options"}
 
 
 def load_study_toml(path: str | Path) -> dict[str, Any]:

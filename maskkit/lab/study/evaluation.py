@@ -32,6 +32,7 @@ from maskkit.lab.evaluate import (
     raw_features,
 )
 from maskkit.lab.study.config import StudyConfig
+from maskkit.lab.study.finetune_eval import finetune_baseline, finetune_run
 from maskkit.masking.base import Masker, TrainingProgress
 from maskkit.masking.random import RandomMasker
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
@@ -208,7 +209,10 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
     """Evaluate a finished run with the study protocol and write ``run_dir/study_eval.json``."""
     model, modality, config, ckpt = load_run_model(run_dir, device)
     dataset = eval_dataset(modality, study, config)
-    probes = probe_results(model, dataset, device, study, "pretrained")
+    probes = probe_results(model, dataset, device, study, "pretrained") if "probe" in study.eval else None
+    finetune = None
+    if study.finetunes:
+        finetune = finetune_run(run_dir, study, device)
     masker = build_masker(config.masker, config.masker_options)
     if "masker" in ckpt:
         masker.load_state_dict(ckpt["masker"])
@@ -230,7 +234,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
     result = {
         "protocol": study.protocol(), "run": run_dir.name, "seed": config.seed, "masker": config.masker,
         "mask_ratio": mask_ratio, "patch_size": ckpt["config"].get("modality_options", {}).get("patch_size"),
-        "probes": probes, "probe_note": probe_note(dataset, study) if probes is None else None,
+        "probes": probes, "probe_note": _probe_note(dataset, study, probes), "finetune": finetune,
         "recon_own": own, "recon_shared": shared, "recon_samples": len(idx), "recon_on": recon_on,
         "clustering": clustering, "clustering_note": note,
         "curve": learning_curve(run_dir, study, dataset, device, final),
@@ -253,7 +257,10 @@ def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.dev
     parts = initial_parts(config)
     model = parts.model.to(device).eval()
     dataset = eval_dataset(parts.modality, study, config)
-    probes = probe_results(model, dataset, device, study, "random-init")
+    probes = probe_results(model, dataset, device, study, "random-init") if "probe" in study.eval else None
+    finetune = None
+    if study.finetunes:
+        finetune = finetune_baseline(parts, config, study, device, path.with_name(path.stem + "_finetune"))
     if probes is not None:  # the raw input on the same subset and folds
         idx = labelled_subset(dataset, study.eval_max_samples, study.eval_seed)
         labels = np.asarray(dataset.labels)[idx]
@@ -263,10 +270,18 @@ def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.dev
                                            study.eval_seed) if study.analysis else (None, None))
     result = {"protocol": study.protocol(), "seed": config.seed,
               "patch_size": parts.modality.options_dict().get("patch_size"), "probes": probes,
-              "probe_note": probe_note(dataset, study) if probes is None else None,
+              "probe_note": _probe_note(dataset, study, probes), "finetune": finetune,
               "clustering": clustering, "clustering_note": note}
     write_json(path, result)
     return result
+
+
+def _probe_note(dataset: MaskkitDataset, study: StudyConfig, probes: list[dict[str, Any]] | None) -> str | None:
+    if probes is not None:
+        return None
+    if "probe" not in study.eval:
+        return "frozen-feature probes not requested (eval does not list probe)"
+    return probe_note(dataset, study)
 
 
 # --------------------------------------------------------------------------- files

@@ -41,6 +41,17 @@ def _probe_fields(probes: list[dict[str, Any]] | None, arm: str, feature: str) -
             "knn_fold_sd": row["knn_std"]}
 
 
+def _finetune_fields(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """Fine-tuning accuracy (and its EMA twin) when the study fine-tunes (``eval`` lists finetune)."""
+    result = (payload or {}).get("finetune")
+    if not result:
+        return {}
+    out = {"finetune_acc": result.get("accuracy")}
+    if result.get("ema_accuracy") is not None:
+        out["finetune_ema_acc"] = result["ema_accuracy"]
+    return out
+
+
 def _clustering(payload: dict[str, Any] | None) -> dict[str, Any]:
     return {f"cluster/{k}": v for k, v in ((payload or {}).get("clustering") or {}).items()}
 
@@ -60,6 +71,7 @@ def baseline_rows(study: StudyConfig) -> list[dict[str, Any]]:
                        **common, **_probe_fields(payload.get("probes"), arm, feature)}
                 if arm == "random-init":
                     row.update(_clustering(payload))
+                    row.update(_finetune_fields(payload))
                 rows.append(row)
     return rows
 
@@ -89,6 +101,7 @@ def run_rows(study: StudyConfig) -> list[dict[str, Any]]:
         }
         row.update(_clustering(evaluation))
         row.update(summarise_coverage(directory))
+        row.update(_finetune_fields(evaluation))
         row.update({k: v for k, v in diag.masker_final.items()})
         rows.append(row)
     return rows
@@ -101,7 +114,7 @@ def add_gains(rows: list[dict[str, Any]]) -> None:
         if row["arm"] != "pretrained":
             continue
         base = reference.get((row["seed"], row["mask_ratio"], row["patch_size"]))
-        for metric in ("linear", "knn"):
+        for metric in ("linear", "knn", "finetune"):
             mine, theirs = row.get(f"{metric}_acc"), (base or {}).get(f"{metric}_acc")
             if _finite(mine) and _finite(theirs):
                 row[f"gain_{metric}"] = float(mine) - float(theirs)

@@ -28,12 +28,14 @@ METRICS: list[Metric] = [
     Metric("knn_acc", "k-NN", True, 3),
     Metric("gain_linear", "linear gain vs random-init", True, 3, "maskers"),
     Metric("gain_knn", "k-NN gain vs random-init", True, 3, "maskers"),
+    Metric("finetune_acc", "fine-tune accuracy", True, 3),
+    Metric("gain_finetune", "fine-tune gain vs random-init", True, 3, "maskers"),
     Metric("recon_own", "recon. loss, own masks", False, 4, "maskers"),
     Metric("recon_shared", "recon. loss, shared random mask", False, 4, "maskers"),
 ]
 METRIC_BY_COLUMN = {m.column: m for m in METRICS}
 #: metrics compared seed by seed against the reference masker
-PAIRED_METRICS = ["linear_acc", "knn_acc", "recon_shared"]
+PAIRED_METRICS = ["linear_acc", "knn_acc", "finetune_acc", "recon_shared"]
 BASELINE_METHODS = ["random-init", "raw-input"]
 
 CellKey = tuple[float, Any]
