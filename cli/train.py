@@ -113,7 +113,7 @@ def train(
     arguments = dict(locals())
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.training import train as train_run
-    from maskkit.train.config import TrainConfig, load_toml, merge_config
+    from maskkit.train.config import SAVED_ONLY_KEYS, TrainConfig, load_toml, merge_config
 
     file_values = load_toml(config) if config is not None else {}
     if resume:
@@ -121,7 +121,7 @@ def train(
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
             base = json.loads(saved.read_text())
-            for key in ("resolved_model", "resolved_precision", "history", "overwrite", "allow_config_change"):
+            for key in SAVED_ONLY_KEYS:
                 base.pop(key, None)
             file_values = {**base, **file_values}
     cli_values = given_fields(arguments, TrainConfig)

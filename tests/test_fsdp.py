@@ -29,8 +29,10 @@ COMMON = ["--modality", "image", "--model", "nano", "--image-size", "8", "--patc
           "--no-progress", "--warmup-epochs", "0", "--lr", "1e-3", "--seed", "3", "--log-every", "1",
           "--save-every", "1", "--max-steps-per-epoch", "3"]
 PROBE = ["--probe-every", "1"]
+# exploitation checks every step (a decoder attention pass: a collective under FSDP); the crossover
+# rule waits for visible-then-mask leads that a short toy run need not show, so the deadline starts it
 SELF_GUIDED = ["--masker", "self-guided", "-O", "start=exploitation", "-O", "exploit-every=1",
-               "-O", "exploit-patience=1"]
+               "-O", "exploit-patience=1", "-O", "exploit-lead=1", "-O", "exploit-deadline=0.5"]
 
 
 def command(args: list[str], nproc: int | None) -> list[str]:
@@ -68,7 +70,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
     # attention masker + probes, 2 epochs, then resumed for a third (the lr schedule then spans 2
     # epochs, then 3: the one-process run takes the same path)
-    for epochs, extra in ((2, []), (3, ["--resume"])):
+    for epochs, extra in ((2, []), (3, ["--resume", "--allow-config-change"])):  # more epochs: a recorded change
         run([*COMMON, *PROBE, "--masker", "attention", "--epochs", str(epochs), "--batch-size", "8",
              "--strategy", "fsdp", "--out", str(root / "att"), *extra], nproc=2)
         run([*COMMON, "--masker", "attention", "--epochs", str(epochs), "--batch-size", "16",
@@ -126,7 +128,7 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
     assert len(stops) == 2 and len(set(stops)) == 1, err[-3000:]
     ckpt = load_checkpoint(out / "checkpoints/last.pt")
     assert ckpt["position"]["global_step"] == stops[0] < 20
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "last.pt.sha256"]
     resume = [*args, "--resume"]
     run(resume, nproc=2)
     assert load_checkpoint(out / "checkpoints/last.pt")["position"]["global_step"] == 20

@@ -92,8 +92,7 @@ def load_resized(path: str | Path, overrides: dict[str, Any] | None, device: str
                               f"({str(exc).splitlines()[0]})") from None
     model.to(device).eval()
     saved["modality_options"] = modality.options_dict()
-    fields = {k: v for k, v in saved.items() if k not in ("resolved_model",)}
-    return model, modality, TrainConfig.from_dict(fields), {**ckpt, "config": {**ckpt["config"], **saved}}
+    return model, modality, TrainConfig.from_saved(saved), {**ckpt, "config": {**ckpt["config"], **saved}}
 
 
 def size_overrides(image_size: str | None = None, num_frames: int | None = None,

@@ -204,9 +204,7 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu"):
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
     model.to(device).eval()
-    fields = {k: v for k, v in saved.items() if k not in ("resolved_model", "resolved_precision")}
-    config = TrainConfig.from_dict(fields)
-    return model, modality, config, ckpt
+    return model, modality, TrainConfig.from_saved(saved), ckpt
 
 
 def warn_user(message: str) -> None:

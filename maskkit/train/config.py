@@ -111,6 +111,16 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
         return build_dataclass(cls, values, base=base)
 
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> TrainConfig:
+        """The settings of a run's ``config.json`` (or a checkpoint's config), without what the run
+        derived from them (resolved model and precision, history) or what applied to one invocation."""
+        return cls.from_dict({k: v for k, v in saved.items() if k not in SAVED_ONLY_KEYS})
+
+
+#: keys a run writes beside its settings: derived values and per-invocation switches
+SAVED_ONLY_KEYS = ("resolved_model", "resolved_precision", "history", "overwrite", "allow_config_change")
+
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML run file; tables ``[masker_options]``, ``[modality_options]``, ``[model_options]``

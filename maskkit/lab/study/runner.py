@@ -126,7 +126,9 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
         if key == "mask_ratio":
             same = abs(float(saved[key]) - float(want[key])) < 1e-12
         elif key == "precision":  # what the run computed in: "auto" is fp32 on CPU and bf16 on CUDA
-            have, wanted = saved.get("resolved_precision", saved[key]), expected_precision(expected)
+            have = saved.get("resolved_precision") or expected_precision(  # runs saved before it was recorded
+                TrainConfig(precision=saved[key], device=saved.get("device", "auto")))
+            wanted = expected_precision(expected)
             if have != wanted:
                 raise ConfigError(f"{directory} was trained in {have} but this study runs in {wanted} "
                                   f"(precision={expected.precision!r} here); use another --out, or set "
