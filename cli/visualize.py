@@ -38,7 +38,7 @@ def visualize(
     from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.coverage import coverage_probe, object_coverage, random_coverage
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
-    from maskkit.masking.base import TrainingProgress
+    from maskkit.maskers.base import TrainingProgress
     from maskkit.registry import build_masker
     from maskkit.train.build import build_dataset
     from maskkit.train.checkpoint import resolve_checkpoint_path

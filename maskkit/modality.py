@@ -91,7 +91,7 @@ class Modality:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Options: ClassVar[type] = object  # dataclass of modality options (sizes, patch sizes, ...)
+    Config: ClassVar[type] = object  # dataclass of modality options (sizes, patch sizes, ...)
     default_mask_ratio: ClassVar[float] = 0.75
     default_data: ClassVar[str] = ""
     default_model: ClassVar[str] = "tiny"
@@ -100,7 +100,7 @@ class Modality:
     builtin_datasets: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: Any) -> None:
-        self.options = options
+        self.config = options
 
     # --- data ---------------------------------------------------------------------------------
     def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:
@@ -115,7 +115,7 @@ class Modality:
         raise NotImplementedError
 
     def build_loss(self) -> Loss:
-        return ReconstructionMSE(norm_pix=bool(getattr(self.options, "norm_pix_loss", True)))
+        return ReconstructionMSE(norm_pix=bool(getattr(self.config, "norm_pix_loss", True)))
 
     # --- evaluation ----------------------------------------------------------------------------
     def raw_features(self, x: Tensor) -> Tensor:
@@ -135,7 +135,7 @@ class Modality:
     # --- helpers --------------------------------------------------------------------------------
     def options_dict(self) -> dict[str, Any]:
 
-        return dataclass_to_dict(self.options)
+        return dataclass_to_dict(self.config)
 
 
 def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from maskkit.config_utils import ConfigError, build_dataclass
 
 if TYPE_CHECKING:
-    from maskkit.masking.base import Masker
+    from maskkit.maskers.base import Masker
     from maskkit.modality import Modality
 
 _MASKERS: dict[str, type[Masker]] = {}

@@ -13,7 +13,7 @@ class Tokenizer(nn.Module):
     - ``tokenize(x)``: batch of samples -> TokenBatch (embeddings without positions, raw targets).
     - ``untokenize(targets, tokens)``: (B, N, P) targets (or predictions in target space) back to
       samples, for pictures; ``tokens`` carries per-batch context (e.g. point-group centres).
-    - ``make_position_embedding(dim)``: a module mapping positions to (1 or B, N, dim); the MAE
+    - ``build_position_embedding(dim)``: a module mapping positions to (1 or B, N, dim); the MAE
       builds one for the encoder width and one for the decoder width.
     """
 
@@ -30,7 +30,7 @@ class Tokenizer(nn.Module):
     def untokenize(self, targets: Tensor, tokens: TokenBatch) -> Tensor:
         raise NotImplementedError
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         raise NotImplementedError
 
     def token_centres(self, tokens: TokenBatch) -> Tensor:

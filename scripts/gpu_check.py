@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from maskkit.lab.bench import bench_step
-from maskkit.masking import graph
+from maskkit.maskers import graph
 from maskkit.train.config import TrainConfig
 from maskkit.train.trainer import run_training
 

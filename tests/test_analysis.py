@@ -11,10 +11,10 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from maskkit.lab import analysis
-from maskkit.masking.base import TrainingProgress
-from maskkit.masking.random import random_plan
-from maskkit.masking.signals import exploitation_rates
-from maskkit.train.step import make_context
+from maskkit.maskers.base import TrainingProgress
+from maskkit.maskers.random import random_plan
+from maskkit.maskers.signals import exploitation_rates
+from maskkit.train.step import build_context
 
 
 def test_feature_and_similarity_variance_by_hand() -> None:
@@ -239,7 +239,7 @@ def test_decoder_metrics_per_layer_match_a_direct_pass() -> None:
     cfg = ModelConfig(embed_dim=32, depth=2, num_heads=2, decoder_dim=32, decoder_depth=3, decoder_heads=2)
     model = MaskedAutoencoder(ImagePatchTokenizer((16, 16), 4, 3, 32), cfg).eval()
     tokens = model.tokenize(torch.randn(4, 3, 16, 16))
-    plan = random_plan(make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), TrainingProgress()))
+    plan = random_plan(build_context(model, tokens, 0.75, torch.Generator().manual_seed(0), TrainingProgress()))
     metrics, feats = analysis.decoder_metrics(model, tokens, plan, keep_features=True)
     with torch.no_grad():
         out = model(tokens, plan, return_attention=True)

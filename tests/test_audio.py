@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, num_visible
+from maskkit.maskers.base import MaskContext, num_visible
 from maskkit.modalities.audio import (
+    AudioConfig,
     AudioModality,
-    AudioOptions,
     LogMel,
     SpectrogramPatchTokenizer,
     mel_filterbank,
@@ -35,7 +35,7 @@ from maskkit.tokens import TokenLayout
 def tones_modality(**kw) -> AudioModality:
     opts = dict(num_frames=48, n_mels=32, patch_size=8, builtin_samples=24)
     opts.update(kw)
-    return AudioModality(build_dataclass(AudioOptions, opts))
+    return AudioModality(build_dataclass(AudioConfig, opts))
 
 
 def sine(freq: float, sr: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:
@@ -234,7 +234,7 @@ def test_spoken_digits_embedded_set():
     assert bank.sample_rate == 8000 and len(set(bank.extras["speaker"].tolist())) == 100
     x, y = ds[123]
     assert x.shape == (1, 96, 64) and y == int(ds.labels[123])
-    assert abs(m.options.norm_mean - ds.mean) < 1e-9 and m.options.norm_std > 0
+    assert abs(m.config.norm_mean - ds.mean) < 1e-9 and m.config.norm_std > 0
     # normalisation: clean features have ~zero mean and unit spread over the set
     feats = torch.stack([ds[i][0] for i in range(0, 1000, 50)])
     assert abs(float(feats.mean())) < 0.3 and 0.6 < float(feats.std()) < 1.4
@@ -257,19 +257,19 @@ def test_augmentation_is_deterministic_and_changes_per_epoch():
 
 
 def test_options_presets_and_errors():
-    o = AudioOptions()
+    o = AudioConfig()
     assert (o.sample_rate, o.n_mels, o.num_frames, o.patch) == (8000, 64, 96, (8, 8))
-    big = AudioOptions(preset="audiomae")
+    big = AudioConfig(preset="audiomae")
     assert (big.sample_rate, big.n_mels, big.num_frames, big.patch) == (16000, 128, 1024, (16, 16))
-    assert build_dataclass(AudioOptions, {"patch_size": "16x8", "num_frames": "96"}).patch == (16, 8)
-    assert build_dataclass(AudioOptions, {"patch_size": [16, 8]}).patch_size == "16x8"
-    assert build_dataclass(AudioOptions, {"patch_size": "16"}).patch == (16, 16)
+    assert build_dataclass(AudioConfig, {"patch_size": "16x8", "num_frames": "96"}).patch == (16, 8)
+    assert build_dataclass(AudioConfig, {"patch_size": [16, 8]}).patch_size == "16x8"
+    assert build_dataclass(AudioConfig, {"patch_size": "16"}).patch == (16, 16)
     with pytest.raises(ConfigError, match="96 frames x 64 mels is not divisible by `patch_size` 10x8"):
-        build_dataclass(AudioOptions, {"patch_size": "10x8"})
+        build_dataclass(AudioConfig, {"patch_size": "10x8"})
     with pytest.raises(ConfigError, match="`f_max`"):
-        AudioOptions(f_max=5000.0)
+        AudioConfig(f_max=5000.0)
     with pytest.raises(ConfigError, match="given together"):
-        AudioOptions(norm_mean=1.0)
+        AudioConfig(norm_mean=1.0)
     with pytest.raises(DataError, match="builtin:spoken-digits, builtin:tones"):
         tones_modality().build_dataset("builtin:nope", train=False)
     assert get_modality("audio") is AudioModality

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, num_visible
-from maskkit.masking.block import BlockMasker, exact_mask, neighbour_count
+from maskkit.maskers.base import MaskContext, num_visible
+from maskkit.maskers.block import BlockMasker, exact_mask, neighbour_count
 from maskkit.registry import build_masker, get_masker
 from maskkit.tokens import TokenLayout
 

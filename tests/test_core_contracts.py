@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError, build_dataclass, parse_key_values
-from maskkit.masking.base import MaskContext, MaskPlan, expected_random_iou, num_visible
+from maskkit.maskers.base import MaskContext, MaskPlan, expected_random_iou, num_visible
 from maskkit.positions import sincos_1d, sincos_grid
 from maskkit.registry import RegistryError, build_masker, get_masker, get_modality
 from maskkit.tokens import TokenLayout

@@ -54,12 +54,12 @@ def test_dataset_tokenizer_round_trip_and_layout() -> None:
     assert tb.layout.grid == (16,) and tb.layout.axes == ("time",)
     assert tb.embeddings.shape == (4, 16, 32) and tb.targets.shape == (4, 16, 16)
     assert torch.equal(tok.untokenize(tb.targets, tb), x)
-    assert tok.make_position_embedding(24)(tb.positions).shape[-2:] == (16, 24)
+    assert tok.build_position_embedding(24)(tb.positions).shape[-2:] == (16, 24)
     assert modality.raw_features(x).shape == (4, 129)
 
 
 def test_span_masker_exact_contiguous() -> None:
-    from maskkit.masking.base import MaskContext
+    from maskkit.maskers.base import MaskContext
     from maskkit.registry import build_masker
     from maskkit.tokens import TokenLayout
 

@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from maskkit.lab import analysis
 from maskkit.losses import ReconstructionMSE
-from maskkit.masking import graph
-from maskkit.masking.base import TrainingProgress
-from maskkit.masking.signals import exploitation_rates
-from maskkit.masking.stats import PositionFrequency
+from maskkit.maskers import graph
+from maskkit.maskers.base import TrainingProgress
+from maskkit.maskers.signals import exploitation_rates
+from maskkit.maskers.stats import PositionFrequency
 from maskkit.model.mae import MaskedAutoencoder, model_preset
 from maskkit.positions import FixedGridPositionEmbedding, MLPPositionEmbedding
 from maskkit.registry import build_masker
@@ -40,7 +40,7 @@ class LayoutTokenizer(Tokenizer):
         positions = self.grid_positions if self.layout.has_grid else x[..., :3]
         return TokenBatch(embeddings=self.proj(x), targets=x, positions=positions, layout=self.layout)
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         if self.layout.has_grid:
             return FixedGridPositionEmbedding(self.layout.grid_coordinates(), dim)
         return MLPPositionEmbedding(3, dim, hidden=16)

@@ -1,4 +1,4 @@
-"""maskkit.masking.graph against networkx on random weighted graphs, plus the batched helpers' contracts."""
+"""maskkit.maskers.graph against networkx on random weighted graphs, plus the batched helpers' contracts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskkit.masking import graph
+from maskkit.maskers import graph
 
 
 def random_graph(seed: int, n: int, density: float) -> torch.Tensor:
@@ -224,7 +224,7 @@ def test_offdiag_quantile_with_ties() -> None:
 
 
 def test_partition_is_the_composition_the_masker_and_analysis_share() -> None:
-    from maskkit.masking import graph as g
+    from maskkit.maskers import graph as g
 
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(3, 20, 8, generator=gen)
@@ -245,7 +245,7 @@ def test_partition_is_the_composition_the_masker_and_analysis_share() -> None:
 
 def test_masker_and_analysis_use_the_same_settings() -> None:
     from maskkit.lab.analysis import ANALYSIS_PARTITION
-    from maskkit.masking.self_guided import SelfGuidedConfig
+    from maskkit.maskers.self_guided import SelfGuidedConfig
 
     assert SelfGuidedConfig().partition_settings() == ANALYSIS_PARTITION
     assert SelfGuidedConfig(preset="sgmae-spec").partition_settings().tau_quantile == 0.0

@@ -12,8 +12,8 @@ from PIL import Image
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 from maskkit.imaging import GridStyle, colourise, compose_grid, grid_size, upscale_factor
-from maskkit.masking.base import MaskContext
-from maskkit.modalities.image import ImageModality, ImageOptions, ImagePatchTokenizer, patchify, unpatchify
+from maskkit.maskers.base import MaskContext
+from maskkit.modalities.image import ImageConfig, ImageModality, ImagePatchTokenizer, patchify, unpatchify
 from maskkit.modalities.image.data import digits_array
 from maskkit.modalities.image.draw import MIN_CELL
 from maskkit.modality import DataError, VisualBatch, collate_samples
@@ -23,7 +23,7 @@ RNG = np.random.default_rng(0)
 
 
 def modality(**options: object) -> ImageModality:
-    return ImageModality(build_dataclass(ImageOptions, options))
+    return ImageModality(build_dataclass(ImageConfig, options))
 
 
 def save(path: Path, array: np.ndarray, **kwargs: object) -> Path:
@@ -47,9 +47,9 @@ def test_registered_through_the_entry_point() -> None:
 @pytest.mark.parametrize("size,expected", [("32", (32, 32)), (32, (32, 32)), ("24x32", (24, 32)),
                                            ("24,32", (24, 32)), ("16x16", (16, 16))])
 def test_image_size_forms(size: object, expected: tuple[int, int]) -> None:
-    opts = build_dataclass(ImageOptions, {"image_size": size, "patch_size": "4"})
+    opts = build_dataclass(ImageConfig, {"image_size": size, "patch_size": "4"})
     assert opts.size == expected
-    again = build_dataclass(ImageOptions, dataclass_to_dict(opts))  # round trip through a plain dict
+    again = build_dataclass(ImageConfig, dataclass_to_dict(opts))  # round trip through a plain dict
     assert again.size == expected
 
 
@@ -65,7 +65,7 @@ def test_image_size_forms(size: object, expected: tuple[int, int]) -> None:
 ])
 def test_bad_options_are_config_errors(options: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        build_dataclass(ImageOptions, options)
+        build_dataclass(ImageConfig, options)
 
 
 # ------------------------------------------------------------------------------ patches
@@ -153,7 +153,7 @@ def test_flat_folder_is_unlabelled_and_greyscale_detected(tmp_path: Path) -> Non
     assert list(ds.labels) == [-1, -1, -1] and ds.class_names is None and ds.num_classes == 0
     assert ds.channels == 1 and ds[0][0].shape == (1, 8, 8)
     m.adapt_to_dataset(ds)
-    assert m.options.channels == 1 and len(m.options.pixel_mean) == 1
+    assert m.config.channels == 1 and len(m.config.pixel_mean) == 1
 
 
 def test_folder_rgba_and_channel_override(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_render_writes_png_of_expected_size(tmp_path: Path, data: str, size: str
     m = modality(image_size=size, patch_size=4)
     batch = _visual_batch(m, data, 3, extra)
     path = m.render(batch, tmp_path / "sub" / "recon.png", title="test")
-    h, w = m.options.size
+    h, w = m.config.size
     factor = upscale_factor(h, w, MIN_CELL)
     assert min(h, w) * factor >= MIN_CELL
     cols = 4 + (3 if extra else 0)
@@ -345,7 +345,7 @@ def test_imaging_helpers() -> None:
 
 # ------------------------------------------------------------------------------ one training step
 def test_one_training_step_with_block_masking() -> None:
-    from maskkit.masking.base import TrainingProgress
+    from maskkit.maskers.base import TrainingProgress
     from maskkit.model.mae import MaskedAutoencoder, model_preset
     from maskkit.train.step import TrainingModule
 

@@ -98,7 +98,7 @@ def model_mean(run):
 
 def test_export_hf_with_decoder_matches_encoder_and_reconstruction(image_run, tmp_path):
     transformers = pytest.importorskip("transformers", reason="the Hugging Face round trip needs transformers")
-    from maskkit.masking.base import MaskPlan
+    from maskkit.maskers.base import MaskPlan
 
     out = tmp_path / "hfmae"
     result = runner.invoke(app, ["export", str(image_run), "--format", "hf", "--decoder", "--out", str(out)])
@@ -422,7 +422,7 @@ def test_audio_runs_at_another_spectrogram_length(tmp_path):
     from maskkit.interop.resize import load_resized
 
     model, modality, _, _ = load_resized(run, {"num_frames": 64})
-    frames, mels = modality.options.num_frames, modality.options.n_mels
+    frames, mels = modality.config.num_frames, modality.config.n_mels
     assert frames == 64 and model.encode(torch.randn(2, 1, 64, mels)).shape[1] == 1 + model.tokenizer.layout.num_tokens
     result = runner.invoke(app, ["visualize", str(run), "--num-frames", "64", "-n", "2",
                                  "--out", str(tmp_path / "a.png")])
@@ -435,7 +435,7 @@ def test_init_from_an_mae_checkpoint_in_timm_layout_loads_the_decoder(image_run,
 
     from maskkit.interop.keys import to_timm
     from maskkit.interop.weights import load_into, read_weights
-    from maskkit.masking.base import MaskPlan
+    from maskkit.maskers.base import MaskPlan
     from maskkit.train.build import build_model
 
     model, modality, _, _ = load_run_model(image_run)

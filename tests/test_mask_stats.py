@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from maskkit.masking.base import MaskContext, MaskPlan, expected_random_iou
-from maskkit.masking.random import RandomMasker
-from maskkit.masking.stats import (
+from maskkit.maskers.base import MaskContext, MaskPlan, expected_random_iou
+from maskkit.maskers.random import RandomMasker
+from maskkit.maskers.stats import (
     PositionFrequency,
     cluster_overlap,
     collapse_verdict,

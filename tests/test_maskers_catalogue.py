@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
 from maskkit.losses import ReconstructionMSE
-from maskkit.masking.base import MaskContext, MaskPlan, ModelShape, TrainingProgress, gumbel_scores
-from maskkit.masking.compose import apply_hints
-from maskkit.masking.fixed_view import FixedModelView
-from maskkit.masking.hard_patches import pairwise_rank_loss
-from maskkit.masking.stats import mask_statistics
+from maskkit.maskers.base import MaskContext, MaskPlan, ModelShape, TrainingProgress, gumbel_scores
+from maskkit.maskers.compose import apply_hints
+from maskkit.maskers.fixed_view import FixedModelView
+from maskkit.maskers.hard_patches import pairwise_rank_loss
+from maskkit.maskers.stats import mask_statistics
 from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 from maskkit.model.mae import MaskedAutoencoder, model_preset
 from maskkit.registry import build_masker, masker_names

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from maskkit.losses import ReconstructionMSE
-from maskkit.masking.base import TrainingProgress
+from maskkit.maskers.base import TrainingProgress
 from maskkit.modalities.image.tokenizer import ImagePatchTokenizer, patchify, unpatchify
 from maskkit.modalities.pointcloud.loss import ChamferLoss, chamfer_l2
 from maskkit.model.mae import MaskedAutoencoder, ModelConfig, model_preset
@@ -83,7 +83,7 @@ def test_norm_pix_loss_only_counts_masked_tokens_and_inverts():
     loss = ReconstructionMSE(norm_pix=True)
     targets = torch.randn(2, 4, 6) * 3 + 1
     plan_mask = torch.tensor([[True, False, True, False], [False, True, True, False]])
-    from maskkit.masking.base import MaskPlan
+    from maskkit.maskers.base import MaskPlan
 
     plan = MaskPlan.from_mask(plan_mask)
     perfect = loss.normalise(targets)
@@ -101,7 +101,7 @@ def test_chamfer_matches_brute_force():
         d = ((a[i, :, None] - b[i, None]) ** 2).sum(-1)
         assert torch.allclose(f[i], d.min(1).values.mean(), atol=1e-5)
         assert torch.allclose(g[i], d.min(0).values.mean(), atol=1e-5)
-    from maskkit.masking.base import MaskPlan
+    from maskkit.maskers.base import MaskPlan
 
     plan = MaskPlan.from_mask(torch.tensor([[True, False]]))
     out = ChamferLoss()(torch.zeros(1, 2, 6), torch.zeros(1, 2, 6), plan)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from maskkit.lab.coverage import coverage_probe, masker_coverage, object_coverage, random_coverage
-from maskkit.masking.base import TrainingProgress
+from maskkit.maskers.base import TrainingProgress
 from maskkit.registry import build_masker
 from maskkit.train.build import build_dataset, build_modality
 

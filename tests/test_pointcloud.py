@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, MaskPlan, TrainingProgress
-from maskkit.modalities.pointcloud import PointCloudModality, PointCloudOptions
+from maskkit.maskers.base import MaskContext, MaskPlan, TrainingProgress
+from maskkit.modalities.pointcloud import PointCloudConfig, PointCloudModality
 from maskkit.modalities.pointcloud.grouping import farthest_point_sample, group_points, knn_indices
 from maskkit.modalities.pointcloud.loss import ChamferLoss
 from maskkit.modalities.pointcloud.maskers import PointBlockMasker
@@ -86,7 +86,7 @@ def test_tokenize_untokenize_round_trip() -> None:
     torch.testing.assert_close(tok.untokenize(tb.targets, tb), grouped, rtol=0, atol=1e-6)
     # the first point of every group is its centre: local coordinates start at zero
     assert local[:, :, 0].abs().max() == 0
-    pe = tok.make_position_embedding(48)
+    pe = tok.build_position_embedding(48)
     assert pe(tb.positions).shape == (3, 16, 48)
     with pytest.raises(ValueError, match="expected point clouds"):
         tok.tokenize(torch.zeros(2, 4, 3))
@@ -153,10 +153,10 @@ def test_point_block_registry_and_seeds_option() -> None:
 
 def test_options_validation() -> None:
     with pytest.raises(ConfigError, match="`num_groups`"):
-        build_dataclass(PointCloudOptions, {"num-points": "32", "num-groups": "64"})
+        build_dataclass(PointCloudConfig, {"num-points": "32", "num-groups": "64"})
     with pytest.raises(ConfigError, match="`group_size`"):
-        build_dataclass(PointCloudOptions, {"num-points": "32", "num-groups": "8", "group-size": "64"})
-    opts = build_dataclass(PointCloudOptions, {"num-points": "256", "aug-scale": "0.8,1.2"})
+        build_dataclass(PointCloudConfig, {"num-points": "32", "num-groups": "8", "group-size": "64"})
+    opts = build_dataclass(PointCloudConfig, {"num-points": "256", "aug-scale": "0.8,1.2"})
     assert opts.num_points == 256 and opts.aug_scale == (0.8, 1.2)
 
 
@@ -172,12 +172,12 @@ def test_shape_descriptor_ignores_order_and_rotation() -> None:
 
 
 def test_modality_registry_and_training_step() -> None:
-    from maskkit.masking.random import RandomMasker
+    from maskkit.maskers.random import RandomMasker
     from maskkit.model.mae import MaskedAutoencoder, model_preset
     from maskkit.train.step import TrainingModule
 
     assert get_modality("pointcloud") is PointCloudModality
-    modality = PointCloudModality(PointCloudOptions(num_points=128, num_groups=16, group_size=16))
+    modality = PointCloudModality(PointCloudConfig(num_points=128, num_groups=16, group_size=16))
     ds = modality.build_dataset(None, train=True, seed=0)
     x = torch.stack([ds[i][0] for i in range(4)])
     cfg = model_preset("nano")
@@ -194,7 +194,7 @@ def test_modality_registry_and_training_step() -> None:
 def test_render_writes_png(tmp_path) -> None:
     from maskkit.modality import VisualBatch
 
-    modality = PointCloudModality(PointCloudOptions(num_points=128, num_groups=8, group_size=16))
+    modality = PointCloudModality(PointCloudConfig(num_points=128, num_groups=8, group_size=16))
     x = clouds(2, 128, seed=8)
     tok = modality.build_tokenizer(16)
     tb = tok.tokenize(x)

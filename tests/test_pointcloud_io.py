@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskkit.modalities.pointcloud import PointCloudModality, PointCloudOptions
+from maskkit.modalities.pointcloud import PointCloudConfig, PointCloudModality
 from maskkit.modalities.pointcloud.data import load_folder, resample
 from maskkit.modalities.pointcloud.io import load_points, read_geometry
 from maskkit.modalities.pointcloud.shapes import SHAPES, generate_shapes
@@ -218,7 +218,7 @@ def test_resample_exact_count() -> None:
 
 
 def test_dataset_determinism_and_normalisation(tmp_path: Path) -> None:
-    modality = PointCloudModality(PointCloudOptions(num_points=64, num_groups=8, group_size=8))
+    modality = PointCloudModality(PointCloudConfig(num_points=64, num_groups=8, group_size=8))
     train = modality.build_dataset("builtin:shapes", train=True, seed=3)
     test = modality.build_dataset(None, train=False, seed=3)
     assert len(train) == 720 and len(test) == 180 and train.num_classes == 9
@@ -233,7 +233,7 @@ def test_dataset_determinism_and_normalisation(tmp_path: Path) -> None:
     assert torch.equal(test[0][0], x)  # evaluation samples do not change with the epoch
     norms = torch.stack([test[i][0] for i in range(20)]).norm(dim=-1)
     assert norms.max() <= 1.0 + 1e-5 and norms.amax(dim=1).min() > 0.5
-    other = PointCloudModality(PointCloudOptions(num_points=64, num_groups=8, group_size=8))
+    other = PointCloudModality(PointCloudConfig(num_points=64, num_groups=8, group_size=8))
     assert torch.equal(other.build_dataset(None, train=True, seed=3)[5][0], a)
     with pytest.raises(DataError, match="builtin:shapes"):
         modality.build_dataset("builtin:nope", train=True)
@@ -256,7 +256,7 @@ def test_shapes_are_separable_by_raw_features() -> None:
     """The embedded classes differ in shape, so the raw-input baseline is far above chance."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    modality = PointCloudModality(PointCloudOptions(num_points=256, num_groups=8, group_size=8))
+    modality = PointCloudModality(PointCloudConfig(num_points=256, num_groups=8, group_size=8))
     train = modality.build_dataset(None, train=False, seed=0)
     xs = torch.stack([train[i][0] for i in range(len(train))])
     feats = modality.raw_features(xs).numpy()

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext
+from maskkit.maskers.base import MaskContext
 from maskkit.modalities.image.tokenizer import ImagePatchTokenizer
 from maskkit.registry import build_masker
 from maskkit.tokens import TokenLayout

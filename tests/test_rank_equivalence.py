@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from maskkit.masking.base import MaskContext, MaskPlan, ModelShape, TrainingProgress
-from maskkit.masking.fixed_view import FixedModelView
+from maskkit.maskers.base import MaskContext, MaskPlan, ModelShape, TrainingProgress
+from maskkit.maskers.fixed_view import FixedModelView
 from maskkit.registry import build_masker
 from maskkit.tokens import TokenBatch, TokenLayout
 

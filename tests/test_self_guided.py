@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, MaskPlan, ModelShape, TrainingProgress
-from maskkit.masking.fixed_view import FixedModelView
-from maskkit.masking.random import RandomMasker
-from maskkit.masking.self_guided import PRESETS, SelfGuidedConfig, SelfGuidedMasker
+from maskkit.maskers.base import MaskContext, MaskPlan, ModelShape, TrainingProgress
+from maskkit.maskers.fixed_view import FixedModelView
+from maskkit.maskers.random import RandomMasker
+from maskkit.maskers.self_guided import PRESETS, SelfGuidedConfig, SelfGuidedMasker
 from maskkit.registry import build_masker, get_masker
 from maskkit.tokens import TokenLayout
 
@@ -345,7 +345,7 @@ def tiny_model(depth: int = 4):
 
 
 def test_real_model_middle_layer_and_bf16_autocast() -> None:
-    from maskkit.train.step import make_context
+    from maskkit.train.step import build_context
 
     torch.manual_seed(0)
     model = tiny_model(depth=4)
@@ -359,7 +359,7 @@ def test_real_model_middle_layer_and_bf16_autocast() -> None:
 
     model.token_features = spy  # type: ignore[method-assign]
     m = masker(hint_schedule="constant", hint_ratio=0.25)
-    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
+    ctx = build_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         plan = m(ctx)
     plan.validate(16)
@@ -368,12 +368,12 @@ def test_real_model_middle_layer_and_bf16_autocast() -> None:
 
 
 def test_real_model_exploitation_check_runs() -> None:
-    from maskkit.train.step import make_context
+    from maskkit.train.step import build_context
 
     model = tiny_model()
     tokens = model.tokenize(torch.randn(4, 3, 16, 16))
     m = masker(start="exploitation", exploit_every=1, exploit_patience=100)
-    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), TrainingProgress(0, 0, 1, 10))
+    ctx = build_context(model, tokens, 0.75, torch.Generator().manual_seed(0), TrainingProgress(0, 0, 1, 10))
     logs = m(ctx).logs
     v, k = float(logs["sg/exploit_visible"]), float(logs["sg/exploit_mask"])
     assert 0.0 < v < 1.0 and 0.0 < k < 1.0
@@ -389,7 +389,7 @@ def test_exploitation_deadline_starts_without_a_crossover() -> None:
 
 # ------------------------------------------------------------------ crossover start rule
 def test_crossover_rule_needs_a_visible_lead_then_a_mask_lead() -> None:
-    from maskkit.masking.self_guided import Crossover
+    from maskkit.maskers.self_guided import Crossover
 
     kw = dict(margin=0.1, lead=3, patience=3, min_fraction=0.0, fraction=0.5)
     rule = Crossover()
@@ -415,7 +415,7 @@ def test_crossover_rule_needs_a_visible_lead_then_a_mask_lead() -> None:
 def test_exploitation_rule_never_starts_on_an_untrained_model(seed: int) -> None:
     """Untrained models have a fixed, seed-dependent preference (measured up to 15 % either way), never
     the visible-then-mask sequence: the rule stays off over many checks with changing inputs."""
-    from maskkit.train.step import make_context
+    from maskkit.train.step import build_context
 
     torch.manual_seed(seed)
     model = tiny_model()
@@ -425,7 +425,7 @@ def test_exploitation_rule_never_starts_on_an_untrained_model(seed: int) -> None
     rates = []
     for step in range(24):
         tokens = model.tokenize(torch.randn(4, 3, 16, 16, generator=g))
-        ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(step), TrainingProgress(0, step, 1, 24))
+        ctx = build_context(model, tokens, 0.75, torch.Generator().manual_seed(step), TrainingProgress(0, step, 1, 24))
         plan = m(ctx)
         rates.append(m._exploit)
         assert float(plan.logs["sg/started"]) == 0.0
@@ -478,7 +478,7 @@ def test_presets_keep_the_earlier_and_paper_behaviours() -> None:
 
 
 def test_decoder_feature_source_reads_decoder_states() -> None:
-    from maskkit.train.step import make_context
+    from maskkit.train.step import build_context
 
     torch.manual_seed(0)
     model = tiny_model()
@@ -486,7 +486,7 @@ def test_decoder_feature_source_reads_decoder_states() -> None:
     feats = model.decoder_token_features(tokens, -1)
     assert feats.shape == (4, 16, 32)
     # the same as running the decoder on a plan that hides nothing
-    from maskkit.masking.base import MaskPlan
+    from maskkit.maskers.base import MaskPlan
 
     plan = MaskPlan.from_shuffle(torch.arange(16).expand(4, -1), 16)
     with torch.no_grad():
@@ -500,7 +500,7 @@ def test_decoder_feature_source_reads_decoder_states() -> None:
 
     model.decoder_token_features = spy  # type: ignore[method-assign]
     m = masker(feature_source="decoder", feature_layer="last")
-    ctx = make_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
+    ctx = build_context(model, tokens, 0.75, torch.Generator().manual_seed(0), STARTED)
     m(ctx).validate(16)
     assert seen == [-1] and m.feature_layer(ctx) == -1
     with pytest.raises(ValueError, match="decoder layer 5"):

@@ -202,7 +202,7 @@ def test_hf_parquet_and_dataset_dict_read_like_save_to_disk(tmp_path):
 
 def test_shard_batches_do_not_depend_on_workers_or_ranks(tmp_path):
     from maskkit.train.build import build_dataset, build_modality
-    from maskkit.train.data import EpochOrderSampler, make_loader
+    from maskkit.train.data import EpochOrderSampler, build_loader
 
     spec = shards_of(tmp_path, "image")
     ds = build_dataset(build_modality("image", {"image_size": 16, "patch_size": 4}), spec, train=True, seed=0)
@@ -210,7 +210,7 @@ def test_shard_batches_do_not_depend_on_workers_or_ranks(tmp_path):
     def batches(workers, rank=0, world=1, start=0):
         sampler = EpochOrderSampler(len(ds), 4, seed=3, rank=rank, world_size=world)
         sampler.set_epoch(1, start_batch=start)
-        return [(x, y) for x, y in make_loader(ds, sampler, workers, pin_memory=False)]
+        return [(x, y) for x, y in build_loader(ds, sampler, workers, pin_memory=False)]
 
     one = batches(0)
     two = batches(2)

@@ -14,7 +14,7 @@ from maskkit.lab.study.evaluation import EVAL_FILE, clustering_metrics, initial_
 from maskkit.lab.study.grid import BaselineSpec, baseline_train_config, plan_runs, train_config
 from maskkit.lab.study.results import read_results
 from maskkit.lab.study.tables import by_cell, fmt_spread, paired, spread
-from maskkit.masking.base import Masker, MaskPlan
+from maskkit.maskers.base import Masker, MaskPlan
 from maskkit.registry import register_masker
 from maskkit.train.trainer import Trainer
 
@@ -154,7 +154,7 @@ def test_clustering_metrics_come_from_maskkit_analysis(finished):
     pytest.importorskip("maskkit.lab.analysis")
     study, _ = finished
     from maskkit.lab.study.evaluation import eval_dataset
-    from maskkit.masking.random import RandomMasker
+    from maskkit.maskers.random import RandomMasker
 
     parts = initial_parts(baseline_train_config(study, BaselineSpec(0, None)))
     data = eval_dataset(parts.modality, study, parts.config)

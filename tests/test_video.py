@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.masking.base import MaskContext, MaskPlan, num_visible
-from maskkit.modalities.video import TubeletTokenizer, VideoModality, VideoOptions, tubeletify, untubeletify
+from maskkit.maskers.base import MaskContext, MaskPlan, num_visible
+from maskkit.modalities.video import TubeletTokenizer, VideoConfig, VideoModality, tubeletify, untubeletify
 from maskkit.modalities.video.datasets import frame_indices
 from maskkit.modalities.video.io import write_video
 from maskkit.modalities.video.maskers import FrameMasker, TubeMasker
@@ -25,7 +25,7 @@ from maskkit.tokens import TokenLayout
 def small_modality(**kw) -> VideoModality:
     opts = dict(num_frames=8, image_size=16, tubelet_size=2, patch_size=8, builtin_clips=24)
     opts.update(kw)
-    return VideoModality(build_dataclass(VideoOptions, opts))
+    return VideoModality(build_dataclass(VideoConfig, opts))
 
 
 def ctx_for(grid, ratio=0.9, batch=6, seed=0, axes=("t", "h", "w")) -> MaskContext:
@@ -46,7 +46,7 @@ def test_tubelet_round_trip_and_shapes(channels):
     assert torch.equal(tok.untokenize(tb.targets, tb), x)
     assert tb.positions.shape == (24, 3)
     assert torch.allclose(tb.positions[0], torch.tensor([1.0, 4.0, 4.0]))  # tubelet centre (frame, row, col)
-    pos = tok.make_position_embedding(48)(tb.positions)
+    pos = tok.build_position_embedding(48)(tb.positions)
     assert pos.shape == (1, 24, 48) and torch.unique(pos[0], dim=0).shape[0] == 24
 
 
@@ -126,18 +126,18 @@ def test_core_random_masker_runs_on_space_time_grid():
 
 # --- options ------------------------------------------------------------------------------------
 def test_options_presets_and_errors():
-    o = VideoOptions()
+    o = VideoConfig()
     assert (o.num_frames, o.image_size, o.tubelet_size, o.patch_size) == (16, 32, 2, 8)
     assert o.grid == (8, 4, 4)
-    big = VideoOptions(preset="videomae")
+    big = VideoConfig(preset="videomae")
     assert big.grid == (8, 14, 14) and big.frame_stride == 4
-    assert build_dataclass(VideoOptions, {"image_size": "16x32", "patch_size": "8"}).size == (16, 32)
+    assert build_dataclass(VideoConfig, {"image_size": "16x32", "patch_size": "8"}).size == (16, 32)
     with pytest.raises(ConfigError, match="num_frames` 15 is not divisible by `tubelet_size` 2"):
-        build_dataclass(VideoOptions, {"num_frames": "15"})
+        build_dataclass(VideoConfig, {"num_frames": "15"})
     with pytest.raises(ConfigError, match="image_size` 30 is not divisible by `patch_size` 8"):
-        build_dataclass(VideoOptions, {"image_size": "30"})
+        build_dataclass(VideoConfig, {"image_size": "30"})
     with pytest.raises(ConfigError, match="channels"):
-        VideoOptions(channels=2)
+        VideoConfig(channels=2)
     assert get_modality("video") is VideoModality
 
 
@@ -146,7 +146,7 @@ def test_moving_digits_labels_determinism_and_augmentation():
     m = small_modality()
     train, clean = m.build_dataset(None, train=True, seed=0), m.build_dataset(None, train=False, seed=0)
     m.adapt_to_dataset(train)
-    assert m.options.channels == 1 and train.class_names == MOTIONS and train.num_classes == len(MOTIONS)
+    assert m.config.channels == 1 and train.class_names == MOTIONS and train.num_classes == len(MOTIONS)
     x, y = train[7]
     assert x.shape == (1, 8, 16, 16) and x.dtype == torch.float32
     assert 0 <= float(x.min()) <= float(x.max()) <= 1
@@ -191,7 +191,7 @@ def test_mp4_and_avi_files_decode(tmp_path):
     ds = m.build_dataset(str(root), train=False)
     m.adapt_to_dataset(ds)
     assert len(ds) == 2 and ds.class_names == ["a", "b"] and list(ds.labels) == [0, 1]
-    assert ds.counts == [10, 5] and m.options.channels == 3
+    assert ds.counts == [10, 5] and m.config.channels == 3
     x, y = ds[0]
     assert x.shape == (3, 4, 24, 32) and y == 0
     # centred clip of frames 1,3,5,7: the bar sits at column 4 + 2k

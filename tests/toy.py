@@ -43,7 +43,7 @@ class BlobDataset(MaskkitDataset):
 
 
 @dataclass
-class ToyOptions:
+class ToyConfig:
     image_size: int = 8
     patch_size: int = 2
     channels: int = 1
@@ -54,7 +54,7 @@ class ToyOptions:
 class ToyModality(Modality):
     name = "toy"
     description = "8x8 synthetic blobs (tests only)"
-    Options = ToyOptions
+    Config = ToyConfig
     default_mask_ratio = 0.75
     default_data = "builtin:blobs"
     default_model = "nano"
@@ -64,7 +64,7 @@ class ToyModality(Modality):
         return BlobDataset(seed=seed, augment=train)
 
     def build_tokenizer(self, embed_dim):
-        o = self.options
+        o = self.config
         return ImagePatchTokenizer((o.image_size, o.image_size), o.patch_size, o.channels, embed_dim)
 
     def render(self, batch: VisualBatch, path: Path, title=None) -> Path:

@@ -28,11 +28,11 @@ from torch import Tensor
 from maskkit.config_utils import ConfigError
 from maskkit.lab.analysis_plots import plot_analysis
 from maskkit.lab.visualize import pick_samples
-from maskkit.masking import graph
-from maskkit.masking.base import Masker, MaskPlan, TrainingProgress, expected_random_iou
-from maskkit.masking.random import random_plan
-from maskkit.masking.signals import exploitation_rates
-from maskkit.masking.stats import mask_statistics
+from maskkit.maskers import graph
+from maskkit.maskers.base import Masker, MaskPlan, TrainingProgress, expected_random_iou
+from maskkit.maskers.random import random_plan
+from maskkit.maskers.signals import exploitation_rates
+from maskkit.maskers.stats import mask_statistics
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.registry import build_masker
 from maskkit.tokens import TokenBatch
@@ -45,7 +45,7 @@ from maskkit.train.checkpoint import (
     resolve_checkpoint_path,
 )
 from maskkit.train.runtime import autocast
-from maskkit.train.step import make_context
+from maskkit.train.step import build_context
 
 _EPS = 1e-12
 
@@ -367,7 +367,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
             with autocast(dev, amp_dtype):
                 tokens = model.tokenize(x)
                 e, _ = encoder_metrics(model, tokens)
-                plan = random_plan(make_context(model, tokens, mask_ratio, generator, TrainingProgress()))
+                plan = random_plan(build_context(model, tokens, mask_ratio, generator, TrainingProgress()))
                 d = decoder_metrics(model, tokens, plan, layer_metrics=False)
                 if masker is not None:
                     mplan = _masker_plan(model, masker, tokens, mask_ratio, generator)
@@ -399,7 +399,7 @@ def _masker_plan(model: MaskedAutoencoder, masker: Any, tokens: TokenBatch, mask
                  generator: torch.Generator) -> MaskPlan:
 
     progress = getattr(masker, "last_progress", None) or TrainingProgress()
-    ctx = make_context(model, tokens, mask_ratio, generator, progress)
+    ctx = build_context(model, tokens, mask_ratio, generator, progress)
     return masker(ctx)
 
 
@@ -484,7 +484,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
         for x in _batches(x_all, batch_size):
             tokens = model.tokenize(x.to(dev))
             e, f = encoder_metrics(model, tokens, keep_features=True, settings=settings)
-            plan = random_plan(make_context(model, tokens, ratio, generator, TrainingProgress()))
+            plan = random_plan(build_context(model, tokens, ratio, generator, TrainingProgress()))
             d, df = decoder_metrics(model, tokens, plan, keep_features=True, settings=settings)
             for k, v in e.items():
                 enc.setdefault(k, []).append(v)
@@ -574,7 +574,7 @@ def _cluster_pictures(model: MaskedAutoencoder, config: Any, ckpt: dict[str, Any
             masker.load_state_dict(ckpt["masker"], strict=False)
         masker.eval()
         generator = torch.Generator(device=x.device).manual_seed(seed)
-        ctx = make_context(model, tokens, mask_ratio, generator, masker.last_progress)
+        ctx = build_context(model, tokens, mask_ratio, generator, masker.last_progress)
         for key, value in masker.explain(ctx).items():
             if key in ("cluster", "informed", "hints", "mask"):
                 maps[f"masker_{key}"] = value.long().tolist()

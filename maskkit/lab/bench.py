@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from maskkit.lab.bench_reference import PlainMAE
-from maskkit.masking.base import TrainingProgress, num_visible
+from maskkit.maskers.base import TrainingProgress, num_visible
 from maskkit.train.build import build_run
 from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision

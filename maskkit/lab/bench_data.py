@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from maskkit.train.build import build_run
 from maskkit.train.config import TrainConfig
-from maskkit.train.data import EpochOrderSampler, make_loader
+from maskkit.train.data import EpochOrderSampler, build_loader
 
 
 @dataclass
@@ -37,7 +37,7 @@ def bench_loader(config: TrainConfig, num_workers: int, batches: int = 20, warmu
     dataset = parts.dataset
     assert dataset is not None
     sampler = EpochOrderSampler(len(dataset), config.batch_size, config.seed)
-    loader = make_loader(dataset, sampler, num_workers, pin_memory=False)
+    loader = build_loader(dataset, sampler, num_workers, pin_memory=False)
 
     def stream():
         epoch = 0

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from maskkit.masking.base import MaskPlan, TrainingProgress, num_visible
-from maskkit.train.step import make_context
+from maskkit.maskers.base import MaskPlan, TrainingProgress, num_visible
+from maskkit.train.step import build_context
 
 
 def object_coverage(mask: Tensor, fractions: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ def masker_coverage(model: Any, masker: Any, probe: CoverageProbe, mask_ratio: f
             x = probe.inputs[start:start + batch_size].to(dev)
             with _autocast(dev, amp_dtype):
                 tokens = model.tokenize(x)
-                ctx = make_context(model, tokens, mask_ratio, generator, progress)
+                ctx = build_context(model, tokens, mask_ratio, generator, progress)
                 plan: MaskPlan = masker(ctx)
             values.append(object_coverage(plan.mask, probe.fractions[start:start + batch_size].to(dev)).cpu())
     finally:

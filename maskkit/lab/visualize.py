@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from maskkit.losses import Loss
-from maskkit.masking.base import Masker, TrainingProgress
+from maskkit.maskers.base import Masker, TrainingProgress
 from maskkit.modality import MaskkitDataset, Modality, VisualBatch
 from maskkit.model.mae import MaskedAutoencoder
-from maskkit.train.step import make_context
+from maskkit.train.step import build_context
 
 
 def pick_samples(dataset: MaskkitDataset, num_samples: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def build_visual_batch(model: MaskedAutoencoder, loss: Loss, masker: Masker, mas
     x = x.to(device)
     tokens = model.tokenize(x)
     generator = torch.Generator(device=device).manual_seed(seed)
-    ctx = make_context(model, tokens, mask_ratio, generator, progress or TrainingProgress())
+    ctx = build_context(model, tokens, mask_ratio, generator, progress or TrainingProgress())
     extra = masker.explain(ctx) or None  # cluster ids, informed mask, hints... as (B, N) maps
     generator.manual_seed(seed)  # the plan below draws as if explain had not run
     plan = masker(ctx)

@@ -72,7 +72,7 @@ def model_preset(name: str, **overrides: object) -> ModelConfig:
 
 def _position_embedding(tokenizer: Tokenizer, dim: int, kind: str) -> nn.Module:
     """The tokenizer's embedding; for ``learned``, a trainable table started from the grid's sin-cos."""
-    module = tokenizer.make_position_embedding(dim)
+    module = tokenizer.build_position_embedding(dim)
     if kind == "sincos":
         return module
     if not isinstance(module, FixedGridPositionEmbedding) or tokenizer.layout.grid is None:

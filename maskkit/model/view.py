@@ -1,4 +1,4 @@
-"""The trainer's :class:`~maskkit.masking.base.ModelView`: one model and one step's tokens.
+"""The trainer's :class:`~maskkit.maskers.base.ModelView`: one model and one step's tokens.
 
 Maskers never hold the model; they ask this view for features or attention of the current batch,
 and every pass runs without gradients.

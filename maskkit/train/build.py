@@ -12,7 +12,7 @@ import torch
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict
 from maskkit.losses import Loss
-from maskkit.masking.base import Masker
+from maskkit.maskers.base import Masker
 from maskkit.modality import DataError, MaskkitDataset, Modality
 from maskkit.model.mae import MaskedAutoencoder, ModelConfig, model_preset
 from maskkit.registry import build_masker, get_modality
@@ -23,7 +23,7 @@ from maskkit.train.schedule import default_base_lr
 def build_modality(name: str, options: dict[str, Any]) -> Modality:
     cls = get_modality(name)
     try:
-        opts = build_dataclass(cls.Options, options, prefix="")
+        opts = build_dataclass(cls.Config, options, prefix="")
     except ConfigError as exc:
         msg = str(exc)
         if msg.startswith("unknown option"):

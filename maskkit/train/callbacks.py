@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from maskkit.masking.base import TrainingProgress
+from maskkit.maskers.base import TrainingProgress
 
 if TYPE_CHECKING:
     from maskkit.train.build import RunParts

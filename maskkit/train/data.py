@@ -92,7 +92,7 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
 
 
-def make_loader(dataset: MaskkitDataset, sampler: EpochOrderSampler, num_workers: int,
+def build_loader(dataset: MaskkitDataset, sampler: EpochOrderSampler, num_workers: int,
                 pin_memory: bool) -> DataLoader:
     """Workers persist across epochs and prefetch; pinned memory on CUDA for async copies."""
     return DataLoader(EpochIndexed(dataset), batch_size=sampler.batch_size, sampler=sampler,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from maskkit.losses import Loss
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, TrainingProgress
 from maskkit.model.mae import MAEOutput, MaskedAutoencoder
 from maskkit.model.view import TokenModelView
 from maskkit.tokens import TokenBatch
@@ -31,7 +31,7 @@ class StepOutput:
     logs: dict[str, Tensor | float] = field(default_factory=dict)
 
 
-def make_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float,
+def build_context(model: MaskedAutoencoder, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator, progress: TrainingProgress,
                  rank: int = 0, world_size: int = 1,
                  host_generator: torch.Generator | None = None) -> MaskContext:
@@ -72,7 +72,7 @@ class TrainingModule(nn.Module):
     def forward(self, x: Tensor, generator: torch.Generator, progress: TrainingProgress,
                 host_generator: torch.Generator | None = None) -> StepOutput:
         tokens = self.model.tokenize(x)
-        ctx = make_context(self.model, tokens, self.mask_ratio, generator, progress,
+        ctx = build_context(self.model, tokens, self.mask_ratio, generator, progress,
                            rank=self.rank, world_size=self.world_size, host_generator=host_generator)
         plan = self.masker(ctx)
         # only the tensors the reconstruction reads (the plan's logs stay out of compiled code)

@@ -17,8 +17,8 @@ from torch import nn
 
 from maskkit.config_utils import ConfigError
 from maskkit.interop.weights import init_model_options, load_into, read_weights
-from maskkit.masking.base import TrainingProgress
-from maskkit.masking.stats import PositionFrequency, mask_statistics
+from maskkit.maskers.base import TrainingProgress
+from maskkit.maskers.stats import PositionFrequency, mask_statistics
 from maskkit.threads import configure_threads, oversubscription
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
@@ -36,7 +36,7 @@ from maskkit.train.checkpoint import (
 )
 from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
 from maskkit.train.config import TrainConfig
-from maskkit.train.data import EpochOrderSampler, holdout_split, make_loader
+from maskkit.train.data import EpochOrderSampler, build_loader, holdout_split
 from maskkit.train.loggers import build_loggers
 from maskkit.train.metrics import MetricsLog, to_float
 from maskkit.train.progress import TrainProgressBar
@@ -332,7 +332,7 @@ class Trainer:
         self.parts.masker.on_epoch_start(progress)
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
         if self.loader is None:
-            self.loader = make_loader(dataset, self.sampler,
+            self.loader = build_loader(dataset, self.sampler,
                                       resolve_num_workers(cfg.num_workers, self.device, self.dist),
                                       pin_memory=self.device.type == "cuda")
         loader = self.loader

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 
 
 def ranks(values: Tensor) -> Tensor:

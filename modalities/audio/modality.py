@@ -57,7 +57,7 @@ def parse_patch(value: object) -> tuple[int, int]:
 
 
 @dataclass
-class AudioOptions:
+class AudioConfig:
     """Audio options (CLI ``--sample-rate``, ``--num-frames``, ``--patch-size``, ``--modality-opt k=v``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 8 kHz, 64 mels, 96 frames, 8x8 patches) or
@@ -140,20 +140,20 @@ class AudioOptions:
 class AudioModality(Modality):
     name = "audio"
     description = "Log-mel spectrograms as (time x freq) patches (Audio-MAE); WAV/FLAC/OGG folders, clip npz."
-    Options = AudioOptions
+    Config = AudioConfig
     default_mask_ratio = 0.8
     default_data = "builtin:spoken-digits"
     default_model = "micro"
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: AudioOptions
+    options: AudioConfig
 
-    def __init__(self, options: AudioOptions | None = None) -> None:
-        super().__init__(options if options is not None else AudioOptions())
+    def __init__(self, options: AudioConfig | None = None) -> None:
+        super().__init__(options if options is not None else AudioConfig())
 
     def open_source(self, data: str, on_bad_file: str = "error") -> WaveSource:
-        o = self.options
+        o = self.config
         if data == "builtin:spoken-digits":
             if not SPOKEN_DIGITS.is_file():
                 raise DataError(f"{SPOKEN_DIGITS}: the embedded spoken digits are missing; regenerate them "
@@ -177,7 +177,7 @@ class AudioModality(Modality):
                       on_bad_file: str = "error") -> AudioDataset:
         """``data``: ``builtin:spoken-digits`` / ``builtin:tones``, a WAV/FLAC/OGG file or folder
         (``root/class/file.wav`` gives labels), or a clip npz (``audio`` + ``offsets`` + ``sample_rate``)."""
-        o = self.options
+        o = self.config
         aug = Augmentation(time_shift=o.time_shift, gain_db=o.gain_db, noise_prob=o.noise_prob,
                            noise_snr_db=o.noise_snr_db)  # type: ignore[arg-type]
         ds = AudioDataset(self.open_source(data or self.default_data, on_bad_file), o.logmel(),
@@ -193,10 +193,10 @@ class AudioModality(Modality):
         """Record the normalisation statistics so evaluation datasets and checkpoints reuse them."""
         if not isinstance(dataset, AudioDataset):
             raise DataError(f"audio modality cannot use dataset {type(dataset).__name__}")
-        self.options.norm_mean, self.options.norm_std = dataset.mean, dataset.std
+        self.config.norm_mean, self.config.norm_std = dataset.mean, dataset.std
 
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
-        o = self.options
+        o = self.config
         return SpectrogramPatchTokenizer(int(o.num_frames), int(o.n_mels), o.patch, embed_dim)  # type: ignore[arg-type]
 
     def raw_features(self, x: Tensor) -> Tensor:
@@ -207,4 +207,4 @@ class AudioModality(Modality):
         return render_spectrogram_batch(batch, path, title)
 
 
-__all__ = ["AudioModality", "AudioOptions", "PRESETS", "parse_patch"]
+__all__ = ["AudioModality", "AudioConfig", "PRESETS", "parse_patch"]

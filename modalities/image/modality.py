@@ -47,7 +47,7 @@ def parse_image_size(value: object) -> tuple[int, int]:
 
 
 @dataclass
-class ImageOptions:
+class ImageConfig:
     """Image options (CLI ``--image-size`` etc.; TOML ``[modality_options]``)."""
 
     #: side in pixels, or "HxW" for non-square pictures
@@ -105,24 +105,24 @@ class ImageOptions:
 class ImageModality(Modality):
     name = "image"
     description = "Pictures as a grid of p x p pixel patches (MAE); PNG/JPEG folders, .npy/.npz arrays."
-    Options = ImageOptions
+    Config = ImageConfig
     default_mask_ratio = 0.75
     default_data = "builtin:digits"
     default_model = "micro"
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: ImageOptions
+    options: ImageConfig
 
-    def __init__(self, options: ImageOptions | None = None) -> None:
-        super().__init__(options if options is not None else ImageOptions())
+    def __init__(self, options: ImageConfig | None = None) -> None:
+        super().__init__(options if options is not None else ImageConfig())
 
     # --- data -----------------------------------------------------------------------------------
     def build_dataset(self, data: str | None, train: bool, seed: int = 0,
                       on_bad_file: str = "error") -> ImageDataset:
         """``data``: ``builtin:digits`` / ``builtin:photos``, a folder of PNG/JPEG or a .npy/.npz
         file. ``on_bad_file="skip"`` skips unreadable files (kept in ``dataset.skipped``)."""
-        opts = self.options
+        opts = self.config
         source = str(data) if data else self.default_data
         policy = opts.augment_policy
         if policy == "auto":
@@ -149,16 +149,16 @@ class ImageModality(Modality):
         built later use the same ones."""
         if not isinstance(dataset, ImageDataset):
             raise DataError(f"image modality cannot use dataset {type(dataset).__name__}")
-        self.options.channels = dataset.channels
-        self.options.pixel_mean = tuple(round(float(v), 6) for v in dataset.mean.flatten())
-        self.options.pixel_std = tuple(round(float(v), 6) for v in dataset.std.flatten())
+        self.config.channels = dataset.channels
+        self.config.pixel_mean = tuple(round(float(v), 6) for v in dataset.mean.flatten())
+        self.config.pixel_std = tuple(round(float(v), 6) for v in dataset.std.flatten())
 
     # --- model pieces ---------------------------------------------------------------------------
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
-        if self.options.channels is None:
+        if self.config.channels is None:
             raise ConfigError("image channels are unknown: build the dataset and call adapt_to_dataset "
                               "first, or set `channels`")
-        opts = self.options
+        opts = self.config
         return ImagePatchTokenizer(opts.size, opts.patch_size, opts.channels, embed_dim)
 
     # --- evaluation -----------------------------------------------------------------------------
@@ -168,13 +168,13 @@ class ImageModality(Modality):
 
     def object_token_fractions(self, masks: Tensor, tokenizer: Tokenizer) -> Tensor:
         """(B, H, W) pixel masks -> (B, h*w) mean of each p x p patch, in ``patchify``'s row-major order."""
-        p = self.options.patch_size
+        p = self.config.patch_size
         return F.avg_pool2d(masks.float().unsqueeze(1), p).flatten(1)
 
     # --- pictures -------------------------------------------------------------------------------
     def render(self, batch: VisualBatch, path: Path, title: str | None = None) -> Path:
-        opts = self.options
+        opts = self.config
         return render_image_batch(batch, path, title, mean=opts.pixel_mean, std=opts.pixel_std)
 
 
-__all__ = ["ImageModality", "ImageOptions", "parse_image_size"]
+__all__ = ["ImageModality", "ImageConfig", "parse_image_size"]

@@ -58,7 +58,7 @@ class ImagePatchTokenizer(Tokenizer):
     def untokenize(self, targets: Tensor, tokens: TokenBatch | None = None) -> Tensor:
         return unpatchify(targets, self.patch_size, self.layout.grid, self.channels)  # type: ignore[arg-type]
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         return FixedGridPositionEmbedding(self.layout.grid_coordinates(), dim)
 
 

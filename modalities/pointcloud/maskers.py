@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, exact_topk_plan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, exact_topk_plan
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .tokenizer import PointGroupTokenizer
 
 
 @dataclass
-class PointCloudOptions:
+class PointCloudConfig:
     num_points: int = 1024  # points per cloud fed to the tokenizer
     num_groups: int = 64  # tokens per cloud (FPS centres)
     group_size: int = 32  # points per group (kNN)
@@ -51,7 +51,7 @@ class PointCloudOptions:
 class PointCloudModality(Modality):
     name = "pointcloud"
     description = "Point clouds (.npy/.npz/.ply/.off/.obj/.xyz/.txt) as FPS + kNN point groups (Point-MAE)."
-    Options = PointCloudOptions
+    Config = PointCloudConfig
     default_mask_ratio = 0.6
     default_data = "builtin:shapes"
     default_model = "tiny"
@@ -62,14 +62,14 @@ class PointCloudModality(Modality):
                   "of 1024 points",
     }
 
-    options: PointCloudOptions
+    options: PointCloudConfig
 
-    def __init__(self, options: PointCloudOptions | None = None) -> None:
-        super().__init__(options if options is not None else PointCloudOptions())
+    def __init__(self, options: PointCloudConfig | None = None) -> None:
+        super().__init__(options if options is not None else PointCloudConfig())
 
     # --- data ---------------------------------------------------------------------------------
     def augmentation(self) -> Augmentation:
-        o = self.options
+        o = self.config
         return Augmentation(scale=tuple(o.aug_scale), translate=o.aug_translate, rotate=o.aug_rotate,
                             up_axis=o.up_axis)
 
@@ -79,7 +79,7 @@ class PointCloudModality(Modality):
         ``test/`` folders or ModelNet's layouts pick the split). ``on_bad_file="skip"`` leaves unreadable
         files out (listed in ``dataset.skipped``) instead of raising ``DataError``."""
         data = data or self.default_data
-        o = self.options
+        o = self.config
         augment = bool(train and o.augment)
         if data.startswith("builtin:"):
             name = data.split(":", 1)[1]
@@ -95,7 +95,7 @@ class PointCloudModality(Modality):
 
     # --- model pieces --------------------------------------------------------------------------
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
-        o = self.options
+        o = self.config
         return PointGroupTokenizer(o.num_points, o.num_groups, o.group_size, embed_dim)
 
     def build_loss(self) -> Loss:
@@ -135,4 +135,4 @@ def _histogram(values: Tensor, bins: int) -> Tensor:
     return counts / values.shape[1]
 
 
-__all__ = ["PointCloudModality", "PointCloudOptions", "shape_descriptor"]
+__all__ = ["PointCloudModality", "PointCloudConfig", "shape_descriptor"]

@@ -82,7 +82,7 @@ class PointGroupTokenizer(Tokenizer):
         pts = targets.reshape(b, g, -1, 3) + centres[:, :, None, :].to(targets.dtype)
         return pts.reshape(b, -1, 3)
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         return MLPPositionEmbedding(3, dim, hidden=128)
 
 

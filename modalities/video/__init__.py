@@ -3,8 +3,8 @@
 Its ``tube`` and ``frame`` maskers register through the ``maskkit.maskers`` entry points.
 """
 
-from .modality import PRESETS, VideoModality, VideoOptions, parse_frame_size
+from .modality import PRESETS, VideoConfig, VideoModality, parse_frame_size
 from .tokenizer import TubeletTokenizer, tubeletify, untubeletify
 
-__all__ = ["PRESETS", "TubeletTokenizer", "VideoModality", "VideoOptions", "parse_frame_size", "tubeletify",
+__all__ = ["PRESETS", "TubeletTokenizer", "VideoModality", "VideoConfig", "parse_frame_size", "tubeletify",
            "untubeletify"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 
 
 def ranks(values: Tensor) -> Tensor:

@@ -52,7 +52,7 @@ def parse_frame_size(value: object, option: str = "`image_size`") -> tuple[int, 
 
 
 @dataclass
-class VideoOptions:
+class VideoConfig:
     """Video options (CLI ``--num-frames`` etc., ``--modality-opt key=value``; TOML ``[modality_options]``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 16 frames of 32x32, tubelets 2x8x8, stride 2)
@@ -113,23 +113,23 @@ class VideoOptions:
 class VideoModality(Modality):
     name = "video"
     description = "Clips as t x p x p tubelets (VideoMAE / MAE-ST); mp4/avi/webm/mkv, frame folders, arrays."
-    Options = VideoOptions
+    Config = VideoConfig
     default_mask_ratio = 0.9
     default_data = "builtin:moving-digits"
     default_model = "micro"
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: VideoOptions
+    options: VideoConfig
 
-    def __init__(self, options: VideoOptions | None = None) -> None:
-        super().__init__(options if options is not None else VideoOptions())
+    def __init__(self, options: VideoConfig | None = None) -> None:
+        super().__init__(options if options is not None else VideoConfig())
 
     def build_dataset(self, data: str | None, train: bool, seed: int = 0,
                       on_bad_file: str = "error") -> VideoDataset:
         """``data``: ``builtin:moving-digits``, a video file, a folder of videos and/or frame folders
         (``root/class/clip.mp4`` or ``root/class/clip/000.png`` give labels), or a .npy/.npz array."""
-        o = self.options
+        o = self.config
         source = data or self.default_data
         common = dict(num_frames=int(o.num_frames), frame_stride=int(o.frame_stride),  # type: ignore[arg-type]
                       size=o.size, channels=o.channels, augment=train and o.augment, seed=seed)
@@ -141,10 +141,10 @@ class VideoModality(Modality):
     def adapt_to_dataset(self, dataset: MaskkitDataset) -> None:
         if not isinstance(dataset, VideoDataset):
             raise DataError(f"video modality cannot use dataset {type(dataset).__name__}")
-        self.options.channels = dataset.channels
+        self.config.channels = dataset.channels
 
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
-        o = self.options
+        o = self.config
         if o.channels is None:
             raise ConfigError("video channels are unknown: build the dataset and call adapt_to_dataset "
                               "first, or set `channels`")
@@ -161,4 +161,4 @@ class VideoModality(Modality):
         return render_video_batch(batch, path, title)
 
 
-__all__ = ["PRESETS", "VideoModality", "VideoOptions", "parse_frame_size"]
+__all__ = ["PRESETS", "VideoModality", "VideoConfig", "parse_frame_size"]

@@ -72,7 +72,7 @@ class TubeletTokenizer(Tokenizer):
         return untubeletify(targets, self.tubelet_size, self.patch_size, self.layout.grid,  # type: ignore[arg-type]
                             self.channels)
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         """3-D sin-cos over (t, h, w): each axis gets an even share of the channels."""
         return FixedGridPositionEmbedding(self.layout.grid_coordinates(), dim)
 

@@ -1,5 +1,5 @@
 """maskkit-timeseries: an external maskkit modality, found through the ``maskkit.modalities`` entry point."""
 
-from .modality import TimeSeriesModality, TimeSeriesOptions
+from .modality import TimeSeriesConfig, TimeSeriesModality
 
-__all__ = ["TimeSeriesModality", "TimeSeriesOptions"]
+__all__ = ["TimeSeriesModality", "TimeSeriesConfig"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 
 
 class SpanMasker(Masker):

@@ -20,7 +20,7 @@ from .tokenizer import PatchTokenizer1D
 
 
 @dataclass
-class TimeSeriesOptions:
+class TimeSeriesConfig:
     length: int = 256  # samples per signal
     patch_size: int = 16  # samples per token
     augment: bool = True  # random crop, gain and noise on training data
@@ -37,30 +37,30 @@ class TimeSeriesOptions:
 class TimeSeriesModality(Modality):
     name = "timeseries"
     description = "1-D signals as patches of consecutive samples (example external modality)."
-    Options = TimeSeriesOptions
+    Config = TimeSeriesConfig
     default_mask_ratio = 0.75
     default_data = "builtin:signals"
     default_model = "nano"
     builtin_datasets = {"signals": "8 waveform classes (sine, square, sawtooth, triangle, chirp, burst, "
                                    "damped, steps); 800 train / 200 test signals"}
 
-    options: TimeSeriesOptions
+    options: TimeSeriesConfig
 
-    def __init__(self, options: TimeSeriesOptions | None = None) -> None:
-        super().__init__(options if options is not None else TimeSeriesOptions())
+    def __init__(self, options: TimeSeriesConfig | None = None) -> None:
+        super().__init__(options if options is not None else TimeSeriesConfig())
 
     def build_dataset(self, data: str | None, train: bool, seed: int = 0,
                       on_bad_file: str = "error") -> MaskkitDataset:
         data = data or self.default_data
-        augment = train and self.options.augment
+        augment = train and self.config.augment
         if data.startswith("builtin:"):
             if data != "builtin:signals":
                 raise DataError(f"unknown embedded dataset {data!r}; available: builtin:signals")
-            return builtin_signals(self.options.length, train, seed, augment)
-        return signal_folder(data, self.options.length, augment, seed, on_bad_file)
+            return builtin_signals(self.config.length, train, seed, augment)
+        return signal_folder(data, self.config.length, augment, seed, on_bad_file)
 
     def build_tokenizer(self, embed_dim: int) -> Tokenizer:
-        return PatchTokenizer1D(self.options.length, self.options.patch_size, embed_dim)
+        return PatchTokenizer1D(self.config.length, self.config.patch_size, embed_dim)
 
     # build_loss: the base class's norm-pix MSE is what 1-D patches need
 
@@ -101,4 +101,4 @@ class TimeSeriesModality(Modality):
         return path
 
 
-__all__ = ["TimeSeriesModality", "TimeSeriesOptions"]
+__all__ = ["TimeSeriesModality", "TimeSeriesConfig"]

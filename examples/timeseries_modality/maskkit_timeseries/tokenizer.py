@@ -44,7 +44,7 @@ class PatchTokenizer1D(Tokenizer):
         """(B, T, p) -> (B, L)."""
         return targets.reshape(targets.shape[0], -1)
 
-    def make_position_embedding(self, dim: int) -> nn.Module:
+    def build_position_embedding(self, dim: int) -> nn.Module:
         return FixedGridPositionEmbedding(self.layout.grid_coordinates(), dim)
 
 

@@ -39,7 +39,7 @@ from maskkit.lab.finetune.recipe import (
 from maskkit.modality import MaskkitDataset, collate_samples
 from maskkit.train.build import build_dataset, build_model
 from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
-from maskkit.train.data import EpochOrderSampler, make_loader
+from maskkit.train.data import EpochOrderSampler, build_loader
 from maskkit.train.metrics import MetricsLog
 from maskkit.train.progress import TrainProgressBar
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision, seed_everything, step_seed
@@ -273,7 +273,7 @@ class FinetuneTrainer:
         cfg = self.config
         self.train_data.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        loader = make_loader(self.train_data, self.sampler, cfg.num_workers, pin_memory=self.device.type == "cuda")
+        loader = build_loader(self.train_data, self.sampler, cfg.num_workers, pin_memory=self.device.type == "cuda")
         self.classifier.train()
         if cfg.freeze:
             self.classifier.model.eval()

@@ -33,8 +33,8 @@ from maskkit.lab.evaluate import (
 )
 from maskkit.lab.study.config import StudyConfig
 from maskkit.lab.study.finetune_eval import finetune_baseline, finetune_run
-from maskkit.masking.base import Masker, TrainingProgress
-from maskkit.masking.random import RandomMasker
+from maskkit.maskers.base import Masker, TrainingProgress
+from maskkit.maskers.random import RandomMasker
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.registry import build_masker
@@ -42,7 +42,7 @@ from maskkit.train.build import build_dataset, build_run
 from maskkit.train.checkpoint import list_checkpoints, load_run_model
 from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_precision
-from maskkit.train.step import make_context
+from maskkit.train.step import build_context
 
 EVAL_FILE = "study_eval.json"
 
@@ -133,7 +133,7 @@ def reconstruction_loss(model: MaskedAutoencoder, loss_fn: torch.nn.Module, mask
         generator.manual_seed(seed * 1_000_003 + b)
         with autocast(device, amp_dtype):
             tokens = model.tokenize(x)
-            ctx = make_context(model, tokens, mask_ratio, generator, progress)
+            ctx = build_context(model, tokens, mask_ratio, generator, progress)
             plan = masker(ctx)
             out = model(tokens, plan)
             recon = loss_fn(out.pred.float(), tokens.targets.float(), plan)

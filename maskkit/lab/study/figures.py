@@ -145,7 +145,7 @@ def sweep_figure(study: StudyConfig, rows: list[dict[str, Any]]) -> tuple[Path |
     return path, column
 
 
-def make_figures(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def write_figures(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """{cell key: {kind: path}} plus "sweep": (path, column)."""
     made: dict[Any, Any] = {}
     for key, cell_rows in by_cell(rows).items():
@@ -154,4 +154,4 @@ def make_figures(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, An
     return made
 
 
-__all__ = ["FIGURE_DIR", "SWEEP_FIGURE", "figure_names", "make_figures", "sweep_figure"]
+__all__ = ["FIGURE_DIR", "SWEEP_FIGURE", "figure_names", "write_figures", "sweep_figure"]

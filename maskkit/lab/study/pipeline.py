@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.lab.study.config import StudyConfig
-from maskkit.lab.study.figures import make_figures
+from maskkit.lab.study.figures import write_figures
 from maskkit.lab.study.report import build_report, write_report
 from maskkit.lab.study.results import collect_rows, read_results, write_results
 from maskkit.lab.study.runner import StudyProgress, run_jobs
@@ -35,7 +35,7 @@ def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOu
     rows = read_results(results)
     notes = list(notes or [])
     try:
-        figures = make_figures(study, rows)
+        figures = write_figures(study, rows)
     except Exception as exc:  # results.csv is already safe; say what failed and keep the report
         figures = {}
         notes.append(f"figures could not be drawn ({type(exc).__name__}: {exc}); rerun with `report_only` "

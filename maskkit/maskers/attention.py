@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, exact_topk_plan
-from maskkit.masking.compose import apply_hints
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, exact_topk_plan
+from maskkit.maskers.compose import apply_hints
 
 
 @dataclass(frozen=True)

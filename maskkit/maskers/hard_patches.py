@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress, uniform_from
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress, uniform_from
 
 
 def input_layer(in_dim: int, out_dim: int) -> nn.Module:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from maskkit.masking.graph import fp32
+from maskkit.maskers.graph import fp32
 
 
 @fp32

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from maskkit.masking.base import MaskPlan
+from maskkit.maskers.base import MaskPlan
 from maskkit.tokens import TokenLayout
 
 
@@ -100,7 +100,7 @@ def pairwise_iou(mask: Tensor) -> Tensor:
 
 
 def random_iou(mean_count: Tensor, num_tokens: int) -> Tensor:
-    """Tensor form of :func:`maskkit.masking.base.expected_random_iou`."""
+    """Tensor form of :func:`maskkit.maskers.base.expected_random_iou`."""
     inter = mean_count * mean_count / num_tokens
     return inter / (2 * mean_count - inter).clamp_min(1e-12)
 

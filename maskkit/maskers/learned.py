@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, gumbel_scores
-from maskkit.masking.hard_patches import input_layer, materialize
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, ModelShape, gumbel_scores
+from maskkit.maskers.hard_patches import input_layer, materialize
 from maskkit.model.vit import Block
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 
 
 def random_plan(ctx: MaskContext) -> MaskPlan:

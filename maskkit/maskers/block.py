@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, uniform_from
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, uniform_from
 from maskkit.tokens import TokenLayout
 
 _TIME_AXES = ("t", "time", "frame", "frames")

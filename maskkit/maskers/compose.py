@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, ModelShape, TrainingProgress
 from maskkit.registry import build_masker
 from maskkit.tokens import TokenLayout
 

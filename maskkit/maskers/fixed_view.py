@@ -1,4 +1,4 @@
-"""A :class:`~maskkit.masking.base.ModelView` from precomputed tensors or functions.
+"""A :class:`~maskkit.maskers.base.ModelView` from precomputed tensors or functions.
 
 For tests, notebooks, and code that runs its own model: give a masker the features or attention
 you already have, without a ``MaskedAutoencoder``. Asking for something not supplied raises.

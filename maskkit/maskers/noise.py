@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking.base import MaskContext, Masker, MaskPlan
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 from maskkit.tokens import TokenLayout
 
 REFERENCE = ("Hinojosa, Liu, Ghanem, ColorMAE: Exploring data-independent masking strategies in "

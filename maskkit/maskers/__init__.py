@@ -4,6 +4,6 @@ Importing this package registers nothing: every masker, built-in or third-party,
 the ``maskkit.maskers`` entry-point group (see ``maskkit.registry``).
 """
 
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, ModelShape, ModelView, TrainingProgress, num_visible
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, ModelShape, ModelView, TrainingProgress, num_visible
 
 __all__ = ["MaskContext", "MaskPlan", "Masker", "ModelShape", "ModelView", "TrainingProgress", "num_visible"]

@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
-from maskkit.masking import graph
-from maskkit.masking.base import MaskContext, Masker, MaskPlan, TrainingProgress, exact_topk_plan
-from maskkit.masking.compose import apply_hints
-from maskkit.masking.random import random_plan
-from maskkit.masking.signals import exploitation_rates
-from maskkit.masking.stats import pairwise_iou
+from maskkit.maskers import graph
+from maskkit.maskers.base import MaskContext, Masker, MaskPlan, TrainingProgress, exact_topk_plan
+from maskkit.maskers.compose import apply_hints
+from maskkit.maskers.random import random_plan
+from maskkit.maskers.signals import exploitation_rates
+from maskkit.maskers.stats import pairwise_iou
 from maskkit.sync_guard import deliberate_sync
 
 Preset = Literal["sgmae", "sgmae-v1", "sgmae-spec", "sgim", "custom"]
