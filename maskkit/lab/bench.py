@@ -15,7 +15,7 @@ import torch
 
 from maskkit.lab.bench_reference import PlainMAE
 from maskkit.maskers.base import TrainingProgress, num_visible
-from maskkit.train.build import build_run
+from maskkit.train.build import RunParts, build_run
 from maskkit.train.config import TrainConfig
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision
 from maskkit.train.step import TrainingModule
@@ -89,9 +89,10 @@ def count_step_flops(module: TrainingModule, x: torch.Tensor, progress: Training
     return float(counter.get_total_flops())
 
 
-def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: torch.Tensor | None = None,
-               peak_tflops: float | None = None) -> BenchResult:
-    """Time ``steps`` optimiser steps of ``config``'s model/masker on one fixed batch."""
+def _bench_setup(config: TrainConfig, sample: torch.Tensor | None
+                 ) -> tuple[torch.device, torch.dtype | None, RunParts, torch.Tensor]:
+    """Device, precision, the run's parts and one batch built from a real sample (or ``sample``):
+    copies with a little noise, so samples differ but keep the data's statistics."""
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
@@ -100,7 +101,13 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
         assert parts.dataset is not None
         sample = parts.dataset[0][0]
     x = sample.unsqueeze(0).repeat(config.batch_size, *([1] * sample.dim())).to(device)
-    x = x + 0.01 * torch.randn_like(x)  # distinct samples, same statistics
+    return device, amp_dtype, parts, x + 0.01 * torch.randn_like(x)
+
+
+def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: torch.Tensor | None = None,
+               peak_tflops: float | None = None) -> BenchResult:
+    """Time ``steps`` optimiser steps of ``config``'s model/masker on one fixed batch."""
+    device, amp_dtype, parts, x = _bench_setup(config, sample)
     module = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(device)
     module.train()
     if config.compile:  # as in training: encoder, decoder and loss compiled, the masker eager
@@ -160,14 +167,7 @@ def bench_reference(config: TrainConfig, steps: int = 10, warmup: int = 3,
                     sample: torch.Tensor | None = None) -> BenchResult:
     """Time the plain eager MAE (``maskkit.lab.bench_reference``) with the run's tokenizer, model size,
     mask ratio and batch, on the same kind of input as :func:`bench_step`."""
-    device = resolve_device(config.device)
-    amp_dtype = resolve_precision(config.precision, device)
-    torch.manual_seed(config.seed)
-    parts = build_run(config, with_data=sample is None, train=True)
-    if sample is None:
-        assert parts.dataset is not None
-        sample = parts.dataset[0][0]
-    x = sample.unsqueeze(0).repeat(config.batch_size, *([1] * sample.dim())).to(device)
+    device, amp_dtype, parts, x = _bench_setup(config, sample)
     m = parts.model_config
     ratio = parts.mask_ratio
     model = PlainMAE(parts.model.tokenizer, m.embed_dim, m.depth, m.num_heads, m.decoder_dim, m.decoder_depth,

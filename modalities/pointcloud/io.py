@@ -54,12 +54,7 @@ def read_npz(path: Path) -> Geometry:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:
         raise _fail(path, f"cannot read .npz ({exc})") from None
-    if not arrays:
-        raise _fail(path, "empty .npz archive")
-    key = next((k for k in NPZ_POINT_KEYS if k in arrays), next(iter(arrays)))
-    pts = _as_points(path, arrays[key], f"array {key!r}")
-    faces = arrays.get("faces")
-    return Geometry(pts, _check_faces(path, faces, len(pts)) if faces is not None else None)
+    return _npz_geometry(path, arrays)
 
 
 # --------------------------------------------------------------------------- text formats
@@ -420,12 +415,7 @@ def geometry_from_bytes(data: bytes, ext: str, name: str) -> Geometry:
             return Geometry(_as_points(path, loaded))
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
-        if not arrays:
-            raise _fail(path, "empty .npz archive")
-        key = next((k for k in NPZ_POINT_KEYS if k in arrays), next(iter(arrays)))
-        pts = _as_points(path, arrays[key], f"array {key!r}")
-        faces = arrays.get("faces")
-        return Geometry(pts, _check_faces(path, faces, len(pts)) if faces is not None else None)
+        return _npz_geometry(path, arrays)
     raise _fail(path, f"unknown point-cloud record type {ext!r}; expected npy, npz or ply")
 
 
@@ -451,3 +441,14 @@ def points_of(path: Path, geo: Geometry, max_points: int, seed: int | None = Non
 
 __all__ = ["POINT_SUFFIXES", "Geometry", "geometry_from_bytes", "load_points", "ply_from_bytes", "points_of",
            "read_geometry", "sample_surface"]
+
+
+def _npz_geometry(path: Path, arrays: dict[str, np.ndarray]) -> Geometry:
+    """Points (the first of ``NPZ_POINT_KEYS`` present, else the first array) and optional faces of
+    an .npz archive, from a file or a shard record."""
+    if not arrays:
+        raise _fail(path, "empty .npz archive")
+    key = next((k for k in NPZ_POINT_KEYS if k in arrays), next(iter(arrays)))
+    pts = _as_points(path, arrays[key], f"array {key!r}")
+    faces = arrays.get("faces")
+    return Geometry(pts, _check_faces(path, faces, len(pts)) if faces is not None else None)
