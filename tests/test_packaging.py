@@ -95,7 +95,8 @@ def test_no_file_cites_a_document_outside_the_repository():
         files = [p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts]
     else:
         files = [ROOT / line for line in listed.stdout.splitlines()]
-    pattern = re.compile(r"(\.\./shared/|shared/research|shared/design\.md|\bresearch/[\w-]+\.md)")
+    shared = "shared"  # spelled apart so this test does not cite what it looks for
+    pattern = re.compile(rf"(\.\./{shared}/|{shared}/research|{shared}/design\.md|\bresearch/[\w-]+\.md)")
     offenders = []
     for path in files:
         if path.suffix not in {".py", ".md", ".toml", ".txt", ".cfg", ".sh", ""} or not path.is_file() \
