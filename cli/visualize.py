@@ -67,9 +67,8 @@ def visualize(
     steps_per_epoch = max(1, int(pos.get("global_step", 0)) // max(1, int(pos.get("epoch", 0)) or 1))
     progress = TrainingProgress(epoch=int(pos.get("epoch", 0)), step=int(pos.get("global_step", 0)),
                                 epochs=max(config.epochs, 1), steps_per_epoch=steps_per_epoch)
-    saved_progress = getattr(m, "last_progress", None)
-    if isinstance(saved_progress, TrainingProgress) and saved_progress.step > 0:
-        progress = saved_progress  # where the masker's own schedule stood when the checkpoint was written
+    if m.last_progress.step > 0:
+        progress = m.last_progress  # where the masker's own schedule stood when the checkpoint was written
     loss = modality.build_loss()
     probe = coverage_probe(dataset, modality, model.tokenizer, num_samples)  # None without object masks
     if probe is not None:

@@ -351,7 +351,7 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     x_all = probe_inputs(data, num_samples)
     model_mode = model.training
-    masker_mode = getattr(masker, "training", False)
+    masker_mode = masker.training if masker is not None else False
     model.eval()
     if masker is not None:
         masker.eval()
@@ -395,10 +395,10 @@ def probe_metrics(model: MaskedAutoencoder, data: Any, masker: Masker | None, ma
     return out
 
 
-def _masker_plan(model: MaskedAutoencoder, masker: Any, tokens: TokenBatch, mask_ratio: float,
+def _masker_plan(model: MaskedAutoencoder, masker: Masker, tokens: TokenBatch, mask_ratio: float,
                  generator: torch.Generator) -> MaskPlan:
 
-    progress = getattr(masker, "last_progress", None) or TrainingProgress()
+    progress = masker.last_progress
     ctx = build_context(model, tokens, mask_ratio, generator, progress)
     return masker(ctx)
 

@@ -245,6 +245,12 @@ class Masker(nn.Module):
                 f"masker {self.name!r} needs a grid of rank {self.grid_ranks}, got {layout.axes}"
             )
 
+    @property
+    def last_progress(self) -> TrainingProgress:
+        """Where training stood at the masker's last training step, so pictures and probes drawn
+        later mask as training did; maskers without schedules keep the default."""
+        return TrainingProgress()
+
     def bind_model(self, shape: ModelShape) -> None:
         """Hook before the optimiser and DDP are built: shape the masker's own layers from the model's
         width (learned maskers). Default does nothing."""

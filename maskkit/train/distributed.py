@@ -36,8 +36,7 @@ def needs_unused_parameter_search(module: nn.Module) -> bool:
     masker = module.masker  # type: ignore[union-attr]
     if not any(p.requires_grad for p in masker.parameters()):
         return False
-    used = getattr(masker, "all_parameters_used", None)
-    return not (used() if callable(used) else False)
+    return not masker.all_parameters_used()
 
 
 def wrap(module: nn.Module, info: DistInfo, device: torch.device, strategy: str,
