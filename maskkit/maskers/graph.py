@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from maskkit.sync_guard import deliberate_sync
+from maskkit.threads import single_thread
 
 AffinityRule = Literal["tokencut", "knn", "clamp", "shift"]
 SplitRule = Literal["zero", "mean", "median"]
@@ -322,12 +323,8 @@ def batched_eigh(mat: Tensor) -> tuple[Tensor, Tensor]:
         return vals.to(mat.device), vecs.to(mat.device)
     if mat.device.type != "cpu":
         return torch.linalg.eigh(mat)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         return torch.linalg.eigh(mat)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @fp32
