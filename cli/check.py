@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from maskkit.cli.errors import handle_errors
+from maskkit.safe_io import write_text
 
 
 def register(app: typer.Typer) -> None:
@@ -87,7 +88,7 @@ def check(
             table.add_row("(none)", "", "", "", "", "no checkpoint written yet")
         console.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=2, default=str))
+        write_text(json_out, json.dumps(report, indent=2, default=str))
     if damaged:
         console.print(f"[red]{damaged} damaged checkpoint(s)[/]: --resume and eval skip them and use the "
                       f"newest intact one")

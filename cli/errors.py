@@ -17,9 +17,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from maskkit.config_utils import ConfigError
     from maskkit.modality import DataError
     from maskkit.registry import RegistryError
+    from maskkit.safe_io import UnsafePath
     from maskkit.train.checkpoint import CheckpointError
 
-    return (ConfigError, DataError, RegistryError, CheckpointError, FileNotFoundError)
+    return (ConfigError, DataError, RegistryError, CheckpointError, UnsafePath, FileNotFoundError)
 
 
 _SETTING = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
 from maskkit.cli.options import Threads, apply_threads
+from maskkit.safe_io import write_text
 
 
 def register(app: typer.Typer) -> None:
@@ -74,5 +75,5 @@ def evaluate(
     payload = {"checkpoint": str(ckpt_path), "data": data or config.data or modality.default_data,
                "epoch": position.get("epoch"), "results": [r.to_dict() for r in rows]}
     target = json_out or (Path(run) / "eval.json" if Path(run).is_dir() else ckpt_path.with_suffix(".eval.json"))
-    target.write_text(json.dumps(payload, indent=2))
+    write_text(target, json.dumps(payload, indent=2))
     typer.echo(f"wrote {target}")

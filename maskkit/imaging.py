@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from maskkit.safe_io import ensure_dir, replacing
+
 #: distinct colours for categorical maps (cluster ids, classes); index i % len wraps around
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (67, 99, 216), (255, 225, 25), (245, 130, 49), (145, 30, 180),
@@ -221,8 +223,9 @@ def _as_uint8_rgb(img: np.ndarray) -> np.ndarray:
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write ``image`` as PNG, creating parent folders."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
+    ensure_dir(path.parent)
+    with replacing(path) as fh:  # never through a link planted at the name
+        image.save(fh, format="PNG")
     return path
 
 

@@ -24,6 +24,7 @@ from maskkit.config_utils import ConfigError, build_dataclass
 from maskkit.interop import keys as K
 from maskkit.interop.resize import load_resized
 from maskkit.model.mae import ModelConfig
+from maskkit.safe_io import write_text
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError
 
@@ -93,7 +94,7 @@ def export_timm(model: Any, modality: Any, out: Path, source: dict[str, Any]) ->
               "usage": "timm.models.vision_transformer.VisionTransformer(**timm_kwargs); "
                        "load_state_dict(safetensors.torch.load_file('model.safetensors')); "
                        "forward_features(x) equals maskkit's model.encode(x)"}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    write_text(out / "config.json", json.dumps(config, indent=2))
     return [out / "model.safetensors", out / "config.json"]
 
 
@@ -131,13 +132,13 @@ def export_hf(model: Any, modality: Any, out: Path, source: dict[str, Any], deco
     norm = normalization(modality)
     config["maskkit"] = source
     config["normalization"] = norm
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    write_text(out / "config.json", json.dumps(config, indent=2))
     h, w, _, _ = _image_shape(model, modality)
     processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True,
                  "size": {"height": h, "width": w}, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
                  "do_normalize": norm.get("mean") is not None, "image_mean": norm.get("mean"),
                  "image_std": norm.get("std")}
-    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    write_text(out / "preprocessor_config.json", json.dumps(processor, indent=2))
     return [out / "model.safetensors", out / "config.json", out / "preprocessor_config.json"]
 
 
@@ -146,7 +147,7 @@ def export_safetensors(model: Any, modality: Any, out: Path, source: dict[str, A
     out.mkdir(parents=True, exist_ok=True)
     _save(model.state_dict(), out / "model.safetensors", "safetensors", {"format": "pt", "library": "maskkit"})
     config = {"library": "maskkit", "config": source, "normalization": normalization(modality)}
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    write_text(out / "config.json", json.dumps(config, indent=2, default=str))
     return [out / "model.safetensors", out / "config.json"]
 
 

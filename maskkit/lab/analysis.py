@@ -35,6 +35,7 @@ from maskkit.maskers.signals import exploitation_rates
 from maskkit.maskers.stats import mask_statistics
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.registry import build_masker
+from maskkit.safe_io import write_text
 from maskkit.tokens import TokenBatch
 from maskkit.train.build import build_dataset
 from maskkit.train.checkpoint import (
@@ -532,11 +533,11 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     out_dir.mkdir(parents=True, exist_ok=True)
     result["out_dir"] = str(out_dir)
     result = _finite_or_none(result)
-    (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
+    write_text(out_dir / "analysis.json", json.dumps(result, indent=1))
     if plots:
 
         result["plots"] = [str(p) for p in plot_analysis(result, out_dir)]
-        (out_dir / "analysis.json").write_text(json.dumps(result, indent=1))
+        write_text(out_dir / "analysis.json", json.dumps(result, indent=1))
     return result
 
 

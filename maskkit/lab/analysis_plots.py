@@ -9,6 +9,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from maskkit.safe_io import save_figure
+
 ENCODER_TITLES = {
     "feature_var": "feature variance σF",
     "similarity_var": "similarity variance σs",
@@ -75,7 +77,7 @@ def plot_layers(result: dict[str, Any], path: Path) -> Path:
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(f"{result['modality']} · masker {result['masker']} · {result['num_samples']} samples")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
 
 
@@ -101,7 +103,7 @@ def plot_epochs(result: dict[str, Any], path: Path) -> Path:
     ax.set_title("exploitation per key (mean over decoder layers)", fontsize=9)
     ax.set_xlabel("epoch")
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
 
 
@@ -130,7 +132,7 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name.replace("masker_", "masker: "), fontsize=8)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
 
 

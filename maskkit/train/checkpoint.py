@@ -20,6 +20,7 @@ import torch
 
 from maskkit.config_utils import build_dataclass
 from maskkit.model.mae import ModelConfig
+from maskkit.safe_io import UnsafePath, create_new, ensure_dir, refuse_planted
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.config import TrainConfig
 from maskkit.train.integrity import (
@@ -71,14 +72,17 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 
     A checksum record (``path.sha256``, see :mod:`maskkit.train.integrity`) is renamed into place
     just before the file. A crash or a full disk leaves the previous pair untouched; the temp files
-    are removed on error.
+    are removed on error. Temp files are created with ``O_EXCL | O_NOFOLLOW``, and a link planted at
+    any of the names is refused (:mod:`maskkit.safe_io`).
     """
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
+    for name in (path, record_path(path)):
+        refuse_planted(name)
     record_tmp: Path | None = None
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(create_new(tmp), "wb") as fh:
             writer = HashingWriter(fh)
             torch.save(obj, writer)
             fh.flush()
@@ -87,11 +91,13 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         record_tmp = stage_record(tmp, path, position, (writer.sha.hexdigest(), writer.size))
         os.replace(record_tmp, record_path(path))
         os.replace(tmp, path)
-    except OSError as exc:
+    except UnsafePath:
+        raise
+    except (OSError, RuntimeError) as exc:  # torch wraps a full disk in RuntimeError
         tmp.unlink(missing_ok=True)
         if record_tmp is not None:
             record_tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"could not write checkpoint {path}: {write_failure(exc)}") from None
     try:  # make the renames durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -100,6 +106,18 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def write_failure(exc: BaseException) -> str:
+    """The one-line reason of a failed write: the OS's words (``No space left on device``), also when
+    torch wrapped the ``OSError`` in a ``RuntimeError``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
 
 
 def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str, Any]:

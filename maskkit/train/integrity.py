@@ -2,10 +2,12 @@
 
 Beside every checkpoint ``NAME.pt`` the writer puts ``NAME.pt.sha256``, a small JSON record with the
 SHA-256 and byte size of the file as written, and its epoch and step. The record is renamed into
-place just *before* the checkpoint, and it also keeps the previous checkpoint's digest, so a process
-killed between the two renames leaves a pair that still verifies (the old file matches
-``previous``). A checkpoint without a record (written by an older maskkit, or copied alone) is
-"unverified": it is still loaded, with ``torch.load``'s own checks only.
+place just *before* the checkpoint, and it also keeps the digest of the file on disk at that moment
+(``previous``, taken from the old record's entry that this file matches, never from the old record
+blindly), so a process killed between the two renames — once or at every save — leaves a pair that
+still verifies. A checkpoint without a record (written by an older maskkit, or copied alone) is
+"unverified": it is still loaded, with ``torch.load``'s own checks only. A record that is present
+but malformed counts as damage: a file's check cannot be skipped by spoiling its record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from maskkit.safe_io import create_new
 
 SUFFIX = ".sha256"
 RECORD_FORMAT = "maskkit-checksum"
@@ -38,24 +42,44 @@ def file_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def _entry_ok(entry: Any) -> bool:
+    """A well-formed digest entry: a 64-hex SHA-256 and a non-negative integer size."""
+    return (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) is not None
+            and isinstance(entry.get("size"), int) and not isinstance(entry["size"], bool) and entry["size"] >= 0)
+
+
 def read_record(checkpoint: Path) -> dict[str, Any] | None:
-    """The checksum record of ``checkpoint``; None when absent; ``{}`` when unreadable."""
+    """The checksum record of ``checkpoint``; None when absent; ``{}`` when unreadable or malformed."""
     path = record_path(checkpoint)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    ok = isinstance(record, dict) and record.get("format") == RECORD_FORMAT and "sha256" in record
+    ok = isinstance(record, dict) and record.get("format") == RECORD_FORMAT and _entry_ok(record)
+    if ok and record.get("previous") is not None and not _entry_ok(record["previous"]):
+        ok = False
     return record if ok else {}
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+def matching_entry(checkpoint: Path) -> dict[str, Any] | None:
+    """The entry (``sha256``, ``size``, ``epoch``, ``step``) of the current record that the file on
+    disk matches; None when the file is absent, unrecorded or matches no entry."""
+    record = read_record(checkpoint)
+    if not record or not checkpoint.is_file():
+        return None
+    size = checkpoint.stat().st_size
+    entries = [record] + ([record["previous"]] if record.get("previous") else [])
+    same_size = [e for e in entries if e.get("size") == size]
+    if not same_size:
+        return None
+    digest, _ = file_digest(checkpoint)
+    for e in same_size:
+        if e.get("sha256") == digest:
+            return {k: e.get(k) for k in ("sha256", "size", "epoch", "step")}
+    return None
 
 
 class HashingWriter:
@@ -84,15 +108,15 @@ def stage_record(written: Path, final: Path, position: dict[str, Any] | None,
     renaming the checkpoint itself.
     """
     sha, size = digest if digest is not None else file_digest(written)
-    old = read_record(final)
-    previous = None
-    if old:
-        previous = {k: old.get(k) for k in ("sha256", "size", "epoch", "step")}
+    previous = matching_entry(final)  # what is on disk now, whatever the last record claims
     pos = position or {}
     record = {"format": RECORD_FORMAT, "file": final.name, "sha256": sha, "size": size,
               "epoch": pos.get("epoch"), "step": pos.get("global_step"), "previous": previous}
     tmp = record_path(final).with_name(record_path(final).name + ".tmp")
-    _fsync_write(tmp, json.dumps(record, indent=1).encode())
+    with os.fdopen(create_new(tmp), "wb") as fh:
+        fh.write(json.dumps(record, indent=1).encode())
+        fh.flush()
+        os.fsync(fh.fileno())
     return tmp
 
 
@@ -126,7 +150,7 @@ def verify(path: str | Path) -> CheckpointStatus:
     if record is None:
         return CheckpointStatus(p, "unverified", "no checksum record", size)
     if not record:
-        return CheckpointStatus(p, "unverified", f"checksum record {record_path(p).name} is unreadable", size)
+        return CheckpointStatus(p, "damaged", f"checksum record {record_path(p).name} is malformed", size)
     candidates = [record] + ([record["previous"]] if isinstance(record.get("previous"), dict) else [])
     same_size = [c for c in candidates if c.get("size") == size]
     if not same_size:
@@ -150,5 +174,6 @@ def candidates_newest_first(run_dir: Path) -> list[Path]:
     return ([last] if last.is_file() else []) + periodic
 
 
-__all__ = ["CheckpointStatus", "candidates_newest_first", "HashingWriter", "file_digest", "read_record",
+__all__ = ["CheckpointStatus", "candidates_newest_first", "HashingWriter", "file_digest", "matching_entry",
+           "read_record",
            "record_path", "stage_record", "verify"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from maskkit.safe_io import append_text
 from maskkit.train.loggers import scalars_of
 
 
@@ -42,8 +43,7 @@ class MetricsLog:
         if not self.enabled:
             return
         record = clean(record)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_text(self.path, json.dumps(record) + "\n")
         if self.sinks:
             found = scalars_of(record)
             if found is not None and found[0]:

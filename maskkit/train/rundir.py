@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.config_utils import ConfigError
+from maskkit.safe_io import NOFOLLOW, open_fd
 
 LOCK_NAME = ".maskkit.lock"
 #: files whose presence means the directory already holds (part of) a training run
@@ -164,7 +165,7 @@ class DirectoryLock:
 
     def _acquire(self) -> DirectoryLock:
         for _ in range(20):  # retried only when a releasing holder unlinked the file under us
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_fd(self.path, os.O_RDWR | os.O_CREAT)  # a planted link is refused, not followed
             got = _flock(fd)
             if got is None:
                 os.close(fd)
@@ -186,7 +187,7 @@ class DirectoryLock:
     def _acquire_without_flock(self) -> DirectoryLock:
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
             except FileExistsError:
                 record = read_holder(self.path)
                 if record is not None and holder_alive(record):

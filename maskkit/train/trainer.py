@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from maskkit.config_utils import ConfigError
 from maskkit.interop.weights import init_model_options, load_into, read_weights
 from maskkit.maskers.base import TrainingProgress
 from maskkit.maskers.stats import PositionFrequency, mask_statistics
+from maskkit.safe_io import create_new, write_text
 from maskkit.threads import configure_threads, oversubscription
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
@@ -91,7 +93,7 @@ def check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
-        probe.write_text("ok")
+        os.close(create_new(probe))  # O_EXCL | O_NOFOLLOW: a planted link is refused, never written through
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"`out` {out}: cannot write there ({exc.strerror or exc})") from None
@@ -151,7 +153,7 @@ class Trainer:
                                          indices=train_idx if len(held) else None)
         if len(held) and self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "holdout.json").write_text(json.dumps(
+            write_text(self.out / "holdout.json", json.dumps(
                 {"num_samples": len(self.parts.dataset), "fraction": cfg.holdout_fraction,
                  "indices": held.tolist()}))
         self.steps_per_epoch = self.sampler.batches_per_epoch
@@ -178,7 +180,7 @@ class Trainer:
             self._resume()
         if self.dist.is_main:
             (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps({**self.resolved, "history": self.history},
+            write_text(self.out / "config.json", json.dumps({**self.resolved, "history": self.history},
                                                              indent=2))
 
     def _say(self, message: str) -> None:
@@ -199,7 +201,7 @@ class Trainer:
         report = load_into(self.parts.model, weights)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+            write_text(self.out / "init_report.json", json.dumps(report.to_dict(), indent=1))
             if self.console is not None:
                 self.console.print(report.summary())
 
@@ -535,7 +537,7 @@ class Trainer:
                    "final_loss": last_loss, "wall_time": wall, "effective_batch": self.effective_batch,
                    "peak_lr": self.peak_lr, "device": str(self.device),
                    "precision": str(self.amp_dtype or "fp32"), "world_size": self.dist.world_size}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text(self.out / "summary.json", json.dumps(summary, indent=2))
 
 
 def run_training(config: TrainConfig, console: Any = None, callbacks: Sequence[Callback] = ()) -> RunResult:

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from maskkit.modality import VisualBatch
+from maskkit.safe_io import save_figure
 
 VISIBLE, HIDDEN, PREDICTED = "#1f77b4", "#c7c7c7", "#d62728"
 
@@ -66,8 +67,7 @@ def render_point_groups(batch: VisualBatch, path: Path, title: str | None = None
     # fixed margins: tight_layout would draw every 3-D axis an extra time
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - head / height, wspace=0.02, hspace=0.12)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 

@@ -37,6 +37,7 @@ from maskkit.lab.finetune.recipe import (
     soft_targets,
 )
 from maskkit.modality import MaskkitDataset, collate_samples
+from maskkit.safe_io import write_text
 from maskkit.train.build import build_dataset, build_model
 from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
 from maskkit.train.data import EpochOrderSampler, build_loader
@@ -171,7 +172,7 @@ class FinetuneTrainer:
         self.wall_before = 0.0
         if cfg.resume:
             self._resume()
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, wall: float) -> dict[str, Any]:
@@ -266,7 +267,7 @@ class FinetuneTrainer:
             train_samples=len(self.train_idx), test_samples=len(self.test_idx), num_classes=self.num_classes,
             test_on=self.test_on, final_loss=float(final.get("loss", loss)), wall_time=wall, history=self.history,
             init_report=self.init_report)
-        (self.out / "finetune.json").write_text(json.dumps(result.to_dict(), indent=2))
+        write_text(self.out / "finetune.json", json.dumps(result.to_dict(), indent=2))
         return result
 
     def _epoch(self, bar: TrainProgressBar, start: float) -> float:

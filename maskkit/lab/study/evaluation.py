@@ -38,6 +38,7 @@ from maskkit.maskers.random import RandomMasker
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.registry import build_masker
+from maskkit.safe_io import ensure_dir, write_text
 from maskkit.train.build import build_dataset, build_run
 from maskkit.train.checkpoint import list_checkpoints, load_run_model
 from maskkit.train.config import TrainConfig
@@ -287,10 +288,8 @@ def _probe_note(dataset: MaskkitDataset, study: StudyConfig, probes: list[dict[s
 # --------------------------------------------------------------------------- files
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write via a temporary file, so an interrupted study never leaves half a result behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    ensure_dir(path.parent)
+    write_text(path, json.dumps(payload, indent=1))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

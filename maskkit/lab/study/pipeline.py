@@ -13,6 +13,7 @@ from maskkit.lab.study.report import build_report, write_report
 from maskkit.lab.study.results import collect_rows, read_results, write_results
 from maskkit.lab.study.runner import StudyProgress, run_jobs
 from maskkit.lab.study.stats import PairedComparison
+from maskkit.safe_io import write_text
 from maskkit.train.rundir import owned
 
 
@@ -43,7 +44,7 @@ def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOu
     text, comparisons = build_report(study, rows, figures, notes)
     report = out / "report.md"
     write_report(report, text)
-    (out / "comparisons.json").write_text(json.dumps([c.to_dict() for c in comparisons], indent=1))
+    write_text(out / "comparisons.json", json.dumps([c.to_dict() for c in comparisons], indent=1))
     return StudyOutcome(out=out, results=results, report=report, rows=rows, comparisons=comparisons)
 
 

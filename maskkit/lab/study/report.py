@@ -32,6 +32,7 @@ from maskkit.lab.study.tables import (
     spread,
 )
 from maskkit.registry import build_masker, get_modality
+from maskkit.safe_io import write_text
 
 COLLAPSE_WORDS = {"collapsed": "collapsed to a fixed spatial pattern (masks are mostly position, not content)",
                   "positional": "partly follow position rather than content"}
@@ -400,7 +401,7 @@ def sweep_section(study: StudyConfig, cells: dict[Any, list[dict[str, Any]]], pa
 
 
 def write_report(path: Path, text: str) -> None:
-    path.write_text(text + "\n")
+    write_text(path, text + "\n")
 
 
 __all__ = ["build_report", "collapse_warnings", "masker_configs", "write_report"]

@@ -7,6 +7,7 @@ report.md can be recomputed from the CSV.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ from maskkit.lab.study.coverage import summarise_coverage
 from maskkit.lab.study.diagnostics import summarise
 from maskkit.lab.study.evaluation import EVAL_FILE, pick, read_json
 from maskkit.lab.study.grid import baseline_path, cells, plan_baselines, plan_runs, run_dir
+from maskkit.safe_io import ensure_dir, write_text
 
 ARMS = ("pretrained", "random-init", "raw-input")
 
@@ -138,14 +140,13 @@ def _cell_text(value: Any) -> str:
 
 def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
     extra = sorted({k for row in rows for k in row} - set(COLUMNS))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS + extra)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell_text(row.get(k)) for k in COLUMNS + extra})
-    tmp.replace(path)
+    ensure_dir(path.parent)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS + extra)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell_text(row.get(k)) for k in COLUMNS + extra})
+    write_text(path, text.getvalue())
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from maskkit.lab.study.grid import (
 from maskkit.lab.training import train
 from maskkit.modality import DataError
 from maskkit.registry import RegistryError, build_masker, get_masker, get_modality
+from maskkit.safe_io import write_text
 from maskkit.threads import configured_threads
 from maskkit.train.build import build_modality
 from maskkit.train.checkpoint import CheckpointError
@@ -256,7 +257,7 @@ def validate_study(study: StudyConfig) -> None:
 def write_study_file(study: StudyConfig) -> None:
     out = Path(study.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(study.to_dict(), indent=2))
+    write_text(out / "study.json", json.dumps(study.to_dict(), indent=2))
 
 
 def run_jobs(study: StudyConfig, console: Any = None) -> StudyProgress:
