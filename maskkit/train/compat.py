@@ -17,6 +17,7 @@ import json
 import time
 from typing import Any
 
+from maskkit.config_utils import ConfigError
 from maskkit.train.checkpoint import CheckpointError
 
 SHAPE_KEYS = ("modality", "model", "data", "batch_size", "holdout_fraction", "masker")
@@ -110,3 +111,12 @@ def resume_entry(epoch: int, step: int, checkpoint: str, damaged: list[str],
 
 __all__ = ["check_resume", "resume_entry", "run_settings", "setting_changes", "shape_differences",
            "start_history"]
+
+
+def check_not_finished(position: dict[str, Any], epochs: int, out: Any) -> None:
+    """``resume`` of a run that already trained all its epochs has nothing to do: refuse it rather
+    than rewrite the run's summary from an empty loop."""
+    done = int(position.get("epoch", 0))
+    if done >= epochs and int(position.get("batch_in_epoch", 0)) == 0:
+        raise ConfigError(f"`resume`: the run in {out} already finished its {done} epochs; to train it "
+                          f"longer, give a larger `epochs` with `allow_config_change`")

@@ -83,6 +83,7 @@ class TrainConfig:
             raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if self.base_lr is not None and self.base_lr <= 0:
             raise ConfigError(f"`base_lr` must be > 0, got {self.base_lr}")
+        check_optimizer_ranges(self)
         if self.warmup_epochs < 0:
             raise ConfigError(f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}")
         if self.save_every < 1:
@@ -116,6 +117,32 @@ class TrainConfig:
         """The settings of a run's ``config.json`` (or a checkpoint's config), without what the run
         derived from them (resolved model and precision, history) or what applied to one invocation."""
         return cls.from_dict({k: v for k, v in saved.items() if k not in SAVED_ONLY_KEYS})
+
+
+def check_optimizer_ranges(cfg: TrainConfig) -> None:
+    """Ranges that would otherwise train silently wrong: a negative clip reverses the gradient, a
+    negative decay grows the weights, a floor above the peak makes the schedule climb."""
+    if cfg.clip_grad is not None and cfg.clip_grad <= 0:
+        raise ConfigError(f"`clip_grad` must be > 0 (leave it unset for no clipping), got {cfg.clip_grad}")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"`weight_decay` must be >= 0, got {cfg.weight_decay}")
+    if cfg.min_lr < 0:
+        raise ConfigError(f"`min_lr` must be >= 0, got {cfg.min_lr}")
+    if cfg.lr is not None:
+        check_min_lr(cfg.min_lr, cfg.lr)
+    betas = cfg.betas
+    if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)):
+        shown = list(betas) if isinstance(betas, (tuple, list)) else betas
+        raise ConfigError(f"`betas` must be two numbers in [0, 1), got {shown!r}")
+
+
+def check_min_lr(min_lr: float, peak_lr: float) -> None:
+    """``min_lr`` is the floor of the cosine schedule: it may not exceed the peak (``lr``, or the one
+    scaled from ``base_lr``)."""
+    if min_lr > peak_lr:
+        raise ConfigError(f"`min_lr` {min_lr:g} is above the peak learning rate {peak_lr:g} (`lr`); "
+                          f"the schedule would rise instead of decay")
 
 
 #: keys a run writes beside its settings: derived values and per-invocation switches

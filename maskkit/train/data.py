@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from maskkit.config_utils import ConfigError
 from maskkit.modality import MaskkitDataset, collate_samples
 
 HOLDOUT_SEED = 20_241_123  # fixed: every seed and every masker of a study holds out the same samples
@@ -20,6 +21,16 @@ def holdout_split(num_samples: int, fraction: float) -> tuple[np.ndarray, np.nda
     count = min(num_samples - 1, max(1, round(num_samples * fraction)))
     held = np.sort(np.random.default_rng(HOLDOUT_SEED).permutation(num_samples)[:count])
     return np.setdiff1d(np.arange(num_samples), held), held
+
+
+def check_batch_fits(batch_size: int, num_samples: int, world_size: int = 1) -> None:
+    """A batch needs that many distinct samples on each rank: a larger one would be filled by repeating
+    the data (one sample seen several times per step) and, when huge, by materialising the repeats."""
+    per_rank = num_samples // max(1, world_size)
+    if batch_size > per_rank:
+        where = f" per rank ({world_size} ranks)" if world_size > 1 else ""
+        raise ConfigError(f"`batch_size` {batch_size} is larger than the {per_rank} training samples{where}; "
+                          f"use a batch of at most {per_rank}")
 
 
 class EpochIndexed(Dataset):

@@ -231,6 +231,38 @@ def owned(directory: str | Path, kind: str, enabled: bool = True, option: str = 
         yield
 
 
+# --------------------------------------------------------------------------- where a run may write
+def data_folder(data: str | None) -> Path | None:
+    """The folder a ``data`` setting reads (a shard pattern's folder, ``hf:``'s path); None for the
+    embedded data (``builtin:NAME`` or unset)."""
+    if not data or str(data).startswith("builtin:"):
+        return None
+    text = str(data)[3:] if str(data).startswith("hf:") else str(data)
+    p = Path(text).expanduser()
+    if "{" in p.name or p.suffix == ".tar" or any(ch in p.name for ch in "*?["):
+        p = p.parent
+    return p
+
+
+def check_out_location(out: str | Path, data: str | None = None, option: str = "`out`") -> None:
+    """Refuse an output folder that is the working directory or above it (``--overwrite`` would move
+    the caller's own folder into itself), or that overlaps the data (pictures would land among the
+    samples and ``--overwrite`` would move the data set aside)."""
+    o = Path(out).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if o == cwd or o in cwd.parents:
+        raise ConfigError(f"{option} {out} is the working directory or a folder above it; "
+                          f"give the run a folder of its own")
+    folder = data_folder(data)
+    if folder is None:
+        return
+    d = folder.resolve()
+    if o == d or o in d.parents or d in o.parents:
+        where = "is" if o == d else "holds" if o in d.parents else "is inside"
+        raise ConfigError(f"{option} {out} {where} the `data` folder {folder}; runs write pictures, "
+                          f"checkpoints and logs there: give the run a folder outside the data")
+
+
 # --------------------------------------------------------------------------- overwrite protection
 def holds_run(directory: str | Path) -> bool:
     d = Path(directory)
@@ -270,5 +302,6 @@ def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool) -> Pat
     raise ConfigError(f"`out` {d} already holds a run; use {hint}, or another `out`")
 
 
-__all__ = ["DirectoryBusy", "DirectoryLock", "LockState", "holds_run", "lock_state", "move_aside", "owned",
+__all__ = ["DirectoryBusy", "DirectoryLock", "LockState", "check_out_location", "data_folder", "holds_run",
+           "lock_state", "move_aside", "owned",
            "prepare_run_dir"]

@@ -36,13 +36,13 @@ from maskkit.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
-from maskkit.train.config import TrainConfig
-from maskkit.train.data import EpochOrderSampler, build_loader, holdout_split
+from maskkit.train.compat import check_not_finished, check_resume, resume_entry, run_settings, start_history
+from maskkit.train.config import TrainConfig, check_min_lr
+from maskkit.train.data import EpochOrderSampler, build_loader, check_batch_fits, holdout_split
 from maskkit.train.loggers import build_loggers
 from maskkit.train.metrics import MetricsLog, to_float
 from maskkit.train.progress import TrainProgressBar
-from maskkit.train.rundir import owned, prepare_run_dir
+from maskkit.train.rundir import check_out_location, owned, prepare_run_dir
 from maskkit.train.runtime import (
     autocast,
     dist_info_from_env,
@@ -117,6 +117,7 @@ class Trainer:
         configure_threads(cfg.threads)
         dist_utils.init_process_group(self.dist, self.device)
         if self.dist.is_main:
+            check_out_location(self.out, cfg.data)
             check_writable(self.out)
             moved = prepare_run_dir(self.out, cfg.resume, cfg.overwrite)
             if moved is not None:
@@ -141,6 +142,7 @@ class Trainer:
         effective_batch = cfg.batch_size * cfg.accum_steps * self.dist.world_size
         self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(float(self.resolved["base_lr"]), effective_batch)
         self.effective_batch = effective_batch
+        check_min_lr(cfg.min_lr, self.peak_lr)
         fused = self.device.type == "cuda" and cfg.strategy != "fsdp"
         self.optimizer = torch.optim.AdamW(param_groups(self.wrapped, cfg.weight_decay), lr=self.peak_lr,
                                            betas=cfg.betas, fused=fused or None, foreach=None if fused else True)
@@ -148,6 +150,7 @@ class Trainer:
         self._group_loss = torch.zeros((), device=self.device)  # this accumulation group's loss
         assert self.parts.dataset is not None
         train_idx, held = holdout_split(len(self.parts.dataset), cfg.holdout_fraction)
+        check_batch_fits(cfg.batch_size, len(train_idx), self.dist.world_size)
         self.sampler = EpochOrderSampler(len(self.parts.dataset), cfg.batch_size, cfg.seed,
                                          self.dist.rank, self.dist.world_size, cfg.max_steps_per_epoch,
                                          indices=train_idx if len(held) else None)
@@ -217,6 +220,7 @@ class Trainer:
             message = found.warning()
             self._say(f"`resume`: {message}")
             self.metrics.write({"type": "warning", "message": message})
+        check_not_finished(ckpt.get("position") or {}, self.config.epochs, self.out)
         try:  # shapes were checked above; what can still differ is the masker's state under new options
             dist_utils.load_full_state(self.wrapped, self.module, self.optimizer, ckpt["model"], ckpt["masker"],
                                        ckpt["optimizer"])
@@ -291,6 +295,7 @@ class Trainer:
     def train(self) -> RunResult:
         """Own the run directory (rank 0; released on any exit), then set up and train."""
         if self.dist.is_main:
+            check_out_location(self.out, self.config.data)  # before the lock writes anything there
             check_writable(self.out)
         with owned(self.out, "train", enabled=self.dist.is_main):
             return self._train()

@@ -14,7 +14,7 @@ from maskkit.lab.study.results import collect_rows, read_results, write_results
 from maskkit.lab.study.runner import StudyProgress, run_jobs
 from maskkit.lab.study.stats import PairedComparison
 from maskkit.safe_io import write_text
-from maskkit.train.rundir import owned
+from maskkit.train.rundir import check_out_location, owned
 
 
 @dataclass
@@ -57,6 +57,7 @@ def run_study(study: StudyConfig, console: Any = None, report_only: bool = False
 
     progress = StudyProgress()
     notes: list[str] = []
+    check_out_location(study.out, study.data)
     with owned(study.out, "compare"):
         if not report_only:
             progress = run_jobs(study, console=console)
