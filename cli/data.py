@@ -61,12 +61,14 @@ def shard(
     modality: Annotated[str, typer.Option(help=f"Which files to pack: {' | '.join(SHARD_SUFFIXES)}")] = "image",
     max_count: Annotated[int, typer.Option(help="Samples per shard")] = 1000,
     prefix: Annotated[str, typer.Option(help="Shard name prefix (PREFIX-000000.tar)")] = "shard",
+    overwrite: Annotated[bool, typer.Option(help="Replace the shards of a non-empty --out (removed first)")] = False,
     threads: Threads = None,
 ) -> None:
     """Write WebDataset tar shards (<key>.<ext> + .cls + .json per sample) from a folder."""
     from maskkit.config_utils import ConfigError
     from maskkit.lab.shard_writer import folder_samples, write_shards
     from maskkit.modality import DataError
+    from maskkit.train.rundir import check_out_location
 
     apply_threads(threads)
     if modality not in SHARD_SUFFIXES:
@@ -78,7 +80,8 @@ def shard(
     samples = folder_samples(path, SHARD_SUFFIXES[modality])
     if not samples:
         raise DataError(f"{path}: no {'/'.join(SHARD_SUFFIXES[modality])} files found")
-    written = write_shards(samples, out, prefix=prefix, max_count=max_count)
+    check_out_location(out, str(path))
+    written = write_shards(samples, out, prefix=prefix, max_count=max_count, overwrite=overwrite)
     last = len(written) - 1
     typer.echo(f"wrote {len(samples)} samples in {len(written)} shard(s): "
                f"{out / f'{prefix}-{{000000..{last:06d}}}.tar'}")

@@ -28,6 +28,7 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,6 +44,11 @@ from maskkit.threads import configured_threads
 LABEL_KEYS = ("cls", "label", "labels", "target")
 JSON_LABEL_FIELDS = ("label", "cls", "class", "target")
 MAX_OPEN_SHARDS = 64
+#: most shards one ``{N..M}`` pattern may name (a typo like {0000000..2999999} would list millions)
+MAX_SHARDS = 100_000
+#: most bytes one record (a tar member, a file an ``hf:`` row names) may declare: anything larger is
+#: refused before it is read, so a lying header or ``/dev/zero`` cannot exhaust memory
+MAX_RECORD_BYTES = 1 << 30
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # WebDataset: key = path up to the first dot of the name
 
@@ -58,6 +64,9 @@ def expand_braces(pattern: str) -> list[str]:
         if not (lo.isdigit() and hi.isdigit()):
             raise DataError(f"--data {pattern}: a brace range must be {{N..M}} with digits, got {{{body}}}")
         width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+        if int(hi) - int(lo) + 1 > MAX_SHARDS:
+            raise DataError(f"--data {pattern}: the range {{{body}}} names {int(hi) - int(lo) + 1} shards, "
+                            f"more than {MAX_SHARDS}; check the pattern")
         parts = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
     else:
         parts = body.split(",")
@@ -147,8 +156,10 @@ class ShardChecker:
         """One row per record: [key, {ext: [offset, size]}, label, class name, ok, result-or-reason]."""
         groups: OrderedDict[str, dict[str, tuple[int, int]]] = OrderedDict()
         try:
+            on_disk = path.stat().st_size
             with tarfile.open(path, "r:") as tar:
                 for member in tar:
+                    check_member(path, member, on_disk)
                     if not member.isfile():
                         continue
                     parts = split_name(member.name)
@@ -178,6 +189,21 @@ class ShardChecker:
                 except DataError as exc:
                     rows.append([key, spans, -1, None, False, str(exc)])
         return rows
+
+
+def check_member(path: Path, member: tarfile.TarInfo, on_disk: int) -> None:
+    """Trust a member's header only as far as the file goes: a truncated shard (whose last member
+    ends past the end of the file) and sparse or oversized members are refused before any read."""
+    if member.issparse():
+        raise DataError(f"{path}: member {member.name} is a sparse file, not a WebDataset record")
+    if not member.isfile():
+        return
+    if member.size > MAX_RECORD_BYTES:
+        raise DataError(f"{path}: member {member.name} declares {member.size} bytes, more than the "
+                        f"{MAX_RECORD_BYTES} a record may hold")
+    if member.offset_data + member.size > on_disk:
+        raise DataError(f"{path}: truncated: member {member.name} declares {member.size} bytes, which end "
+                        f"past the end of the file ({on_disk} bytes)")
 
 
 def index_shards(paths: list[Path], wanted: Sequence[str], check: Callable[[dict[str, bytes]], Any],
@@ -328,14 +354,39 @@ def open_hf(path: str) -> Any:
     return ds
 
 
-def _as_bytes(value: Any) -> bytes | None:
+def hf_root(path: str) -> Path:
+    """The folder an ``hf:`` data set's row paths are relative to (the folder, or a parquet file's)."""
+    root = Path(path).expanduser().resolve()
+    return root if root.is_dir() else root.parent
+
+
+def read_row_file(root: Path, name: str) -> bytes:
+    """The file a row's ``path`` names, resolved inside the data set's folder, a regular file, and at
+    most ``MAX_RECORD_BYTES`` (``/dev/zero``, a FIFO or ``../../secret`` are refused, not read)."""
+    target = (root / Path(name).expanduser()).resolve()
+    if target != root and root not in target.parents:
+        raise DataError(f"path {name!r} is outside the data set's folder {root}")
+    try:
+        st = os.stat(target)  # before opening: opening a FIFO would wait for a writer
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"path {name!r} is not a regular file")
+        if st.st_size > MAX_RECORD_BYTES:
+            raise DataError(f"path {name!r} holds {st.st_size} bytes, more than the {MAX_RECORD_BYTES} "
+                            f"a record may hold")
+        with open(target, "rb") as fh:
+            return fh.read(MAX_RECORD_BYTES)
+    except OSError as exc:
+        raise DataError(f"path {name!r}: cannot read ({exc.strerror or exc})") from None
+
+
+def _as_bytes(value: Any, root: Path) -> bytes | None:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, dict):
         if value.get("bytes") is not None:
             return bytes(value["bytes"])
         if value.get("path"):
-            return Path(value["path"]).read_bytes()
+            return read_row_file(root, str(value["path"]))
     if isinstance(value, list):  # e.g. a point array stored as nested lists: an npy for the decoder
         buf = io.BytesIO()
         np.save(buf, np.asarray(value, dtype=np.float32), allow_pickle=False)
@@ -346,16 +397,22 @@ def _as_bytes(value: Any) -> bytes | None:
 def _hf_check_chunk(path: str, column: str, key: str, check: Callable[[dict[str, bytes]], Any],
                     start: int, stop: int) -> list[tuple[bool, Any]]:
     ds = HFRecords.columns_undecoded(open_hf(path))
+    root = hf_root(path)
     out: list[tuple[bool, Any]] = []
     for value in ds[start:stop][column]:
         try:
-            data = _as_bytes(value)
+            data = _as_bytes(value, root)
             if data is None:
                 raise DataError(f"column {column!r} holds no bytes")
             out.append((True, check({key: data})))
         except DataError as exc:
             out.append((False, str(exc)))
     return out
+
+
+def label_array(values: Sequence[Any]) -> np.ndarray:
+    """Labels of a column; a missing one (None, as Arrow nulls read) is -1, like an unlabelled sample."""
+    return np.asarray([-1 if v is None else v for v in values], dtype=np.int64)
 
 
 class HFRecords(RecordSource):
@@ -407,10 +464,10 @@ class HFRecords(RecordSource):
         n = len(self.ds)
         for name, feature in features.items():
             if type(feature).__name__ == "ClassLabel":
-                return np.asarray(self.ds[name], dtype=np.int64), list(feature.names)
+                return label_array(self.ds[name]), list(feature.names)
         for name in ("label", "labels"):
             if name in features and getattr(features[name], "dtype", "").startswith("int"):
-                return np.asarray(self.ds[name], dtype=np.int64), None
+                return label_array(self.ds[name]), None
         return np.full(n, -1, dtype=np.int64), None
 
     def _check_all(self, check: Callable[[dict[str, bytes]], Any]) -> list[tuple[bool, Any]]:
@@ -429,7 +486,7 @@ class HFRecords(RecordSource):
             return [o for f in futures for o in f.result()]
 
     def read(self, index: int) -> dict[str, bytes]:
-        data = _as_bytes(self.ds[int(self.rows[index])][self.column])
+        data = _as_bytes(self.ds[int(self.rows[index])][self.column], hf_root(self.path))
         if data is None:
             raise DataError(f"{self.where(index)}: column {self.column!r} holds no bytes")
         return {self.key: data}

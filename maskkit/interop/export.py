@@ -15,6 +15,7 @@ Every format writes the input normalisation the encoder expects (``normalization
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +152,26 @@ def export_safetensors(model: Any, modality: Any, out: Path, source: dict[str, A
     return [out / "model.safetensors", out / "config.json"]
 
 
+#: what makes a folder a training run's or a study's own (an export's config.json would replace theirs)
+OWNED_NAMES = ("checkpoints", "metrics.jsonl", "summary.json", "study.json", ".maskkit.lock")
+
+
+def check_export_target(out: Path) -> None:
+    """Refuse, before any work, a target that is a file or the folder of a run or a study."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"`out` {out} exists and is not a folder; export into a folder")
+    owned = [name for name in OWNED_NAMES if os.path.lexists(out / name)]
+    if owned:
+        raise ConfigError(f"`out` {out} is the folder of a run or study (it holds {owned[0]}); exporting there "
+                          f"would replace its config.json: use a folder of its own (default RUN/export-FORMAT)")
+
+
 def export_run(run: str | Path, fmt: str, out: str | Path, overrides: dict[str, Any] | None = None,
                decoder: bool = False) -> list[Path]:
     """Export the run (directory or checkpoint) in ``fmt``, optionally at another input size."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_export_target(Path(out))
     model, modality, config, ckpt = load_resized(run, overrides, "cpu")
     model = model.float().eval()
     source = dict(ckpt["config"])

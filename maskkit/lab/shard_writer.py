@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from maskkit.config_utils import ConfigError
+from maskkit.safe_io import ensure_dir, replacing
 
 
 @dataclass(frozen=True)
@@ -48,18 +52,36 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def prepare_shard_folder(out: Path, overwrite: bool) -> list[Path]:
+    """An empty (or new) folder for the shards. A folder that holds anything is refused unless
+    ``overwrite``, which first removes the old shards (``*.tar``, and temp files left by a crash):
+    new shards beside stale ones would read as one data set with clashing class indices."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"`out` {out} exists and is not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return []
+    if not overwrite:
+        raise ConfigError(f"`out` {out} is not empty ({len(entries)} entries, e.g. {entries[0].name}); "
+                          f"use `overwrite` to replace its shards, or an empty folder")
+    old = [p for p in entries if p.name.endswith((".tar", ".tmp")) and not p.is_dir()]
+    for p in old:
+        p.unlink()
+    return old
+
+
 def write_shards(samples: Sequence[ShardSample], out: Path, prefix: str = "shard",
-                 max_count: int = 1000) -> list[Path]:
+                 max_count: int = 1000, overwrite: bool = False) -> list[Path]:
     """Write ``prefix-000000.tar``... with at most ``max_count`` samples each; returns their paths."""
     if max_count < 1:
-        raise ValueError(f"--max-count must be >= 1, got {max_count}")
-    out.mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"`max_count` must be >= 1, got {max_count}")
+    prepare_shard_folder(out, overwrite)
+    ensure_dir(out)
     written: list[Path] = []
     digits = max(6, len(str(len(samples))))
     for s, start in enumerate(range(0, len(samples), max_count)):
         path = out / f"{prefix}-{s:06d}.tar"
-        tmp = path.with_suffix(".tar.tmp")
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with replacing(path) as fh, tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for i, sample in enumerate(samples[start:start + max_count], start=start):
                 key = f"{i:0{digits}d}"
                 _add(tar, f"{key}{sample.path.suffix.lower()}", sample.path.read_bytes())
@@ -67,9 +89,8 @@ def write_shards(samples: Sequence[ShardSample], out: Path, prefix: str = "shard
                     _add(tar, f"{key}.cls", str(sample.label).encode())
                 meta = {"label": sample.label, "class_name": sample.class_name, "path": sample.rel}
                 _add(tar, f"{key}.json", json.dumps(meta).encode())
-        tmp.replace(path)
         written.append(path)
     return written
 
 
-__all__ = ["ShardSample", "folder_samples", "write_shards"]
+__all__ = ["ShardSample", "folder_samples", "prepare_shard_folder", "write_shards"]
