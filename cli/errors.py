@@ -80,6 +80,11 @@ def handle_errors(func: F) -> F:
         except user_error_types() as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             fail(message)
+        except OSError as exc:  # a write the system refused (read-only, full disk): name the file
+            if "MASKKIT_DEBUG" in __import__("os").environ:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}")
         except ValueError as exc:  # validation errors raised by dataclass __post_init__
             if "MASKKIT_DEBUG" in __import__("os").environ:
                 raise

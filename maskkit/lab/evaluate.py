@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from maskkit.config_utils import ConfigError
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.train.runtime import autocast
@@ -128,9 +129,16 @@ def probe(arm: str, feature: str, features: np.ndarray, labels: np.ndarray, fold
                        num_classes=int(len(np.unique(labels))))
 
 
+def check_k(k: int) -> None:
+    """k-NN needs at least one neighbour; with none every vote is empty and the 'accuracy' is noise."""
+    if k < 1:
+        raise ConfigError(f"`k` must be >= 1, got {k}")
+
+
 def evaluate_encoder(model: MaskedAutoencoder, dataset: MaskkitDataset, device: torch.device, seed: int = 0,
                      arm: str = "pretrained", max_samples: int | None = 2000, k: int = 10,
                      amp_dtype: torch.dtype | None = None) -> list[ProbeResult]:
+    check_k(k)
     idx = labelled_subset(dataset, max_samples, seed)
     labels = np.asarray(dataset.labels)[idx]
     folds = cv_folds(labels, seed)
@@ -143,6 +151,7 @@ def evaluate_with_baselines(model: MaskedAutoencoder, random_init: MaskedAutoenc
                             max_samples: int | None = 2000, k: int = 10,
                             amp_dtype: torch.dtype | None = None) -> list[ProbeResult]:
     """Pretrained encoder, the same architecture at its initial weights, and the raw input: one protocol."""
+    check_k(k)
     idx = labelled_subset(dataset, max_samples, seed)
     labels = np.asarray(dataset.labels)[idx]
     folds = cv_folds(labels, seed)

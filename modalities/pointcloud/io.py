@@ -428,6 +428,10 @@ def points_of(path: Path, geo: Geometry, max_points: int, seed: int | None = Non
     bad = ~np.isfinite(xyz).all(axis=1)
     if bad.any():
         raise _fail(path, f"{int(bad.sum())} of {len(xyz)} points have NaN or inf coordinates")
+    huge = (np.abs(xyz) > np.finfo(np.float32).max).any(axis=1)  # finite in float64, inf in float32
+    if huge.any():
+        raise _fail(path, f"{int(huge.sum())} of {len(xyz)} points have coordinates beyond float32's range "
+                          f"(|x| > {float(np.finfo(np.float32).max):.3g})")
     rng = np.random.default_rng(file_seed(path) if seed is None else seed)
     if geo.faces is not None and len(geo.faces):
         try:
