@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -113,17 +112,14 @@ def train(
     arguments = dict(locals())
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.training import train as train_run
-    from maskkit.train.config import SAVED_ONLY_KEYS, TrainConfig, load_toml, merge_config
+    from maskkit.train.config import TrainConfig, load_toml, merge_config, read_saved_settings
 
     file_values = load_toml(config) if config is not None else {}
     if resume:
         run_dir = Path(out or file_values.get("out") or "runs/latest")
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
-            base = json.loads(saved.read_text())
-            for key in SAVED_ONLY_KEYS:
-                base.pop(key, None)
-            file_values = {**base, **file_values}
+            file_values = {**read_saved_settings(saved), **file_values}
     cli_values = given_fields(arguments, TrainConfig)
     cli_values.update({
         "resume": True if resume else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -147,6 +148,19 @@ def check_min_lr(min_lr: float, peak_lr: float) -> None:
 
 #: keys a run writes beside its settings: derived values and per-invocation switches
 SAVED_ONLY_KEYS = ("resolved_model", "resolved_precision", "history", "overwrite", "allow_config_change")
+
+
+def read_saved_settings(path: str | Path) -> dict[str, Any]:
+    """The settings in a run's ``config.json`` (what ``resume`` starts from), without the keys the run
+    derived; a truncated or foreign file is refused by name."""
+    p = Path(path)
+    try:
+        saved = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{p}: not a readable run config ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{p}: not a run config (a JSON object expected, found {type(saved).__name__})")
+    return {k: v for k, v in saved.items() if k not in SAVED_ONLY_KEYS}
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -46,6 +46,11 @@ def parse_image_size(value: object) -> tuple[int, int]:
     return h, w
 
 
+#: most patches per image: attention is quadratic in them, and a typo (image_size = 1000000) would
+#: otherwise allocate position tables and pictures until memory runs out
+MAX_TOKENS = 1 << 16
+
+
 @dataclass
 class ImageConfig:
     """Image options (CLI ``--image-size`` etc.; TOML ``[modality_options]``)."""
@@ -74,6 +79,10 @@ class ImageConfig:
         if h % self.patch_size or w % self.patch_size:
             raise ConfigError(f"`image_size` {self.image_size} is not divisible by "
                               f"`patch_size` {self.patch_size}")
+        tokens = (h // self.patch_size) * (w // self.patch_size)
+        if tokens > MAX_TOKENS:
+            raise ConfigError(f"`image_size` {self.image_size} with `patch_size` {self.patch_size} gives {tokens} "
+                              f"tokens per image, more than the {MAX_TOKENS} a sequence may hold")
         if self.channels is not None and self.channels < 1:
             raise ConfigError(f"`channels` must be >= 1, got {self.channels}")
         for name in ("pixel_mean", "pixel_std"):
