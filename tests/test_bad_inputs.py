@@ -70,6 +70,32 @@ def foreign(root: Path) -> str:
     return str(root / "foreign.pt")
 
 
+def toml(root: Path, text: str) -> str:
+    path = root / "run.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def truncated_config(run: Path, root: Path) -> str:
+    copy = copy_run(run, root, "truncated-config")
+    text = (copy / "config.json").read_text()
+    (copy / "config.json").write_text(text[: len(text) // 2])
+    return str(copy)
+
+
+def pickled(root: Path) -> str:
+    from fractions import Fraction
+
+    torch.save({"format": "maskkit-checkpoint", "version": 1, "model": {}, "config": {}, "x": Fraction(1, 2)},
+               root / "pickled.pt")
+    return str(root / "pickled.pt")
+
+
+def a_file(root: Path) -> str:
+    (root / "taken").write_text("mine")
+    return str(root / "taken")
+
+
 Case = tuple[str, str, str, Callable[[Path, Path], list[str]], str]
 #: (command, modality, bad input, argv builder (tmp dir, finished toy run) -> argv, words in the error)
 CASES: list[Case] = [
@@ -131,6 +157,39 @@ CASES: list[Case] = [
      lambda t, r: ["check", str(t / "nowhere")], "no such run or study directory"),
     ("check", "any", "a directory that is neither a run nor a study",
      lambda t, r: ["check", folder(t, "plain", {"notes.txt": b"x"})], "not a run directory"),
+    ("train", "any", "--out is the --data folder",
+     lambda t, r: ["train", *TOY, "--data", str(t / "dd"), "--out", str(t / "dd")], "is the --data folder"),
+    ("train", "any", "a negative --clip-grad (would reverse the gradient)",
+     lambda t, r: ["train", *TOY, "--clip-grad", "-1"], "--clip-grad must be > 0"),
+    ("train", "any", "a negative --weight-decay", lambda t, r: ["train", *TOY, "--weight-decay", "-0.1"],
+     "--weight-decay must be >= 0"),
+    ("train", "any", "--min-lr above --lr", lambda t, r: ["train", *TOY, "--lr", "1e-4", "--min-lr", "1e-3"],
+     "above the peak learning rate"),
+    ("train", "any", "TOML `betas = [0.9]`", lambda t, r: ["train", *TOY, "--config", toml(t, "betas = [0.9]\n")],
+     "betas must be two numbers in [0, 1)"),
+    ("train", "any", "a batch larger than the data set", lambda t, r: ["train", *TOY, "--batch-size", "1000000000"],
+     "--batch-size 1000000000 is larger than the"),
+    ("train", "image", "`--image-size 1000000`",
+     lambda t, r: ["train", "--modality", "image", "--image-size", "1000000"], "tokens per image"),
+    ("train", "pointcloud", "a coordinate beyond float32 (1e39)",
+     lambda t, r: ["train", "--modality", "pointcloud", "--data",
+                   folder(t, "huge", {"a/huge.npy": np.full((40, 3), 1e39)})], "beyond float32's range"),
+    ("train", "image", "a shard brace range of millions",
+     lambda t, r: ["train", "--modality", "image", "--data", str(t / "x-{0000000..2999999}.tar")], "more than 100000"),
+    ("train", "any", "--resume of a finished run", lambda t, r: ["train", "--resume", "--out", str(r)],
+     "already finished its 2 epochs"),
+    ("train", "any", "--resume with a truncated config.json",
+     lambda t, r: ["train", "--resume", "--out", truncated_config(r, t)], "config.json: not a readable run config"),
+    ("export", "any", "--out the run's own folder", lambda t, r: ["export", str(r), "--out", str(r)],
+     "is the folder of a run or study"),
+    ("export", "any", "--out an existing file", lambda t, r: ["export", str(r), "--out", a_file(t)],
+     "exists and is not a folder"),
+    ("eval", "any", "--k 0", lambda t, r: ["eval", str(r), "--k", "0", "--max-samples", "40"], "--k must be >= 1"),
+    ("eval", "any", "a checkpoint holding pickled objects", lambda t, r: ["eval", pickled(t)],
+     "could run code when loaded"),
+    ("data shard", "image", "--out a folder that already holds files",
+     lambda t, r: ["data", "shard", folder(t, "pngs", {"a/x.png": b"x"}), "--out", folder(t, "used", {"0.tar": b"x"})],
+     "is not empty"),
 ]
 
 
