@@ -153,8 +153,9 @@ def test_resume_with_another_mask_ratio_needs_the_flag_and_is_recorded(finished_
     assert any(r["type"] == "config_change" and r["step"] == 6 for r in rows)
     assert json.loads((finished_run / "summary.json").read_text())["steps"] == 12
 
-    again = invoke("train", "--out", finished_run, "--resume")  # the new values are now the run's own
-    assert again.exit_code == 0, again.output
+    again = invoke("train", "--out", finished_run, "--resume")  # the new values are now the run's own:
+    assert again.exit_code == 2, again.output  # no settings complaint, only that nothing is left to train
+    assert "already finished its 2 epochs" in error_lines(again.output)[0]
 
 
 def test_resume_never_changes_shapes(finished_run):
@@ -162,7 +163,8 @@ def test_resume_never_changes_shapes(finished_run):
     assert result.exit_code == 2, result.output
     assert "cannot change patch_size 2 -> 4" in error_lines(result.output)[0]
     runtime = invoke("train", "--out", finished_run, "--resume", "--log-every", "1", "--save-every", "2")
-    assert runtime.exit_code == 0, runtime.output  # run-time settings need no flag
+    assert runtime.exit_code == 2, runtime.output  # run-time settings need no flag: the only refusal is
+    assert "already finished its 1 epoch;" in error_lines(runtime.output)[0]  # that the run is done
 
 
 def test_changed_masker_options_follow_the_same_rule(toy_config, tmp_path):

@@ -118,5 +118,6 @@ def check_not_finished(position: dict[str, Any], epochs: int, out: Any) -> None:
     than rewrite the run's summary from an empty loop."""
     done = int(position.get("epoch", 0))
     if done >= epochs and int(position.get("batch_in_epoch", 0)) == 0:
-        raise ConfigError(f"`resume`: the run in {out} already finished its {done} epochs; to train it "
+        epochs_done = f"{done} epoch" + ("s" if done != 1 else "")
+        raise ConfigError(f"`resume`: the run in {out} already finished its {epochs_done}; to train it "
                           f"longer, give a larger `epochs` with `allow_config_change`")
