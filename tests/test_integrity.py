@@ -131,8 +131,9 @@ def test_cli_resume_and_eval_warn_and_use_the_intact_checkpoint(tmp_path):
     single = runner.invoke(app, ["eval", str(out / "checkpoints/last.pt")])
     assert single.exit_code == 2 and "checkpoint is damaged" in single.output  # an explicit file: no fallback
     resumed = runner.invoke(app, ["train", "--out", str(out), "--resume"])
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == 2, resumed.output  # epoch_0002.pt is the run's end: nothing left to train
     assert "last.pt is damaged" in resumed.output and "epoch_0002.pt" in resumed.output
+    assert "already finished its 2 epochs" in resumed.output
 
 
 def test_check_reports_every_checkpoint_and_the_lock(toy_config, tmp_path):
