@@ -28,6 +28,7 @@ from maskkit.train.integrity import (
     HashingWriter,
     candidates_newest_first,
     record_path,
+    remember_written,
     stage_record,
     verify,
 )
@@ -91,6 +92,8 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
         record_tmp = stage_record(tmp, path, position, (writer.sha.hexdigest(), writer.size))
         os.replace(record_tmp, record_path(path))
         os.replace(tmp, path)
+        remember_written(path, {"sha256": writer.sha.hexdigest(), "size": writer.size,
+                                "epoch": (position or {}).get("epoch"), "step": (position or {}).get("global_step")})
     except UnsafePath:
         raise
     except (OSError, RuntimeError) as exc:  # torch wraps a full disk in RuntimeError

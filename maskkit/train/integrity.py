@@ -64,12 +64,30 @@ def read_record(checkpoint: Path) -> dict[str, Any] | None:
     return record if ok else {}
 
 
+#: what this process last renamed into place, per path: (inode, size, mtime_ns) -> its entry, so a save
+#: that follows one of this process's own need not read the previous file again to know its digest
+_WRITTEN: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def remember_written(checkpoint: Path, entry: dict[str, Any]) -> None:
+    _WRITTEN[str(checkpoint)] = (_identity(checkpoint), entry)
+
+
 def matching_entry(checkpoint: Path) -> dict[str, Any] | None:
     """The entry (``sha256``, ``size``, ``epoch``, ``step``) of the current record that the file on
     disk matches; None when the file is absent, unrecorded or matches no entry."""
     record = read_record(checkpoint)
     if not record or not checkpoint.is_file():
         return None
+    known = _WRITTEN.get(str(checkpoint))
+    if known is not None and known[0] == _identity(checkpoint) and any(
+            e and e.get("sha256") == known[1]["sha256"] for e in (record, record.get("previous"))):
+        return dict(known[1])
     size = checkpoint.stat().st_size
     entries = [record] + ([record["previous"]] if record.get("previous") else [])
     same_size = [e for e in entries if e.get("size") == size]
@@ -175,5 +193,5 @@ def candidates_newest_first(run_dir: Path) -> list[Path]:
 
 
 __all__ = ["CheckpointStatus", "candidates_newest_first", "HashingWriter", "file_digest", "matching_entry",
-           "read_record",
+           "read_record", "remember_written",
            "record_path", "stage_record", "verify"]
