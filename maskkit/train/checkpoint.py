@@ -143,7 +143,7 @@ def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str,
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Weights only load failed" in str(exc):
+        if "Unsupported global" in str(exc):  # torch.load(weights_only=True) met a pickled class
             raise CheckpointError(f"{p}: refused: it holds pickled Python objects beyond tensors, which could "
                                   f"run code when loaded; maskkit loads with weights_only=True and never "
                                   f"unpickles them (open it yourself only if you trust its source)") from None

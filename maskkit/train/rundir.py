@@ -232,32 +232,35 @@ def owned(directory: str | Path, kind: str, enabled: bool = True, option: str = 
 
 
 # --------------------------------------------------------------------------- where a run may write
-def data_folder(data: str | None) -> Path | None:
-    """The folder a ``data`` setting reads (a shard pattern's folder, ``hf:``'s path); None for the
-    embedded data (``builtin:NAME`` or unset)."""
+def data_folder(data: str | None) -> tuple[Path, bool] | None:
+    """The folder a ``data`` setting reads (a shard pattern's folder, ``hf:``'s path), and whether it
+    is scanned for samples recursively (a plain folder: then a run inside it would become data);
+    None for the embedded data (``builtin:NAME`` or unset)."""
     if not data or str(data).startswith("builtin:"):
         return None
     text = str(data)[3:] if str(data).startswith("hf:") else str(data)
     p = Path(text).expanduser()
     if "{" in p.name or p.suffix == ".tar" or any(ch in p.name for ch in "*?["):
-        p = p.parent
-    return p
+        return p.parent, False
+    return p, not str(data).startswith("hf:")
 
 
 def check_out_location(out: str | Path, data: str | None = None, option: str = "`out`") -> None:
     """Refuse an output folder that is the working directory or above it (``--overwrite`` would move
-    the caller's own folder into itself), or that overlaps the data (pictures would land among the
-    samples and ``--overwrite`` would move the data set aside)."""
+    the caller's own folder into itself), that is the data folder or holds it (``--overwrite`` would
+    move the data set aside), or that lies inside a folder scanned for samples (pictures would
+    become samples)."""
     o = Path(out).expanduser().resolve()
     cwd = Path.cwd().resolve()
     if o == cwd or o in cwd.parents:
         raise ConfigError(f"{option} {out} is the working directory or a folder above it; "
                           f"give the run a folder of its own")
-    folder = data_folder(data)
-    if folder is None:
+    found = data_folder(data)
+    if found is None:
         return
+    folder, scanned = found
     d = folder.resolve()
-    if o == d or o in d.parents or d in o.parents:
+    if o == d or o in d.parents or (scanned and d in o.parents):
         where = "is" if o == d else "holds" if o in d.parents else "is inside"
         raise ConfigError(f"{option} {out} {where} the `data` folder {folder}; runs write pictures, "
                           f"checkpoints and logs there: give the run a folder outside the data")
