@@ -12,7 +12,7 @@ from rich.table import Table
 
 from maskkit.cli.errors import handle_errors
 from maskkit.cli.options import Threads, apply_threads
-from maskkit.safe_io import write_text
+from maskkit.safe_io import check_can_write, write_text
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +49,8 @@ def evaluate(
 
     dev = resolve_device(device)
     ckpt_path = resolve_checkpoint_path(run)
+    target = json_out or (Path(run) / "eval.json" if Path(run).is_dir() else ckpt_path.with_suffix(".eval.json"))
+    check_can_write(target)  # a read-only folder fails now, not after the probes
     overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
     model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
     dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
@@ -74,6 +76,5 @@ def evaluate(
     position = ckpt.get("position", {})
     payload = {"checkpoint": str(ckpt_path), "data": data or config.data or modality.default_data,
                "epoch": position.get("epoch"), "results": [r.to_dict() for r in rows]}
-    target = json_out or (Path(run) / "eval.json" if Path(run).is_dir() else ckpt_path.with_suffix(".eval.json"))
     write_text(target, json.dumps(payload, indent=2))
     typer.echo(f"wrote {target}")

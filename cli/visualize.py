@@ -40,6 +40,7 @@ def visualize(
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.maskers.base import TrainingProgress
     from maskkit.registry import build_masker
+    from maskkit.safe_io import check_can_write
     from maskkit.train.build import build_dataset
     from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
@@ -48,6 +49,8 @@ def visualize(
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     dev = resolve_device(device)
     ckpt_path = resolve_checkpoint_path(run)
+    target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
+    check_can_write(target)  # a read-only folder fails now, not after the pictures are drawn
     overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
     model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
     ratio = mask_ratio if mask_ratio is not None else config.mask_ratio
@@ -85,6 +88,5 @@ def visualize(
         typer.echo(f"object coverage (share of object tokens hidden): {float(cov.nanmean()):.3f} over "
                    f"{int(cov.isfinite().sum())} samples; random masking: {expected:.3f}; per sample: "
                    + " ".join(f"{v:.2f}" for v in cov.tolist()))
-    target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
     render(modality, batch, target, title=title)
     typer.echo(f"wrote {target}")

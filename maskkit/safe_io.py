@@ -116,6 +116,19 @@ def replacing(path: str | Path, fsync: bool = False) -> Iterator[IO[bytes]]:
         raise
 
 
+def check_can_write(path: str | Path) -> None:
+    """Before long work whose result goes to ``path``: create and remove a probe beside it, so a
+    read-only or missing folder fails at once (an ``OSError`` naming the folder)."""
+    p = Path(path)
+    refuse_planted(p)
+    probe = p.with_name(f".{p.name}.{os.getpid()}.probe")
+    try:
+        os.close(create_new(probe))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write there ({exc.strerror})", str(p.parent)) from None
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     with replacing(path) as fh:
         fh.write(data)
@@ -141,5 +154,5 @@ def append_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-__all__ = ["UnsafePath", "append_text", "create_new", "ensure_dir", "open_fd", "refuse_planted", "replacing",
-           "save_figure", "write_bytes", "write_text"]
+__all__ = ["UnsafePath", "append_text", "check_can_write", "create_new", "ensure_dir", "open_fd", "refuse_planted",
+           "replacing", "save_figure", "write_bytes", "write_text"]

@@ -262,3 +262,18 @@ def test_a_full_disk_during_training_is_one_line_and_exit_2(run, monkeypatch):
     errors = errors_of(result.output)
     assert len(errors) == 1 and "No space left on device" in errors[0] and "last.pt" in errors[0], result.output
     assert snapshot(run / "checkpoints") == before
+
+
+@pytest.mark.parametrize("command", ["eval", "visualize"])
+def test_a_read_only_run_folder_fails_before_the_work(run, monkeypatch, command):
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):  # root ignores chmod: refuse creations as a ro mount does
+        if str(path).startswith(str(run)) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    result = runner.invoke(app, [command, str(run)])
+    assert result.exit_code == 2, result.output
+    assert errors_of(result.output) == [f"error: {run}: cannot write there (Read-only file system)"], result.output
