@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from maskkit.config_utils import ConfigError
@@ -114,10 +115,12 @@ __all__ = ["check_resume", "resume_entry", "run_settings", "setting_changes", "s
 
 
 def check_not_finished(position: dict[str, Any], epochs: int, out: Any) -> None:
-    """``resume`` of a run that already trained all its epochs has nothing to do: refuse it rather
-    than rewrite the run's summary from an empty loop."""
+    """``resume`` of a run that trained all its epochs and wrote its summary has nothing to do: refuse
+    it rather than rewrite the summary from an empty loop. (A run killed between its last checkpoint
+    and its summary is resumed: it only writes the summary.)"""
     done = int(position.get("epoch", 0))
-    if done >= epochs and int(position.get("batch_in_epoch", 0)) == 0:
+    finished = done >= epochs and int(position.get("batch_in_epoch", 0)) == 0
+    if finished and (Path(out) / "summary.json").exists():
         epochs_done = f"{done} epoch" + ("s" if done != 1 else "")
         raise ConfigError(f"`resume`: the run in {out} already finished its {epochs_done}; to train it "
                           f"longer, give a larger `epochs` with `allow_config_change`")

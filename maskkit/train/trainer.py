@@ -539,7 +539,8 @@ class Trainer:
             except Exception as exc:  # a picture or a tracker must never cost a finished run
                 self.metrics.write({"type": "warning", "message": f"{type(callback).__name__} failed: {exc}"})
         summary = {"epochs": self.epoch, "steps": self.global_step, "samples_seen": self.samples_seen,
-                   "final_loss": last_loss, "wall_time": wall, "effective_batch": self.effective_batch,
+                   "final_loss": last_loss if math.isfinite(last_loss) else None,  # null, never NaN (not JSON)
+                   "wall_time": wall, "effective_batch": self.effective_batch,
                    "peak_lr": self.peak_lr, "device": str(self.device),
                    "precision": str(self.amp_dtype or "fp32"), "world_size": self.dist.world_size}
         write_text(self.out / "summary.json", json.dumps(summary, indent=2))
