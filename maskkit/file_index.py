@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.errors import DataError
+from maskkit.safe_io import UnsafePath, write_text
 from maskkit.threads import configured_threads
 
 INDEX_VERSION = 1
@@ -91,11 +92,9 @@ def save_index(path: Path, entries: dict[str, list[Any]]) -> bool:
     """Atomic write (temp file + rename); False when the place is not writable (the scan still works)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": INDEX_VERSION, "entries": entries}))
-        os.replace(tmp, path)
+        write_text(path, json.dumps({"version": INDEX_VERSION, "entries": entries}))
         return True
-    except OSError:
+    except (OSError, UnsafePath):  # a planted link is not followed: the scan just goes uncached
         return False
 
 

@@ -4,8 +4,9 @@ maskkit often runs as root on shared machines. A symbolic link (or a hard link) 
 writes — the lock, a temp file, ``config.json``, a picture — would otherwise send its bytes to the
 link's target. Every writer goes through these helpers: a temp file is created with
 ``O_CREAT | O_EXCL | O_NOFOLLOW`` and renamed over the final name (a rename replaces the directory
-entry, never the file a link points to), and a name that already holds a link, a hard-linked file or
-something that is not a regular file is refused with one line naming it.
+entry, never the file a link points to), and a name that already holds a symbolic link or something
+that is not a regular file is refused with one line naming it; files written in place (the lock,
+``metrics.jsonl``) also refuse a hard-linked file, whose other name would receive the bytes.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ class UnsafePath(ValueError):
     """
 
 
-def _describe(path: Path, st: os.stat_result) -> str | None:
-    """Why writing at ``path`` would reach outside it; None when it is a plain file of its own."""
+def _describe(path: Path, st: os.stat_result, in_place: bool = True) -> str | None:
+    """Why writing at ``path`` would reach outside it; None when it is a plain file of its own. A hard
+    link matters only to a write ``in_place`` (a rename gives the name a new file, the other name keeps
+    the old one, so a hard-linked snapshot of a run stays valid)."""
     if stat.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(path)
@@ -40,19 +43,20 @@ def _describe(path: Path, st: os.stat_result) -> str | None:
         return "is a directory"
     if not stat.S_ISREG(st.st_mode):
         return "is not a regular file"
-    if st.st_nlink > 1:
+    if in_place and st.st_nlink > 1:
         return f"is a hard link ({st.st_nlink} names share its data)"
     return None
 
 
-def refuse_planted(path: str | Path) -> None:
-    """Raise :class:`UnsafePath` when ``path`` exists and is anything but a plain, single-named file."""
+def refuse_planted(path: str | Path, in_place: bool = True) -> None:
+    """Raise :class:`UnsafePath` when ``path`` exists and is anything but a plain file (with
+    ``in_place``, a single-named one)."""
     p = Path(path)
     try:
         st = os.lstat(p)
     except FileNotFoundError:
         return
-    why = _describe(p, st)
+    why = _describe(p, st, in_place)
     if why:
         raise UnsafePath(f"{p} {why}; maskkit does not write through it: remove it or use another folder")
 
@@ -100,7 +104,7 @@ def replacing(path: str | Path, fsync: bool = False) -> Iterator[IO[bytes]]:
     """Write ``path`` through a temp file renamed over it at the end; on any error the temp is removed
     and ``path`` keeps its old content."""
     p = Path(path)
-    refuse_planted(p)
+    refuse_planted(p, in_place=False)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     fd = create_new(tmp)
     try:
@@ -120,7 +124,7 @@ def check_can_write(path: str | Path) -> None:
     """Before long work whose result goes to ``path``: create and remove a probe beside it, so a
     read-only or missing folder fails at once (an ``OSError`` naming the folder)."""
     p = Path(path)
-    refuse_planted(p)
+    refuse_planted(p, in_place=False)
     probe = p.with_name(f".{p.name}.{os.getpid()}.probe")
     try:
         os.close(create_new(probe))

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from maskkit.cli.app import app
 from maskkit.modality import DataError
 from maskkit.records import ShardChecker, label_array, read_row_file
-from maskkit.safe_io import UnsafePath, write_text
+from maskkit.safe_io import UnsafePath, append_text, write_text
 from maskkit.train import checkpoint as ck
 from maskkit.train.checkpoint import newest_intact
 from maskkit.train.integrity import record_path, verify
@@ -78,19 +78,22 @@ def test_a_planted_link_is_refused_and_its_target_untouched(run, tmp_path, plant
     assert (run / "checkpoints" / "last.pt").read_bytes() == last and not (run / "checkpoints/last.pt").is_symlink()
 
 
-def test_safe_writers_refuse_links_and_hard_links_but_replace_plain_files(tmp_path):
+def test_safe_writers_refuse_links_and_never_write_through_a_hard_link(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("keep")
     (tmp_path / "soft.json").symlink_to(victim)
     os.link(victim, tmp_path / "hard.json")
-    for name in ("soft.json", "hard.json"):
-        with pytest.raises(UnsafePath, match=name):
-            write_text(tmp_path / name, "{}")
-    assert victim.read_text() == "keep"
+    os.link(victim, tmp_path / "metrics.jsonl")
+    with pytest.raises(UnsafePath, match="soft.json is a symbolic link"):
+        write_text(tmp_path / "soft.json", "{}")
+    with pytest.raises(UnsafePath, match="metrics.jsonl is a hard link"):  # appended in place: refused
+        append_text(tmp_path / "metrics.jsonl", "{}\n")
+    write_text(tmp_path / "hard.json", "new")  # renamed over: the name gets a new file of its own
+    assert victim.read_text() == "keep" and (tmp_path / "hard.json").read_text() == "new"
     write_text(tmp_path / "plain.json", "1")
     write_text(tmp_path / "plain.json", "2")
     assert (tmp_path / "plain.json").read_text() == "2" and sorted(os.listdir(tmp_path)) == [
-        "hard.json", "plain.json", "soft.json", "victim"]  # no temp file left
+        "hard.json", "metrics.jsonl", "plain.json", "soft.json", "victim"]  # no temp file left
 
 
 # --------------------------------------------------------------------------- 2. --out vs data and cwd

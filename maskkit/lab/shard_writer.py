@@ -62,7 +62,8 @@ def prepare_shard_folder(out: Path, overwrite: bool) -> list[Path]:
     if not entries:
         return []
     if not overwrite:
-        raise ConfigError(f"`out` {out} is not empty ({len(entries)} entries, e.g. {entries[0].name}); "
+        count = f"{len(entries)} entr" + ("y" if len(entries) == 1 else "ies")
+        raise ConfigError(f"`out` {out} is not empty ({count}, e.g. {entries[0].name}); "
                           f"use `overwrite` to replace its shards, or an empty folder")
     old = [p for p in entries if p.name.endswith((".tar", ".tmp")) and not p.is_dir()]
     for p in old:

@@ -80,7 +80,7 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     ensure_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     for name in (path, record_path(path)):
-        refuse_planted(name)
+        refuse_planted(name, in_place=False)  # both are renamed over, never written in place
     record_tmp: Path | None = None
     try:
         with os.fdopen(create_new(tmp), "wb") as fh:
