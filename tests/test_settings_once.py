@@ -17,7 +17,7 @@ TRAIN_TOML_ONLY = {
 #: CLI options that fill a field under another name, or are not settings
 TRAIN_CLI_SPECIAL = {
     "masker_opt": "masker_options", "model_opt": "model_options", "modality_opt": "modality_options",
-    "grad_checkpoint": "model_options", "config": None,
+    "grad_checkpoint": "model_options", "config": None, "resume_auto": "resume",
     **{flag: "modality_options" for flag in SHAPE_FLAGS},
 }
 STUDY_TOML_ONLY = {

@@ -19,7 +19,8 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     if "MASTER_ADDR" not in os.environ:
-        raise ConfigError("WORLD_SIZE > 1 but no MASTER_ADDR: launch multi-process runs with torchrun")
+        raise ConfigError("several ranks (WORLD_SIZE or SLURM_NTASKS > 1) but no MASTER_ADDR: launch with torchrun, "
+                          "or export MASTER_ADDR and MASTER_PORT before srun (docs/distributed.md)")
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size,
                             device_id=device if device.type == "cuda" else None)
 

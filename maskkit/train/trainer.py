@@ -34,6 +34,7 @@ from maskkit.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from maskkit.train.cluster import STOP_SIGNALS, interrupt_exit_code, settle_auto_resume
 from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
 from maskkit.train.config import TrainConfig
 from maskkit.train.data import EpochOrderSampler, build_loader, holdout_split
@@ -60,7 +61,11 @@ class TrainingStopped(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGINT/SIGTERM: a checkpoint was saved; ``--resume`` continues from it."""
+    """SIGINT/SIGTERM/SIGUSR1: a checkpoint was saved; ``--resume`` continues from it."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # what the CLI exits with (75 after SIGUSR1: requeue me)
 
 
 @dataclass
@@ -100,6 +105,7 @@ def check_writable(out: Path) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, console: Any = None,
                  callbacks: Sequence[Callback] = ()) -> None:
+        settle_auto_resume(config)
         self.config = config
         self.console = console
         self.callbacks = list(callbacks)
@@ -279,7 +285,7 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
             self._stop_signal = signum
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. inside a test runner thread)
@@ -409,7 +415,8 @@ class Trainer:
                 self.save(wall)
                 raise TrainingInterrupted(
                     f"stopped by signal {self._stop_signal or 'on another rank'} at epoch {self.epoch} "
-                    f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}")
+                    f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}",
+                    exit_code=interrupt_exit_code(self._stop_signal))
         mean = float(dist_utils.all_reduce_mean(loss_sum, self.dist)) / max(loss_count, 1)
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
