@@ -51,9 +51,9 @@ def test_two_slurm_tasks_train_exactly_what_torchrun_trains(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err[-3000:]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "maskkit", "train", *ARGS,
-                           "--out", str(tmp_path / "torchrun")], env=clean_env(), capture_output=True, text=True,
-                          timeout=240)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run([*torchrun, "-m", "maskkit", "train", *ARGS, "--out", str(tmp_path / "torchrun")],
+                          env=clean_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     slurm = load_checkpoint(tmp_path / "slurm/checkpoints/last.pt")
     ref = load_checkpoint(tmp_path / "torchrun/checkpoints/last.pt")
