@@ -45,24 +45,43 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device, strategy: str,
     if strategy == "fsdp":
         if not info.enabled:
             return module  # one process: FSDP has nothing to shard; checkpoints are identical
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
-
-        # parameters gathered in the autocast dtype (half the all-gather traffic), gradients reduced
-        # in fp32; the sharded master weights and the optimizer stay fp32
-        mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32) if amp_dtype else \
-            MixedPrecisionPolicy()
-        for block in list(module.model.blocks) + list(module.model.decoder_blocks):  # type: ignore[union-attr]
-            fully_shard(block, mp_policy=mp)
-            # FSDP gathers a block's parameters around `forward` only; maskers and probes read
-            # attention maps through forward_with_attention, so it gets the same hooks
-            register_fsdp_forward_method(block, "forward_with_attention")
-        fully_shard(module, mp_policy=mp)
-        return module
+        return fsdp_wrap(module, amp_dtype)
     if not info.enabled:
         return module
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=needs_unused_parameter_search(module))
+
+
+#: layers FSDP keeps in fp32 under mixed precision (autocast computes them in fp32)
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def fsdp_wrap(module: nn.Module, amp_dtype: torch.dtype | None = None) -> nn.Module:
+    """FSDP2 on every encoder/decoder block, then the root, computing what DDP computes.
+
+    Blocks gather their parameters in the autocast dtype (half the all-gather traffic; autocast
+    casts the weights of its matmuls to that dtype anyway) and reduce gradients in fp32; the
+    sharded master weights and the optimizer stay fp32. Nothing casts activations: FSDP2's default
+    ``cast_forward_inputs`` would turn each block's input, i.e. the residual stream, into bf16 (and
+    the root's, i.e. the batch itself: point-cloud centres moved), where DDP under autocast keeps
+    them fp32. The root keeps fp32 parameters (embeddings, position tables, norms, heads) for the
+    same reason: a bf16 position table would make the residual stream bf16 from the start.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+    blocks = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32,
+                                  cast_forward_inputs=False) if amp_dtype else MixedPrecisionPolicy()
+    for block in list(module.model.blocks) + list(module.model.decoder_blocks):  # type: ignore[union-attr]
+        norms = [m for m in block.modules() if isinstance(m, NORMS)]
+        if amp_dtype and norms:
+            fully_shard(norms, mp_policy=MixedPrecisionPolicy(cast_forward_inputs=False))
+        fully_shard(block, mp_policy=blocks)
+        # FSDP gathers a block's parameters around `forward` only; maskers and probes read
+        # attention maps through forward_with_attention, so it gets the same hooks
+        register_fsdp_forward_method(block, "forward_with_attention")
+    fully_shard(module, mp_policy=MixedPrecisionPolicy(cast_forward_inputs=False))
+    return module
 
 
 def unwrap(module: nn.Module) -> nn.Module:
