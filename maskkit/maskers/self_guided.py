@@ -35,7 +35,7 @@ Preset = Literal["sgmae", "sgmae-v1", "sgmae-spec", "sgim", "custom"]
 _SGMAE: dict[str, Any] = dict(
     feature_layer="middle", feature_source="encoder", centre=True, remove_position=True,
     position_momentum=0.99, partition="auto", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
-    min_neighbours=3, eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
+    min_neighbours=3, eps=1e-5, split="mean", power_iters=4096, target="tokencut", scoring="similarity",
     hint_ratio=0.1, hint_min=0.05, hint_schedule="linear_decay", hint_select="random",
     compensate_from="visible_only", start="fraction", start_epoch=50, start_fraction=0.125,
     exploit_every=50, exploit_patience=3, exploit_lead=3, exploit_margin=0.1, exploit_min_fraction=0.05,
