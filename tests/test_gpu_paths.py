@@ -235,7 +235,7 @@ def test_mfu_peaks_tell_h100_variants_apart():
     assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
     assert peak_tflops_for("NVIDIA H100 NVL") == 835.0
     assert peak_tflops_for("NVIDIA H100") is None  # unknown variant: no MFU rather than a wrong one
-    assert peak_tflops_for("NVIDIA H200") == 989.0
+    assert peak_tflops_for("NVIDIA H200") == 989.0 and peak_tflops_for("NVIDIA H200 NVL") == 835.0
 
 
 def test_unused_parameter_search_only_when_a_masker_parameter_can_idle():

@@ -22,10 +22,11 @@ from maskkit.train.step import TrainingModule
 
 #: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given. Checked in
 #: order, so the specific H100 variants come before the bare name: the PCIe card (756) and the NVL
-#: card (835) are slower than the SXM module (989); an unrecognised H100 gets no MFU, not a guess.
+#: card (835) are slower than the SXM module (989), and so is the H200 NVL (835 against the SXM
+#: H200's 989); an unrecognised H100 gets no MFU, not a guess.
 PEAK_TFLOPS: dict[str, float] = {
     "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0,
-    "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0,
+    "H200 NVL": 835.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0,
 }
 
 
