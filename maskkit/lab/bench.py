@@ -17,7 +17,7 @@ from maskkit.lab.bench_reference import PlainMAE
 from maskkit.maskers.base import TrainingProgress, num_visible
 from maskkit.train.build import RunParts, build_run
 from maskkit.train.config import TrainConfig
-from maskkit.train.runtime import autocast, resolve_device, resolve_precision
+from maskkit.train.runtime import autocast, resolve_device, resolve_precision, tf32_for_fp32_runs
 from maskkit.train.step import TrainingModule
 
 #: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given. Checked in
@@ -109,6 +109,7 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
                peak_tflops: float | None = None) -> BenchResult:
     """Time ``steps`` optimiser steps of ``config``'s model/masker on one fixed batch."""
     device, amp_dtype, parts, x = _bench_setup(config, sample)
+    tf32_for_fp32_runs(device, amp_dtype)  # as training does
     module = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(device)
     module.train()
     if config.compile:  # as in training: encoder, decoder and loss compiled, the masker eager

@@ -43,15 +43,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @contextlib.contextmanager
 def full_fp32(device: torch.device) -> Iterator[None]:
-    """Autocast off and, on CUDA, TF32 matmuls off: graph maths in true fp32."""
+    """Autocast off and, on CUDA, TF32 matmuls off: graph maths in true fp32.
+
+    The switch is ``torch.set_float32_matmul_precision``, the one the trainer turns TF32 on with:
+    setting ``allow_tf32`` beside it makes ``torch.get_float32_matmul_precision()`` raise."""
     if device.type == "cuda":
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
         try:
             with torch.autocast(device_type="cuda", enabled=False):
                 yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.set_float32_matmul_precision(previous)
     elif device.type in ("cpu", "xpu", "mps"):
         with torch.autocast(device_type=device.type, enabled=False):
             yield

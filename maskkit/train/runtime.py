@@ -90,6 +90,17 @@ def resolve_num_workers(requested: int | None, device: torch.device, dist: DistI
     return max(0, min(8, cores // local - 1))
 
 
+def tf32_for_fp32_runs(device: torch.device, dtype: torch.dtype | None) -> None:
+    """fp32 runs on CUDA use TF32 tensor cores for their matmuls (bench rows time what training runs).
+
+    One API only, here and in the graph maths that turn TF32 off again
+    (``torch.set_float32_matmul_precision``): setting ``allow_tf32`` or a backend's
+    ``fp32_precision`` beside it makes ``torch.get_float32_matmul_precision()`` raise.
+    """
+    if device.type == "cuda" and dtype is None:
+        torch.set_float32_matmul_precision("high")
+
+
 def precision_name(dtype: torch.dtype | None) -> str:
     """What a run actually computes in: fp32, bf16 or fp16 (never "auto")."""
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -51,6 +51,7 @@ from maskkit.train.runtime import (
     resolve_precision,
     seed_everything,
     step_seed,
+    tf32_for_fp32_runs,
 )
 from maskkit.train.schedule import lr_at, scaled_lr
 from maskkit.train.step import TrainingModule
@@ -133,8 +134,7 @@ class Trainer:
         self.resolved = run_settings(self.parts.resolved())
         self.resolved["resolved_precision"] = precision_name(self.amp_dtype)
         self.history = start_history(self.resolved)
-        if self.device.type == "cuda" and self.amp_dtype is None:
-            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 runs
+        tf32_for_fp32_runs(self.device, self.amp_dtype)
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
         self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
