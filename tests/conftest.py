@@ -3,7 +3,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+#: ``MASKKIT_TEST_GPU=1 pytest -m gpu`` runs the GPU subset alone; otherwise every test (and every
+#: process a test starts) sees no GPU, so device "auto" is the CPU on any host: bf16 noise would
+#: break the exact-equality tests, and torchrun ranks would pick GPUs the host may not have
+GPU_RUN = os.environ.get("MASKKIT_TEST_GPU") == "1"
+if not GPU_RUN:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA initialises, so before torch is imported
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 # one thread: tiny test models gain nothing from two, and oversubscribed CPUs make OpenMP spin
@@ -14,12 +22,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import toy  # noqa: E402,F401  (registers the "toy" modality)
 
-#: ``MASKKIT_TEST_GPU=1 pytest -m gpu`` runs the GPU subset alone; otherwise every test (and every
-#: process a test starts) sees no GPU, so device "auto" is the CPU on any host: bf16 noise would
-#: break the exact-equality tests, and torchrun ranks would pick GPUs the host may not have
-GPU_RUN = os.environ.get("MASKKIT_TEST_GPU") == "1"
-if not GPU_RUN:
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA initialises, which no import above does
 
 
 def pytest_collection_modifyitems(config, items):
