@@ -23,7 +23,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import toy  # noqa: E402,F401  (registers the "toy" modality)
 
 
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if GPU_RUN and "gpu" not in item.keywords:
