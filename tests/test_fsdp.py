@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +36,9 @@ SELF_GUIDED = ["--masker", "self-guided", "-O", "start=exploitation", "-O", "exp
 
 def command(args: list[str], nproc: int | None) -> list[str]:
     if nproc:
-        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-        return [torchrun, "--standalone", f"--nproc-per-node={nproc}", "-m", "maskkit", "train", *args]
+        # torchrun of the interpreter running the tests (a venv's torchrun script may name another python)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                "-m", "maskkit", "train", *args]
     return [sys.executable, "-m", "maskkit", "train", *args]
 
 
