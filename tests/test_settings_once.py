@@ -27,6 +27,7 @@ STUDY_TOML_ONLY = {
 STUDY_CLI_SPECIAL = {
     "masker_opt": "masker_options", "model_opt": "model_options", "modality_opt": "modality_options",
     "train_opt": "train_options", "finetune_opt": "finetune_options", "config": None, "report_only": None,
+    "shard": None,  # this task's share of the jobs (a job array), not a setting of the study
     "threads": None,  # this process's torch threads (each run's own come from train_options)
 }
 

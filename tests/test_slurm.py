@@ -61,3 +61,35 @@ def test_two_slurm_tasks_train_exactly_what_torchrun_trains(tmp_path):
     assert slurm["position"]["global_step"] == ref["position"]["global_step"] == 3
     for key, value in ref["model"].items():  # same ranks, same shards, same gloo reductions: bit for bit
         assert torch.equal(slurm["model"][key], value), key
+
+
+COMPARE = ["--modality", "image", "--model", "nano", "--maskers", "random", "--seeds", "1", "--epochs", "1",
+           "--batch-size", "16", "--max-steps-per-epoch", "4", "--modality-opt", "image_size=16",
+           "--modality-opt", "patch_size=4", "--eval-max-samples", "40", "--recon-max-samples", "16",
+           "--no-analysis", "--curve-every", "0", "--no-progress"]
+
+
+def test_compare_over_a_job_array_then_one_report(tmp_path):
+    """Each array task runs its share (--shard I/N) and writes no report; --report-only then builds
+    it from every run, and a task rerun (a requeue) redoes nothing."""
+    import csv
+    import json
+
+    from typer.testing import CliRunner
+
+    from maskkit.cli.app import app
+
+    runner, out = CliRunner(), tmp_path / "study"
+    for index in (0, 1):
+        result = runner.invoke(app, ["compare", *COMPARE, "--out", str(out), "--shard", f"{index}/2"])
+        assert result.exit_code == 0, result.output
+        assert not (out / "report.md").exists()
+    again = runner.invoke(app, ["compare", *COMPARE, "--out", str(out), "--shard", "1/2"])
+    assert again.exit_code == 0 and "0 trained, 0 evaluated" in again.output, again.output
+    bad = runner.invoke(app, ["compare", *COMPARE, "--out", str(out), "--shard", "2/2"])
+    assert bad.exit_code == 2 and "--shard must be I/N" in bad.output
+    report = runner.invoke(app, ["compare", "--out", str(out), "--report-only"])
+    assert report.exit_code == 0, report.output
+    with open(out / "results.csv") as fh:
+        assert {r["arm"] for r in csv.DictReader(fh)} == {"pretrained", "random-init", "raw-input"}
+    assert json.loads((out / "runs/random__r0.75__s0/summary.json").read_text())["steps"] == 4
