@@ -252,8 +252,8 @@ class Trainer:
         main = self.dist.is_main
         return {
             "format": FORMAT, "version": VERSION,
-            "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model", main),
-            "masker": dist_utils.full_state_dict(self.wrapped, self.parts.masker, "masker", main),
+            **dist_utils.full_state_dicts(self.wrapped, {"model": self.parts.model, "masker": self.parts.masker},
+                                          main),
             "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer, main),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "config": self.resolved,
