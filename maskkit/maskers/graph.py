@@ -297,6 +297,7 @@ class Bipartition:
     y: Tensor
     lambda2: Tensor | None = None
     lambda3: Tensor | None = None
+    iterations: int | None = None  # products power iteration used (None for eigh and PCA)
 
     @property
     def eigengap(self) -> Tensor | None:
@@ -489,7 +490,8 @@ def bipartition(w: Tensor, method: Literal["ncut", "power", "auto"] = "ncut", th
         spec = fiedler_power(w, iters=iters, generator=generator, start=start)
     else:
         raise ValueError(f"unknown partition method {method!r}; choose ncut, power or auto")
-    return Bipartition(labels=split(spec.y, threshold), y=spec.y, lambda2=spec.lambda2, lambda3=spec.lambda3)
+    return Bipartition(labels=split(spec.y, threshold), y=spec.y, lambda2=spec.lambda2, lambda3=spec.lambda3,
+                       iterations=spec.iterations)
 
 
 @fp32

@@ -192,6 +192,7 @@ class Informed:
     density: Tensor | None
     eigengap: Tensor | None
     lambda2: Tensor | None
+    power_products: int | None = None  # products power iteration used (None: eigh or PCA)
 
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -331,7 +332,7 @@ class SelfGuidedMasker(Masker):
             scores = self._scores(x, side, target, feats, offset)
             plan = exact_topk_plan(scores, ctx.n_mask, ctx)
         return Informed(side=side, target=target, scores=scores, plan=plan, density=density,
-                        eigengap=eigengap, lambda2=lambda2)
+                        eigengap=eigengap, lambda2=lambda2, power_products=bip.iterations)
 
     def _target(self, ctx: MaskContext, side: Tensor, y: Tensor, feats: Tensor, offset: Tensor | None,
                 x: Tensor) -> Tensor:
@@ -437,6 +438,8 @@ class SelfGuidedMasker(Masker):
         if inf.eigengap is not None and inf.lambda2 is not None:
             logs["sg/eigengap"] = inf.eigengap.mean()
             logs["sg/lambda2"] = inf.lambda2.mean()
+        if inf.power_products is not None:
+            logs["sg/power_products"] = float(inf.power_products)
         plan.logs.update(logs)
         return plan
 
