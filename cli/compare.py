@@ -62,6 +62,9 @@ def compare(
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
     report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
                                                            "from what the study directory holds")] = False,
+    shard: Annotated[str | None, Opt(help="I/N: run only jobs I, I+N, I+2N... (task I of a job array of N; "
+                                           "no report: build it with --report-only once all tasks are done)")
+                     ] = None,
     threads: Threads = None,
 ) -> None:
     """Compare maskers under the same data, model, budget and evaluation; writes results.csv,
@@ -90,12 +93,30 @@ def compare(
     })
     study = merge_study(file_values, cli_values)
     console = Console(stderr=True)
+    if shard is not None:
+        _run_shard(study, shard, console)
+        return
     outcome = run_study(study, console=console, report_only=report_only)
     print_summary(console, outcome)
     if outcome.progress.failures:
         names = ", ".join(f.name for f in outcome.progress.failures)
         fail(f"{len(outcome.progress.failures)} run(s) failed ({names}); the report lists the errors and covers "
              f"the runs that finished. Re-run the command to retry them", code=1)
+
+
+def _run_shard(study, shard: str, console) -> None:
+    """``--shard I/N``: this task's share of the jobs, then a one-line account."""
+    from maskkit.lab.study.pipeline import run_study_shard
+
+    try:
+        index, count = (int(v) for v in shard.split("/"))
+    except ValueError:
+        fail(f"--shard must be I/N (e.g. 3/8), got {shard!r}")
+    progress = run_study_shard(study, (index, count), console=console)
+    console.print(f"[green]done[/]: shard {index}/{count}: {progress.trained} trained, {progress.evaluated} "
+                  f"evaluated, {progress.skipped} already done")
+    if progress.failures:
+        fail(f"{len(progress.failures)} run(s) failed ({', '.join(f.name for f in progress.failures)})", code=1)
 
 
 def print_summary(console, outcome) -> None:

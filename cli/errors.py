@@ -74,7 +74,7 @@ def handle_errors(func: F) -> F:
             raise
         except TrainingInterrupted as exc:
             typer.echo(cli_words(str(exc)), err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exc.exit_code) from None
         except TrainingStopped as exc:
             fail(str(exc), code=3)
         except user_error_types() as exc:

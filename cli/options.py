@@ -15,7 +15,8 @@ SHAPE_FLAGS = ("image_size", "patch_size", "channels", "num_frames", "frame_stri
 
 #: ``--threads N`` on every command that computes (see maskkit.threads for the default)
 Threads = Annotated[int | None, typer.Option(
-    help="CPU threads for torch (default: the CPUs this process may use, from affinity and cgroup quota)")]
+    help="CPU threads for torch (default: $MASKKIT_THREADS, else $OMP_NUM_THREADS, else the usable CPUs "
+         "divided by the ranks on this node)")]
 
 
 def given_fields(arguments: dict[str, Any], config_cls: type) -> dict[str, Any]:

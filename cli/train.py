@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -77,6 +76,9 @@ def train(
     init_from: Annotated[str | None, Opt(help="Start from weights on disk: timm / Hugging Face ViT or ViT-MAE "
                                               "(file or directory) or a maskkit run")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the run in --out from its last checkpoint")] = False,
+    resume_auto: Annotated[bool, Opt("--resume-auto", help="Continue the run in --out if it holds a checkpoint, "
+                                                          "else start one (one command for a job and its "
+                                                          "requeues; TOML: resume = \"auto\")")] = False,
     overwrite: Annotated[bool, Opt("--overwrite", help="--out holds a run: move it aside to "
                                                       "OUT.old-TIMESTAMP and start a new one")] = False,
     allow_config_change: Annotated[bool, Opt("--allow-config-change", help="With --resume: accept other "
@@ -112,17 +114,19 @@ def train(
     arguments = dict(locals())
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.training import train as train_run
+    from maskkit.train.cluster import is_main_process, resumes
     from maskkit.train.config import TrainConfig, load_toml, merge_config, read_saved_settings
 
     file_values = load_toml(config) if config is not None else {}
-    if resume:
+    wanted = True if resume else "auto" if resume_auto else file_values.get("resume")
+    if resumes(wanted, out or file_values.get("out") or "runs/latest"):
         run_dir = Path(out or file_values.get("out") or "runs/latest")
         saved = run_dir / "config.json"
         if saved.is_file():  # the run's own settings, then the file, then the command line
             file_values = {**read_saved_settings(saved), **file_values}
     cli_values = given_fields(arguments, TrainConfig)
     cli_values.update({
-        "resume": True if resume else None,
+        "resume": True if resume else "auto" if resume_auto else None,
         "overwrite": True if overwrite else None,
         "allow_config_change": True if allow_config_change else None,
         "masker_options": parse_key_values(masker_opt, "--masker-opt") or None,
@@ -135,6 +139,6 @@ def train(
     cfg = merge_config(file_values, cli_values)
     console = Console(stderr=True)
     result = train_run(cfg, console=console)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         console.print(f"[green]done[/]: {result.epochs} epochs, {result.steps} steps, final loss "
                       f"{result.final_loss:.4f}, {result.wall_time:.1f}s -> {result.out_dir}")

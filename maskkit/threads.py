@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,21 +53,52 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
+def _env_threads(name: str) -> int | None:
+    """A positive thread count from environment variable ``name``, or None when it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def local_world_size(env: Mapping[str, str] | None = None) -> int:
+    """Processes of this run on this node: torchrun's ``LOCAL_WORLD_SIZE``, else SLURM's tasks on
+    this node (``SLURM_NTASKS_PER_NODE``, which may read ``4(x2)``), else 1."""
+    env = os.environ if env is None else env
+    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        text = env.get(name, "").split("(")[0].strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return 1
+
+
+def default_threads() -> int:
+    """Threads when none are asked for: ``$MASKKIT_THREADS``, else ``$OMP_NUM_THREADS`` (torchrun sets it
+    to 1 per worker, SLURM scripts set it on purpose), else the usable CPUs shared among the ranks on
+    this node (``$LOCAL_WORLD_SIZE``, else ``$SLURM_NTASKS_PER_NODE``), so eight ranks on one node do not
+    each take every core."""
+    for name in ("MASKKIT_THREADS", "OMP_NUM_THREADS"):
+        value = _env_threads(name)
+        if value is not None:
+            return value
+    return max(1, usable_cpus() // local_world_size())
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads for this command: ``threads``, else ``$MASKKIT_THREADS``, else the
-    usable CPUs.
+    """Set torch's intra-op threads for this command: ``threads``, else ``default_threads()``.
 
     Returns the count set. ``threads`` below 1 is an error the CLI reports as a bad option.
     """
     global _configured
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    if threads is None and os.environ.get("MASKKIT_THREADS", "").strip():
-        try:
-            threads = int(os.environ["MASKKIT_THREADS"])
-        except ValueError:
-            raise ValueError(f"MASKKIT_THREADS must be an integer, got {os.environ['MASKKIT_THREADS']!r}") from None
-    count = int(threads) if threads is not None else usable_cpus()
+        raise ValueError(f"`threads` must be >= 1, got {threads}")
+    count = int(threads) if threads is not None else default_threads()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     _configured = count

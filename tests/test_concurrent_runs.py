@@ -81,4 +81,5 @@ def test_two_concurrent_compares_on_one_out(tmp_path):
     run = out / "runs" / "random__r0.75__s0"
     assert json.loads((run / "summary.json").read_text())["steps"] == 4
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["type"], r["step"]) for r in lines] == [("step", 4), ("epoch", 4)]  # one logging window, one epoch
+    # one logging window, one epoch (a busy machine adds a `warning` record about oversubscription)
+    assert [(r["type"], r["step"]) for r in lines if r["type"] in ("step", "epoch")] == [("step", 4), ("epoch", 4)]

@@ -1,7 +1,6 @@
 """torchrun with gloo on loopback: 2 processes equal 1 process with the same global batch; resume."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -21,8 +20,9 @@ def run(args, nproc=None, env_extra=None):
     env = dict(os.environ, OMP_NUM_THREADS="1", MASKKIT_TEST_THREADS="1")
     env.update(env_extra or {})
     if nproc:
-        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-        cmd = [torchrun, "--standalone", f"--nproc-per-node={nproc}", "-m", "maskkit", "train", *args]
+        # torchrun of the interpreter running the tests (a venv's torchrun script may name another python)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                "-m", "maskkit", "train", *args]
     else:
         cmd = [sys.executable, "-m", "maskkit", "train", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

@@ -123,12 +123,24 @@ def test_usable_cpus_follow_affinity_and_cgroup_quota(tmp_path, monkeypatch):
 def test_threads_option_and_default(monkeypatch):
     before = torch.get_num_threads()
     try:
-        monkeypatch.delenv("MASKKIT_THREADS", raising=False)
+        for name in ("MASKKIT_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+            monkeypatch.delenv(name, raising=False)
         monkeypatch.setattr(threads, "usable_cpus", lambda: 3)
         assert threads.configure_threads(None) == 3 and torch.get_num_threads() == 3
         assert threads.configure_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(threads, "usable_cpus", lambda: 16)
+        monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4(x2)")  # 4 tasks on each of 2 nodes
+        assert threads.default_threads() == 4
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's count wins
+        assert threads.default_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun and SLURM scripts set
+        assert threads.configure_threads(None) == 1
         monkeypatch.setenv("MASKKIT_THREADS", "2")
         assert threads.configure_threads(None) == 2
+        assert threads.configure_threads(3) == 3  # --threads first
+        monkeypatch.setenv("MASKKIT_THREADS", "0")
+        with pytest.raises(ValueError, match="MASKKIT_THREADS must be >= 1"):
+            threads.default_threads()
         result = CliRunner().invoke(app, ["data", "check", "builtin:digits", "--threads", "0"])
         assert result.exit_code == 2 and "--threads must be >= 1" in result.output
     finally:

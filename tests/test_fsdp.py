@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +36,9 @@ SELF_GUIDED = ["--masker", "self-guided", "-O", "start=exploitation", "-O", "exp
 
 def command(args: list[str], nproc: int | None) -> list[str]:
     if nproc:
-        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-        return [torchrun, "--standalone", f"--nproc-per-node={nproc}", "-m", "maskkit", "train", *args]
+        # torchrun of the interpreter running the tests (a venv's torchrun script may name another python)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                "-m", "maskkit", "train", *args]
     return [sys.executable, "-m", "maskkit", "train", *args]
 
 
@@ -51,13 +51,29 @@ def run(args: list[str], nproc: int | None = None) -> subprocess.CompletedProces
     return proc
 
 
+#: the runs' peak lr (COMMON) and their most optimiser steps
+LR, MAX_STEPS = 1e-3, 9
+
+
 def assert_same_weights(a: dict, b: dict) -> None:
+    """Equal up to reduction order, with bounds argued from the arithmetic, not tuned on one CPU.
+
+    Two processes sum gradients in another order than one (gloo, and CPU kernels that differ
+    between Intel and AMD): ~1e-7 relative noise per gradient. AdamW divides each gradient by its
+    own running scale, so an element whose true gradient is near zero has an update decided by
+    that noise: it may move by up to ~lr per step in either run (seen: 7.2e-5 in
+    ``blocks.0.mlp.fc1.weight`` after a resume). So no element may differ by more than
+    2 x lr x steps, and each tensor as a whole (where the noise-decided elements are few) must
+    agree to 1e-4 of its norm, which a real error (a lost shard, a wrong step) far exceeds.
+    """
     for key, value in b.items():
         other = a[key]
         if key.endswith("attn.qkv.bias"):  # see tests/test_distributed.py: the key bias's gradient is 0
             d = value.shape[0] // 3
             value, other = torch.cat([value[:d], value[2 * d:]]), torch.cat([other[:d], other[2 * d:]])
-        torch.testing.assert_close(other, value, rtol=1e-4, atol=2e-6, msg=key)
+        diff = (other.double() - value.double())
+        assert diff.abs().max() <= 2 * LR * MAX_STEPS, key
+        assert diff.norm() <= 1e-4 * value.double().norm() + 1e-6, (key, float(diff.norm()))
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:

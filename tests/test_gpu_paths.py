@@ -235,7 +235,7 @@ def test_mfu_peaks_tell_h100_variants_apart():
     assert peak_tflops_for("NVIDIA H100 PCIe") == 756.0
     assert peak_tflops_for("NVIDIA H100 NVL") == 835.0
     assert peak_tflops_for("NVIDIA H100") is None  # unknown variant: no MFU rather than a wrong one
-    assert peak_tflops_for("NVIDIA H200") == 989.0
+    assert peak_tflops_for("NVIDIA H200") == 989.0 and peak_tflops_for("NVIDIA H200 NVL") == 835.0
 
 
 def test_unused_parameter_search_only_when_a_masker_parameter_can_idle():
@@ -305,3 +305,36 @@ def test_study_refuses_a_run_made_in_another_resolved_precision(tmp_path):
     check_run_matches(tmp_path, expected)
     (tmp_path / "config.json").write_text(json.dumps({**saved, "precision": "fp32"}))  # older runs
     check_run_matches(tmp_path, expected)
+
+
+def test_resume_restores_only_the_gpus_that_exist(monkeypatch):
+    """A checkpoint saved with 4 visible GPUs resumes where 1 is visible (it used to IndexError)."""
+    from maskkit.train import checkpoint
+
+    state = checkpoint.rng_state()
+    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, index: restored.append((index, int(s[0]))))
+    checkpoint.set_rng_state(state)
+    assert restored == [(0, 0)]
+
+
+def test_tf32_switch_keeps_the_matmul_precision_readable():
+    """Training's TF32 switch and the graph maths use one API, so torch can still report the setting
+    (mixing ``allow_tf32`` with ``set_float32_matmul_precision`` made the getter raise)."""
+    from maskkit.maskers.graph import full_fp32
+    from maskkit.train.runtime import tf32_for_fp32_runs
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        tf32_for_fp32_runs(torch.device("cuda"), torch.bfloat16)
+        assert torch.get_float32_matmul_precision() == before  # bf16 runs leave it alone
+        tf32_for_fp32_runs(torch.device("cuda"), None)
+        assert torch.get_float32_matmul_precision() == "high"
+        with full_fp32(torch.device("cuda")):
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)

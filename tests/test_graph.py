@@ -249,3 +249,52 @@ def test_masker_and_analysis_use_the_same_settings() -> None:
 
     assert SelfGuidedConfig().partition_settings() == ANALYSIS_PARTITION
     assert SelfGuidedConfig(preset="sgmae-spec").partition_settings().tau_quantile == 0.0
+
+
+def weak_cluster_graphs(b: int, n: int, gap: float, seed: int) -> torch.Tensor:
+    """Dense random graphs with a planted two-way split whose strength is bisected per graph until
+    lambda3 - lambda2 of L_sym equals ``gap``: the weak-cluster case where the Fiedler vector is
+    slow for power iteration (lambda3 and lambda4 sit together in the bulk)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(b, n, n, generator=g)
+    base = 0.5 * (base + base.transpose(1, 2))
+    side = torch.rand(b, n, generator=g) < 0.5
+    same = (side.unsqueeze(-1) == side.unsqueeze(-2)).float()
+    off = 1 - torch.eye(n)
+    lo, hi = torch.zeros(b), torch.ones(b)
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        vals = torch.linalg.eigvalsh(graph.normalized_laplacian(((base + mid.view(-1, 1, 1) * same) * off).double()))
+        wide = (vals[:, 2] - vals[:, 1]) > gap
+        hi, lo = torch.where(wide, mid, hi), torch.where(wide, lo, mid)
+    return (base + (0.5 * (lo + hi)).view(-1, 1, 1) * same) * off
+
+
+def test_power_iteration_cuts_like_eigh_on_weak_clusters() -> None:
+    gap = 0.01
+    w = weak_cluster_graphs(10, 196, gap, seed=3)
+    exact = graph.bipartition(w, "ncut", precision="fp64")
+    assert torch.allclose(exact.eigengap, torch.full((10,), gap), atol=1e-4)
+    spec = graph.fiedler_power(w, generator=torch.Generator().manual_seed(1))
+    labels = graph.split(spec.y, "mean")
+    same = (labels == exact.labels).float().mean(-1)
+    agreement = torch.maximum(same, 1 - same)  # which side is called A is arbitrary
+    assert agreement.min() >= 0.99, agreement
+    # it stopped on convergence (every residual under the tolerance), before the cap: 2^r - 1 products
+    assert spec.iterations is not None and spec.iterations < 4095 and (spec.iterations + 1) & spec.iterations == 0
+    assert (spec.residual <= graph.POWER_TOL).all()
+    torch.testing.assert_close(spec.lambda2, exact.lambda2, atol=1e-5, rtol=0)
+    # a cap of 63 products, as the old default of 50 did, is far from it on these graphs
+    capped = graph.fiedler_power(w, iters=63, generator=torch.Generator().manual_seed(1))
+    assert capped.iterations == 63 and (capped.residual > graph.POWER_TOL).all()
+
+
+def test_closed_form_2x2_eigh_matches_torch() -> None:
+    t = torch.randn(64, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = t + t.transpose(1, 2)
+    t[:4, 0, 1] = t[:4, 1, 0] = 0.0  # already diagonal, either order
+    vals, vecs = graph.symmetric_2x2_eigh(t)
+    ref_vals, ref_vecs = torch.linalg.eigh(t)
+    torch.testing.assert_close(vals, ref_vals)
+    torch.testing.assert_close((vecs * ref_vecs).sum(1).abs(), torch.ones(64, 2, dtype=torch.float64))
+    torch.testing.assert_close(t @ vecs, vecs * vals.unsqueeze(1))

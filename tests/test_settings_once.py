@@ -17,7 +17,7 @@ TRAIN_TOML_ONLY = {
 #: CLI options that fill a field under another name, or are not settings
 TRAIN_CLI_SPECIAL = {
     "masker_opt": "masker_options", "model_opt": "model_options", "modality_opt": "modality_options",
-    "grad_checkpoint": "model_options", "config": None,
+    "grad_checkpoint": "model_options", "config": None, "resume_auto": "resume",
     **{flag: "modality_options" for flag in SHAPE_FLAGS},
 }
 STUDY_TOML_ONLY = {
@@ -27,6 +27,7 @@ STUDY_TOML_ONLY = {
 STUDY_CLI_SPECIAL = {
     "masker_opt": "masker_options", "model_opt": "model_options", "modality_opt": "modality_options",
     "train_opt": "train_options", "finetune_opt": "finetune_options", "config": None, "report_only": None,
+    "shard": None,  # this task's share of the jobs (a job array), not a setting of the study
     "threads": None,  # this process's torch threads (each run's own come from train_options)
 }
 

@@ -17,15 +17,16 @@ from maskkit.lab.bench_reference import PlainMAE
 from maskkit.maskers.base import TrainingProgress, num_visible
 from maskkit.train.build import RunParts, build_run
 from maskkit.train.config import TrainConfig
-from maskkit.train.runtime import autocast, resolve_device, resolve_precision
+from maskkit.train.runtime import autocast, resolve_device, resolve_precision, tf32_for_fp32_runs
 from maskkit.train.step import TrainingModule
 
 #: dense bf16 peak TFLOP/s per GPU model (vendor figures), used for MFU when not given. Checked in
 #: order, so the specific H100 variants come before the bare name: the PCIe card (756) and the NVL
-#: card (835) are slower than the SXM module (989); an unrecognised H100 gets no MFU, not a guess.
+#: card (835) are slower than the SXM module (989), and so is the H200 NVL (835 against the SXM
+#: H200's 989); an unrecognised H100 gets no MFU, not a guess.
 PEAK_TFLOPS: dict[str, float] = {
     "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0,
-    "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0,
+    "H200 NVL": 835.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0,
 }
 
 
@@ -108,6 +109,7 @@ def bench_step(config: TrainConfig, steps: int = 10, warmup: int = 3, sample: to
                peak_tflops: float | None = None) -> BenchResult:
     """Time ``steps`` optimiser steps of ``config``'s model/masker on one fixed batch."""
     device, amp_dtype, parts, x = _bench_setup(config, sample)
+    tf32_for_fp32_runs(device, amp_dtype)  # as training does
     module = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(device)
     module.train()
     if config.compile:  # as in training: encoder, decoder and loss compiled, the masker eager

@@ -35,7 +35,7 @@ Preset = Literal["sgmae", "sgmae-v1", "sgmae-spec", "sgim", "custom"]
 _SGMAE: dict[str, Any] = dict(
     feature_layer="middle", feature_source="encoder", centre=True, remove_position=True,
     position_momentum=0.99, partition="auto", affinity="tokencut", tau=0.2, tau_quantile=0.6, knn=0,
-    min_neighbours=3, eps=1e-5, split="mean", power_iters=50, target="tokencut", scoring="similarity",
+    min_neighbours=3, eps=1e-5, split="mean", power_iters=4096, target="tokencut", scoring="similarity",
     hint_ratio=0.1, hint_min=0.05, hint_schedule="linear_decay", hint_select="random",
     compensate_from="visible_only", start="fraction", start_epoch=50, start_fraction=0.125,
     exploit_every=50, exploit_patience=3, exploit_lead=3, exploit_margin=0.1, exploit_min_fraction=0.05,
@@ -192,6 +192,7 @@ class Informed:
     density: Tensor | None
     eigengap: Tensor | None
     lambda2: Tensor | None
+    power_products: int | None = None  # products power iteration used (None: eigh or PCA)
 
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -331,7 +332,7 @@ class SelfGuidedMasker(Masker):
             scores = self._scores(x, side, target, feats, offset)
             plan = exact_topk_plan(scores, ctx.n_mask, ctx)
         return Informed(side=side, target=target, scores=scores, plan=plan, density=density,
-                        eigengap=eigengap, lambda2=lambda2)
+                        eigengap=eigengap, lambda2=lambda2, power_products=bip.iterations)
 
     def _target(self, ctx: MaskContext, side: Tensor, y: Tensor, feats: Tensor, offset: Tensor | None,
                 x: Tensor) -> Tensor:
@@ -437,6 +438,8 @@ class SelfGuidedMasker(Masker):
         if inf.eigengap is not None and inf.lambda2 is not None:
             logs["sg/eigengap"] = inf.eigengap.mean()
             logs["sg/lambda2"] = inf.lambda2.mean()
+        if inf.power_products is not None:
+            logs["sg/power_products"] = float(inf.power_products)
         plan.logs.update(logs)
         return plan
 

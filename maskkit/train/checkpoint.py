@@ -65,7 +65,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          state["numpy_has_gauss"], state["numpy_gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per GPU visible at save; restore those that exist now (a resume may see fewer:
+        # another node type, or one GPU per task under SLURM)
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:

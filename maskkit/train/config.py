@@ -39,7 +39,8 @@ class TrainConfig:
     #: start from these weights (timm / Hugging Face ViT or ViT-MAE file or directory, or a maskkit run)
     init_from: str | None = None
     out: str = "runs/latest"
-    resume: bool = False
+    #: continue the run in ``out``; "auto": continue if it holds a checkpoint, else start (SLURM requeues)
+    resume: bool | Literal["auto"] = False
     overwrite: bool = False  # a new run over an existing one: move the old one aside (DIR.old-TIMESTAMP)
     allow_config_change: bool = False  # resume with other epochs/lr/mask ratio/...: recorded in history
     save_every: int = 5  # epochs between kept checkpoints (the last one is always written)

@@ -19,7 +19,8 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     if "MASTER_ADDR" not in os.environ:
-        raise ConfigError("WORLD_SIZE > 1 but no MASTER_ADDR: launch multi-process runs with torchrun")
+        raise ConfigError("several ranks (WORLD_SIZE or SLURM_NTASKS > 1) but no MASTER_ADDR: launch with torchrun, "
+                          "or export MASTER_ADDR and MASTER_PORT before srun (docs/distributed.md)")
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size,
                             device_id=device if device.type == "cuda" else None)
 
@@ -44,24 +45,43 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device, strategy: str,
     if strategy == "fsdp":
         if not info.enabled:
             return module  # one process: FSDP has nothing to shard; checkpoints are identical
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
-
-        # parameters gathered in the autocast dtype (half the all-gather traffic), gradients reduced
-        # in fp32; the sharded master weights and the optimizer stay fp32
-        mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32) if amp_dtype else \
-            MixedPrecisionPolicy()
-        for block in list(module.model.blocks) + list(module.model.decoder_blocks):  # type: ignore[union-attr]
-            fully_shard(block, mp_policy=mp)
-            # FSDP gathers a block's parameters around `forward` only; maskers and probes read
-            # attention maps through forward_with_attention, so it gets the same hooks
-            register_fsdp_forward_method(block, "forward_with_attention")
-        fully_shard(module, mp_policy=mp)
-        return module
+        return fsdp_wrap(module, amp_dtype)
     if not info.enabled:
         return module
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=needs_unused_parameter_search(module))
+
+
+#: layers FSDP keeps in fp32 under mixed precision (autocast computes them in fp32)
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def fsdp_wrap(module: nn.Module, amp_dtype: torch.dtype | None = None) -> nn.Module:
+    """FSDP2 on every encoder/decoder block, then the root, computing what DDP computes.
+
+    Blocks gather their parameters in the autocast dtype (half the all-gather traffic; autocast
+    casts the weights of its matmuls to that dtype anyway) and reduce gradients in fp32; the
+    sharded master weights and the optimizer stay fp32. Nothing casts activations: FSDP2's default
+    ``cast_forward_inputs`` would turn each block's input, i.e. the residual stream, into bf16 (and
+    the root's, i.e. the batch itself: point-cloud centres moved), where DDP under autocast keeps
+    them fp32. The root keeps fp32 parameters (embeddings, position tables, norms, heads) for the
+    same reason: a bf16 position table would make the residual stream bf16 from the start.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+    blocks = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32,
+                                  cast_forward_inputs=False) if amp_dtype else MixedPrecisionPolicy()
+    for block in list(module.model.blocks) + list(module.model.decoder_blocks):  # type: ignore[union-attr]
+        norms = [m for m in block.modules() if isinstance(m, NORMS)]
+        if amp_dtype and norms:
+            fully_shard(norms, mp_policy=MixedPrecisionPolicy(cast_forward_inputs=False))
+        fully_shard(block, mp_policy=blocks)
+        # FSDP gathers a block's parameters around `forward` only; maskers and probes read
+        # attention maps through forward_with_attention, so it gets the same hooks
+        register_fsdp_forward_method(block, "forward_with_attention")
+    fully_shard(module, mp_policy=MixedPrecisionPolicy(cast_forward_inputs=False))
+    return module
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -86,6 +106,20 @@ def full_state_dict(wrapped: nn.Module, model: nn.Module, which: str = "model",
         return {}
     return {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
             for k, v in model.state_dict().items()}
+
+
+def full_state_dicts(wrapped: nn.Module, parts: dict[str, nn.Module], is_main: bool = True
+                     ) -> dict[str, dict[str, Any]]:
+    """:func:`full_state_dict` of several submodules (``{"model": model, "masker": masker}``) with one
+    gather under FSDP: a checkpoint taken inside a launcher's ~30 s SIGTERM grace gathers the
+    model once, not once per part."""
+    if is_fsdp(wrapped):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {which: {k[len(which) + 1:]: v for k, v in full.items() if k.startswith(f"{which}.")}
+                for which in parts}
+    return {which: full_state_dict(wrapped, module, which, is_main) for which, module in parts.items()}
 
 
 def optimizer_state(wrapped: nn.Module, optimizer: torch.optim.Optimizer, is_main: bool = True) -> dict[str, Any]:

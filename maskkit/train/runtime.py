@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from maskkit.config_utils import ConfigError
+from maskkit.threads import local_world_size
+from maskkit.train.cluster import launcher_ranks
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,9 @@ class DistInfo:
 
 
 def dist_info_from_env() -> DistInfo:
-    """What torchrun told us (RANK/WORLD_SIZE/LOCAL_RANK); a plain process is rank 0 of 1."""
-    return DistInfo(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
-                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    """What torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or else SLURM told us; a plain process is rank 0 of 1."""
+    rank, world_size, local_rank = launcher_ranks()
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
 def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
@@ -40,7 +42,10 @@ def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("`device` cuda was requested but no CUDA device is available")
-        index = dist.local_rank if dist is not None and dist.enabled else torch.cuda.current_device()
+        # a node's ranks share its GPUs by local rank; where each task sees only its own GPU
+        # (SLURM --gpus-per-task, CUDA_VISIBLE_DEVICES per rank) the count is 1 and the index 0
+        index = dist.local_rank % torch.cuda.device_count() if dist is not None and dist.enabled \
+            else torch.cuda.current_device()
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     if name != "cpu":
@@ -80,9 +85,20 @@ def resolve_num_workers(requested: int | None, device: torch.device, dist: DistI
         return requested
     if device.type == "cpu":
         return 0
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
+    local = local_world_size() if local_world_size() > 1 else dist.world_size
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores // local - 1))
+
+
+def tf32_for_fp32_runs(device: torch.device, dtype: torch.dtype | None) -> None:
+    """fp32 runs on CUDA use TF32 tensor cores for their matmuls (bench rows time what training runs).
+
+    One API only, here and in the graph maths that turn TF32 off again
+    (``torch.set_float32_matmul_precision``): setting ``allow_tf32`` or a backend's
+    ``fp32_precision`` beside it makes ``torch.get_float32_matmul_precision()`` raise.
+    """
+    if device.type == "cuda" and dtype is None:
+        torch.set_float32_matmul_precision("high")
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

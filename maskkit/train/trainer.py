@@ -36,6 +36,7 @@ from maskkit.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from maskkit.train.cluster import STOP_SIGNALS, interrupt_exit_code, settle_auto_resume
 from maskkit.train.compat import check_not_finished, check_resume, resume_entry, run_settings, start_history
 from maskkit.train.config import TrainConfig, check_min_lr
 from maskkit.train.data import EpochOrderSampler, build_loader, check_batch_fits, holdout_split
@@ -52,6 +53,7 @@ from maskkit.train.runtime import (
     resolve_precision,
     seed_everything,
     step_seed,
+    tf32_for_fp32_runs,
 )
 from maskkit.train.schedule import lr_at, scaled_lr
 from maskkit.train.step import TrainingModule
@@ -62,7 +64,11 @@ class TrainingStopped(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGINT/SIGTERM: a checkpoint was saved; ``--resume`` continues from it."""
+    """SIGINT/SIGTERM/SIGUSR1: a checkpoint was saved; ``--resume`` continues from it."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # what the CLI exits with (75 after SIGUSR1: requeue me)
 
 
 @dataclass
@@ -102,6 +108,7 @@ def check_writable(out: Path) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, console: Any = None,
                  callbacks: Sequence[Callback] = ()) -> None:
+        settle_auto_resume(config)
         self.config = config
         self.console = console
         self.callbacks = list(callbacks)
@@ -130,8 +137,7 @@ class Trainer:
         self.resolved = run_settings(self.parts.resolved())
         self.resolved["resolved_precision"] = precision_name(self.amp_dtype)
         self.history = start_history(self.resolved)
-        if self.device.type == "cuda" and self.amp_dtype is None:
-            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 runs
+        tf32_for_fp32_runs(self.device, self.amp_dtype)
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
         self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
@@ -252,8 +258,8 @@ class Trainer:
         main = self.dist.is_main
         return {
             "format": FORMAT, "version": VERSION,
-            "model": dist_utils.full_state_dict(self.wrapped, self.parts.model, "model", main),
-            "masker": dist_utils.full_state_dict(self.wrapped, self.parts.masker, "masker", main),
+            **dist_utils.full_state_dicts(self.wrapped, {"model": self.parts.model, "masker": self.parts.masker},
+                                          main),
             "optimizer": dist_utils.optimizer_state(self.wrapped, self.optimizer, main),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "config": self.resolved,
@@ -285,7 +291,7 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
             self._stop_signal = signum
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. inside a test runner thread)
@@ -416,7 +422,8 @@ class Trainer:
                 self.save(wall)
                 raise TrainingInterrupted(
                     f"stopped by signal {self._stop_signal or 'on another rank'} at epoch {self.epoch} "
-                    f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}")
+                    f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}",
+                    exit_code=interrupt_exit_code(self._stop_signal))
         mean = float(dist_utils.all_reduce_mean(loss_sum, self.dist)) / max(loss_count, 1)
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maskkit.config_utils import ConfigError
 from maskkit.lab.study.config import StudyConfig
 from maskkit.lab.study.figures import write_figures
 from maskkit.lab.study.report import build_report, write_report
@@ -67,4 +68,14 @@ def run_study(study: StudyConfig, console: Any = None, report_only: bool = False
     return outcome
 
 
-__all__ = ["StudyOutcome", "run_study", "write_outputs"]
+def run_study_shard(study: StudyConfig, shard: tuple[int, int], console: Any = None) -> StudyProgress:
+    """Train and evaluate one task's share of the study's jobs (see ``runner.shard_jobs``) and write
+    no outputs: the tasks of a job array run side by side, so none holds the study directory (each
+    run is still held by its own trainer), and ``report_only`` builds the report once all are done."""
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"`shard` must be I/N with 0 <= I < N, got {index}/{count}")
+    return run_jobs(study, console=console, shard=shard)
+
+
+__all__ = ["StudyOutcome", "run_study", "run_study_shard", "write_outputs"]

@@ -260,13 +260,14 @@ def write_study_file(study: StudyConfig) -> None:
     write_text(out / "study.json", json.dumps(study.to_dict(), indent=2))
 
 
-def run_jobs(study: StudyConfig, console: Any = None) -> StudyProgress:
-    """Execute every pending job; user errors stop the study, other failures are collected."""
+def run_jobs(study: StudyConfig, console: Any = None, shard: tuple[int, int] | None = None) -> StudyProgress:
+    """Execute every pending job (with ``shard`` (i, n): only jobs i, i + n, ...); user errors stop
+    the study, other failures are collected."""
     validate_study(study)
     for spec in plan_runs(study):  # finished runs too: a study never mixes in runs made otherwise
         check_run_matches(run_dir(study, spec), train_config(study, spec, device="cpu"))
     write_study_file(study)
-    jobs = plan_jobs(study)
+    jobs = shard_jobs(plan_jobs(study), shard)
     pending = [j for j in jobs if job_pending(study, j)]
     progress = StudyProgress(skipped=len(jobs) - len(pending))
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -282,6 +283,15 @@ def run_jobs(study: StudyConfig, console: Any = None) -> StudyProgress:
         progress.trained += outcome.trained
         progress.evaluated += outcome.evaluated
     return progress
+
+
+def shard_jobs(jobs: list[Job], shard: tuple[int, int] | None) -> list[Job]:
+    """Jobs ``i, i + n, i + 2n, ...`` of the study's fixed job order: the share of task ``i`` of ``n``
+    (a SLURM job array), the same in every task, so the shares cover every job exactly once."""
+    if shard is None:
+        return jobs
+    index, count = shard
+    return jobs[index::count]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
