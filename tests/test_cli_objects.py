@@ -35,6 +35,12 @@ def test_train_logs_coverage_and_resolved_base_lr(objects_run):
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert all("objects/coverage" in r and r["objects/coverage_random"] == 0.75 for r in epochs)
     assert epochs[-1]["masker/sg/started"] == 1.0 and "masker/sg/hints_revealed" in epochs[-1]
+    # beside each coverage, the same masker reading the untrained model of the run's seed
+    assert all(0.0 <= r["objects/coverage_untrained"] <= 1.0 for r in epochs)
+    events = [json.loads(x) for x in (objects_run / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in events if r["type"] == "event"]
+    # 2 epochs x 2 steps, start_fraction 0.25: the first informed step is step 1, and it is said once
+    assert events == [{"type": "event", "event": "informed_start", "reason": "fraction", "step": 1}]
 
 
 def test_visualize_reports_object_coverage(objects_run, tmp_path):

@@ -9,6 +9,7 @@ the reference: a masker that "hides the main object" scores clearly above it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,24 @@ def masker_coverage(model: Any, masker: Any, probe: CoverageProbe, mask_ratio: f
             "object_share": probe.object_share}
 
 
+def untrained_baseline(parts: Any, seed: int, device: torch.device | str = "cpu") -> tuple[Any, Any] | None:
+    """(the run's model as initialised, before any step; a copy of the run's masker that has
+    forgotten what it measured of the trained model's features), or None for maskers that do not
+    read the model. The copy keeps the masker's schedule (start latch, hints), so the pair masks as
+    the run's masker would if training had taught the model nothing: the baseline that tells a
+    learned masking rule from one that low-level statistics or random features already explain."""
+    if not parts.masker.needs_model:
+        return None
+    from maskkit.train.build import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # build_run's seeding: the same initial weights as the run
+        model = build_model(parts.modality, parts.model_config).to(device)
+    masker = copy.deepcopy(parts.masker)
+    masker.forget_feature_state()
+    return model, masker
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     import contextlib
 
@@ -101,4 +120,5 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-__all__ = ["CoverageProbe", "coverage_probe", "masker_coverage", "object_coverage", "random_coverage"]
+__all__ = ["CoverageProbe", "coverage_probe", "masker_coverage", "object_coverage", "random_coverage",
+           "untrained_baseline"]

@@ -266,6 +266,16 @@ class Masker(nn.Module):
     def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
         """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
 
+    def forget_feature_state(self) -> None:
+        """Drop what the masker has measured of the model's features (running means), keeping its
+        schedule, so a copy can read another model (the untrained-model coverage baseline). Default
+        does nothing."""
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Events since the last call (e.g. ``{"event": "informed_start", "reason": ..., "step": N}``),
+        which the trainer writes to ``metrics.jsonl`` after each step. Default: none."""
+        return []
+
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:
         """Extra loss added to the step's loss (learned maskers: HPM's loss predictor, AdaMAE's
