@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskkit.config_utils import ConfigError
 from maskkit.maskers.base import MaskContext, Masker, MaskPlan, exact_topk_plan
 
 REFERENCES = ("Itti, Koch, Niebur, A model of saliency-based visual attention, IEEE TPAMI 1998; "
@@ -39,10 +38,6 @@ class SaliencyConfig:
     """``method``: ``contrast`` (any tokens) or ``spectral_residual`` (2-D token grids only)."""
 
     method: Literal["contrast", "spectral_residual"] = "contrast"
-
-    def __post_init__(self) -> None:
-        if self.method not in ("contrast", "spectral_residual"):
-            raise ConfigError(f"`masker.method` must be contrast or spectral_residual, got {self.method!r}")
 
 
 def contrast_saliency(targets: Tensor) -> Tensor:
@@ -58,7 +53,8 @@ def spectral_residual_saliency(targets: Tensor, grid: tuple[int, int]) -> Tensor
     """(B, N, P) token content on an (h, w) grid -> (B, N) spectral-residual saliency (Hou & Zhang)."""
     b = targets.shape[0]
     picture = targets.float().flatten(2).mean(dim=2).view(b, 1, *grid)
-    picture = picture - picture.mean(dim=(2, 3), keepdim=True)
+    # shifted to a minimum of 1: the DC amplitude stays well away from 0, where its log would be noise
+    picture = picture - picture.amin(dim=(2, 3), keepdim=True) + 1.0
     spectrum = torch.fft.fft2(picture)
     log_amplitude = torch.log(spectrum.abs().clamp_min(1e-8))
     residual = log_amplitude - F.avg_pool2d(log_amplitude, 3, stride=1, padding=1, count_include_pad=False)
