@@ -48,6 +48,7 @@ def test_visualize_reports_object_coverage(objects_run, tmp_path):
     result = invoke("visualize", objects_run, "--out", target, "-n", "4")
     assert result.exit_code == 0, result.output
     assert "object coverage" in result.output and "random masking: 0.750" in result.output
+    assert "the same masker on the untrained model of seed 0: " in result.output
     assert target.stat().st_size > 1000
 
 

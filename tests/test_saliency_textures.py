@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 from maskkit.lab.coverage import coverage_probe, object_coverage, random_coverage, untrained_baseline
-from maskkit.maskers.base import MaskContext, TrainingProgress
+from maskkit.maskers.base import MaskContext
 from maskkit.maskers.saliency import contrast_saliency, spectral_residual_saliency
 from maskkit.maskers.self_guided import Readiness
 from maskkit.registry import build_masker
@@ -129,13 +129,13 @@ def test_untrained_baseline_is_the_run_initialisation() -> None:
     with torch.no_grad():
         for p in parts.model.parameters():
             p.add_(1.0)  # "training"
-    model, masker = untrained_baseline(parts, seed=3)
+    model, masker = untrained_baseline(parts.masker, parts.modality, parts.model_config, seed=3)
     fresh = build_run(cfg, with_data=False).model
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(),
                                                  strict=True))
     assert masker is not parts.masker and masker._position_mean is None
-    assert untrained_baseline(build_run(TrainConfig(modality="toy", model="nano", epochs=1, progress=False),
-                                        with_data=False), seed=0) is None  # random reads no model
+    plain = build_run(TrainConfig(modality="toy", model="nano", epochs=1, progress=False), with_data=False)
+    assert untrained_baseline(plain.masker, plain.modality, plain.model_config, seed=0) is None  # random
 
 
 def test_clustering_start_never_fires_without_learning(toy_config) -> None:

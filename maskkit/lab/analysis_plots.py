@@ -130,6 +130,8 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name.replace("masker_", "masker: "), fontsize=8)
+    fig.suptitle("red: the tokens the row names (bipartition side, target cluster, hidden, revealed hint); "
+                 "blue: the rest", fontsize=8)
     fig.savefig(path, dpi=100)
     return path
 

@@ -93,7 +93,9 @@ class ObjectCoverage(Callback):
         """``coverage_untrained``: the same masker, at the same point of its schedule, reading the
         run's model as initialised (maskers that read the model only)."""
         if self.untrained is None:
-            self.untrained = untrained_baseline(state.parts, state.config.seed, state.device) or ()
+            parts = state.parts
+            self.untrained = untrained_baseline(parts.masker, parts.modality, parts.model_config,
+                                                state.config.seed, state.device) or ()
         if not self.untrained:
             return {}
         model, masker = self.untrained

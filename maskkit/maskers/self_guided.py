@@ -537,7 +537,8 @@ class SelfGuidedMasker(Masker):
     @torch.no_grad()
     def explain(self, ctx: MaskContext, hint_ratio: float | None = None) -> dict[str, Tensor]:
         """(B, N) maps for pictures, computed as if informed masking were on (state untouched):
-        ``cluster`` (1 = target cluster), ``side`` (bipartition side), ``score``, ``informed`` (mask
+        ``cluster`` (True = target cluster), ``side`` (True = the side above the cut's threshold),
+        ``score``, ``informed`` (mask
         before hints), ``hints`` (revealed), ``remasked`` (hidden in exchange), ``mask`` (final),
         ``random`` (a random mask with the same count, for comparison)."""
         progress = ctx.progress
@@ -546,8 +547,8 @@ class SelfGuidedMasker(Masker):
         inf = self.informed(ctx, update_state=False)
         plan = self._hints(ctx, inf, hint_ratio)
         return {
-            "cluster": inf.target.long(),
-            "side": inf.side.long(),
+            "cluster": inf.target,
+            "side": inf.side,
             "score": inf.scores,
             "informed": inf.plan.mask,
             "hints": inf.plan.mask & ~plan.mask,
