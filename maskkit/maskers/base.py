@@ -55,7 +55,8 @@ class ModelView(Protocol):
 
     def decoder_features(self, layer: int) -> Tensor:
         """(B, N, D_dec) normed decoder states of the full input (nothing masked) after decoder block
-        ``layer`` (negative: from the end): the paper's decoder-feature source."""
+        ``layer`` (negative: from the end), with no mask token: not the masked training pass the
+        paper reads its decoder features from."""
         ...
 
     def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:

@@ -70,7 +70,7 @@ class SelfGuidedConfig:
     #: encoder, or of the decoder with feature_source=decoder
     feature_layer: int | Literal["middle", "last"] | None = None
     #: "encoder": the model's features at feature_layer; "decoder": decoder states of the full input
-    #: at decoder block feature_layer; "embeddings": the patch embeddings (free)
+    #: (no mask tokens, unlike training) at decoder block feature_layer; "embeddings": patch embeddings
     feature_source: Literal["encoder", "decoder", "embeddings"] | None = None
     centre: bool | None = None  # subtract each sample's mean token before cosine
     remove_position: bool | None = None  # subtract a running per-position mean (grid layouts only)
