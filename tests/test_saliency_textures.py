@@ -152,3 +152,30 @@ def test_clustering_start_never_fires_without_learning(toy_config) -> None:
                        "step": round(0.75 * steps)}]
     readiness = [r["masker/sg/readiness"] for r in rows if "masker/sg/readiness" in r]
     assert readiness and all(abs(v) < 0.1 for v in readiness)  # the features never moved
+
+
+def _rows(**per_masker: list[tuple[float, float | None]]) -> list[dict]:
+    return [{"method": m, "seed": s, "object_coverage": cov,
+             **({} if base is None else {"object_coverage_untrained": base})}
+            for m, seeds in per_masker.items() for s, (cov, base) in enumerate(seeds)]
+
+
+def test_reports_call_coverage_learned_only_beyond_both_baselines() -> None:
+    from maskkit.lab.study.coverage import learned_verdicts
+
+    above = [(0.90, 0.75), (0.92, 0.76), (0.91, 0.74)]
+    saliency_low = [(0.75, None), (0.76, None), (0.74, None)]
+    verdict = learned_verdicts(_rows(**{"self-guided": above, "saliency": saliency_low}),
+                               ["self-guided", "saliency"], 0.95)
+    assert len(verdict) == 2 and "learned: it beats its untrained model and `saliency`" in verdict[0]
+    # saliency hides as much: not learned, whatever the untrained model does
+    saliency_high = [(0.97, None), (0.97, None), (0.97, None)]
+    verdict = learned_verdicts(_rows(**{"self-guided": above, "saliency": saliency_high}),
+                               ["self-guided", "saliency"], 0.95)
+    assert "not shown to be learned: a baseline without learning explains it" in verdict[0]
+    # the untrained model hides as much (objects findable by colour): not learned
+    untrained_high = [(0.90, 0.91), (0.92, 0.90), (0.91, 0.92)]
+    verdict = learned_verdicts(_rows(**{"self-guided": untrained_high, "saliency": saliency_low}),
+                               ["self-guided", "saliency"], 0.95)
+    assert "explains it" in verdict[0] and "over its untrained model" in verdict[0]
+    assert "`saliency` was not run" in learned_verdicts(_rows(**{"self-guided": above}), ["self-guided"], 0.95)[0]
