@@ -1,13 +1,15 @@
 """``builtin:textures``: objects that only their texture and outline give away, with object masks.
 
 ``builtin:objects`` can be solved by colour: a saturated shape on a photo stands out to any
-low-level statistic, so an untrained network, or no network (``--masker saliency``), hides the
+low-level statistic, so an untrained network, or no network (the ``saliency`` masker), hides the
 object as well as a trained one. Here every picture is two-coloured: object and background are
-both binary patterns in the *same* two colours with a 50 % duty cycle, so the object's mean colour
-and colour histogram match the background's. Only the pattern differs, in one of three ways (the
-``variant``): stripe orientation (turned by 90 degrees), stripe frequency (period times 1.75) or
-pattern kind (stripes against a checkerboard of the same period). The label is the object's
-outline (disc, square, triangle, cross, as in ``builtin:objects``); the object mask is exact.
+both band-passed white noise thresholded at its median, in the *same* two colours, so the
+object's mean colour and colour histogram match the background's. Phases are random everywhere,
+so raw patches of one texture are no more alike than patches of two; the textures differ only in
+second-order structure (the ``variant``): orientation (turned by 90 degrees) or scale (wavelength
+times 1.6). The label is the object's outline (disc, square, triangle, cross, as in
+``builtin:objects``); the object mask is exact. See docs/modalities/image.md for the measured
+coverage of model-free and untrained-model masks on it.
 
 Pictures are drawn at 32 x 32 (the default image size, so patterns stay binary) from a fixed seed:
 every run and seed of a study sees the same 1200 pictures; nothing is stored or downloaded.
@@ -35,9 +37,9 @@ _SEED = 0x7E27
 
 @functools.lru_cache(maxsize=1)
 def texture_specs() -> np.ndarray:
-    """(TEXTURE_COUNT, 11) float table: class, variant, centre (y, x), radius, shape angle, texture
-    angle, wavelength, colour A (r, g, b) ... as [kind, variant, cy, cx, r, shape_angle, angle,
-    wavelength, red, green, blue, dark, swap]."""
+    """(TEXTURE_COUNT, 13) float table: class, variant, centre (y, x), radius, shape angle, texture
+    angle, wavelength, colour A (r, g, b), colour B's brightness as a share of A, and whether the
+    object takes the first texture (1) or the second (0). Drawn once from a fixed seed."""
     rng = np.random.default_rng(_SEED)
     rows = []
     for i in range(TEXTURE_COUNT):
