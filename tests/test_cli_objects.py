@@ -62,6 +62,12 @@ def test_analyze_writes_every_layer(objects_run, tmp_path):
         assert len(ck["encoder"]["fourier_high"]) == 4 and len(ck["decoder"]["fourier_high"]) == 2
         assert len(ck["decoder"]["mask_token_var"]) == 2 and len(ck["decoder_kl_to_final"]) == 2
     assert "cuts:" in result.output and (tmp_path / "a" / "layers.png").stat().st_size > 1000
+    # the cluster maps are drawn over the pictures: one (16, 16, 3) picture in [0, 1] per sample
+    pictures = saved["clusters"]["pictures"]
+    assert len(pictures) == len(saved["clusters"]["maps"]["bipartition"])
+    assert all(len(p) == 16 and len(p[0]) == 16 and len(p[0][0]) == 3 for p in pictures)
+    assert min(v for p in pictures for row in p for px in row for v in px) == 0.0
+    assert (tmp_path / "a" / "clusters.png").stat().st_size > 1000
 
 
 def test_train_help_shows_defaults():
