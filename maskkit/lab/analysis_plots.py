@@ -132,7 +132,7 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
                 ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=1,
                           extent=(0, pic.shape[1], -pic.shape[0], 0), interpolation="nearest")
             ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=size, marker="s", vmin=0, vmax=1,
-                       alpha=0.45 if pictures else 1.0)
+                       alpha=0.45 if pictures else 1.0, linewidths=0)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
