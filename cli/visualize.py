@@ -36,7 +36,13 @@ def visualize(
     apply_threads(threads)
     from maskkit.config_utils import ConfigError, parse_key_values
     from maskkit.interop.resize import load_resized, size_overrides
-    from maskkit.lab.coverage import coverage_probe, object_coverage, random_coverage
+    from maskkit.lab.coverage import (
+        coverage_probe,
+        masker_coverage,
+        object_coverage,
+        random_coverage,
+        untrained_baseline,
+    )
     from maskkit.lab.visualize import build_visual_batch, pick_samples, render
     from maskkit.maskers.base import TrainingProgress
     from maskkit.registry import build_masker
@@ -88,5 +94,10 @@ def visualize(
         typer.echo(f"object coverage (share of object tokens hidden): {float(cov.nanmean()):.3f} over "
                    f"{int(cov.isfinite().sum())} samples; random masking: {expected:.3f}; per sample: "
                    + " ".join(f"{v:.2f}" for v in cov.tolist()))
+        baseline = untrained_baseline(m, modality, model.config, config.seed, dev)
+        if baseline is not None:
+            untrained = masker_coverage(*baseline, probe, ratio, progress, seed=seed, device=dev)["coverage"]
+            title += f" · untrained model {untrained:.2f}"
+            typer.echo(f"the same masker on the untrained model of seed {config.seed}: {untrained:.3f}")
     render(modality, batch, target, title=title)
     typer.echo(f"wrote {target}")

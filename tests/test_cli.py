@@ -70,7 +70,7 @@ def test_visualize_writes_png(image_run, tmp_path):
 def test_list_shows_modalities_and_maskers():
     result = invoke("list")
     assert result.exit_code == 0
-    for word in ("image", "random", "block", "base"):
+    for word in ("image", "random", "block", "base", "saliency", "builtin:textures"):
         assert word in result.output
 
 

@@ -35,6 +35,12 @@ def test_train_logs_coverage_and_resolved_base_lr(objects_run):
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert all("objects/coverage" in r and r["objects/coverage_random"] == 0.75 for r in epochs)
     assert epochs[-1]["masker/sg/started"] == 1.0 and "masker/sg/hints_revealed" in epochs[-1]
+    # beside each coverage, the same masker reading the untrained model of the run's seed
+    assert all(0.0 <= r["objects/coverage_untrained"] <= 1.0 for r in epochs)
+    events = [json.loads(x) for x in (objects_run / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in events if r["type"] == "event"]
+    # 2 epochs x 2 steps, start_fraction 0.25: the first informed step is step 1, and it is said once
+    assert events == [{"type": "event", "event": "informed_start", "reason": "fraction", "step": 1}]
 
 
 def test_visualize_reports_object_coverage(objects_run, tmp_path):
@@ -42,6 +48,7 @@ def test_visualize_reports_object_coverage(objects_run, tmp_path):
     result = invoke("visualize", objects_run, "--out", target, "-n", "4")
     assert result.exit_code == 0, result.output
     assert "object coverage" in result.output and "random masking: 0.750" in result.output
+    assert "the same masker on the untrained model of seed 0: " in result.output
     assert target.stat().st_size > 1000
 
 
@@ -55,6 +62,12 @@ def test_analyze_writes_every_layer(objects_run, tmp_path):
         assert len(ck["encoder"]["fourier_high"]) == 4 and len(ck["decoder"]["fourier_high"]) == 2
         assert len(ck["decoder"]["mask_token_var"]) == 2 and len(ck["decoder_kl_to_final"]) == 2
     assert "cuts:" in result.output and (tmp_path / "a" / "layers.png").stat().st_size > 1000
+    # the cluster maps are drawn over the pictures: one (16, 16, 3) picture in [0, 1] per sample
+    pictures = saved["clusters"]["pictures"]
+    assert len(pictures) == len(saved["clusters"]["maps"]["bipartition"])
+    assert all(len(p) == 16 and len(p[0]) == 16 and len(p[0][0]) == 3 for p in pictures)
+    assert min(v for p in pictures for row in p for px in row for v in px) == 0.0
+    assert (tmp_path / "a" / "clusters.png").stat().st_size > 1000
 
 
 def test_train_help_shows_defaults():

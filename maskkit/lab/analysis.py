@@ -579,8 +579,22 @@ def _cluster_pictures(model: MaskedAutoencoder, config: Any, ckpt: dict[str, Any
         for key, value in masker.explain(ctx).items():
             if key in ("cluster", "informed", "hints", "mask"):
                 maps[f"masker_{key}"] = value.long().tolist()
-    return {"positions": centres.float().cpu().tolist(), "grid": list(tokens.layout.grid or ()),
-            "maps": maps}
+    out = {"positions": centres.float().cpu().tolist(), "grid": list(tokens.layout.grid or ()), "maps": maps}
+    if x.dim() == 4 and len(tokens.layout.grid or ()) == 2:  # pictures: the maps are drawn over them
+        out["pictures"] = display_pictures(x)
+    return out
+
+
+def display_pictures(x: Tensor) -> list:
+    """(B, C, H, W) model inputs -> (B, H, W, 1 or 3) nested lists in [0, 1] (each picture stretched
+    to its own range; other channel counts shown as their mean), rounded to 3 decimals."""
+    x = x.detach().float().cpu()
+    if x.shape[1] != 3:
+        x = x.mean(dim=1, keepdim=True)
+    flat = x.flatten(1)
+    lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    shown = ((x - lo) / (hi - lo).clamp_min(1e-6)).permute(0, 2, 3, 1)
+    return (shown * 1000).round().div(1000).tolist()
 
 
 __all__ = [

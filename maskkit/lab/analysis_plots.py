@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from maskkit.safe_io import save_figure
@@ -114,6 +115,7 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
     clusters = result.get("clusters") or {}
     maps: dict[str, list] = clusters.get("maps") or {}
     positions = clusters.get("positions")
+    pictures = clusters.get("pictures")
     if not maps or not positions:
         return None
     samples = len(next(iter(maps.values())))
@@ -127,11 +129,18 @@ def plot_clusters(result: dict[str, Any], path: Path) -> Path | None:
             pos = positions[c] if len(positions) > c and isinstance(positions[c][0], list) else positions
             xs = [p[-1] for p in pos]  # last axis across (image: column), first axis down (row)
             ys = [-p[0] for p in pos]
-            ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=size, marker="s", vmin=0, vmax=1)
+            if pictures and len(pictures) > c:  # the input under the map, pixel units like the centres
+                pic = np.asarray(pictures[c], dtype=np.float32)
+                ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=1,
+                          extent=(0, pic.shape[1], -pic.shape[0], 0), interpolation="nearest")
+            ax.scatter(xs, ys, c=values[c], cmap="coolwarm", s=size, marker="s", vmin=0, vmax=1,
+                       alpha=0.45 if pictures else 1.0, linewidths=0)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name.replace("masker_", "masker: "), fontsize=8)
+    fig.suptitle("red: the tokens the row names (bipartition side, target cluster, hidden, revealed hint); "
+                 "blue: the rest", fontsize=8)
     save_figure(fig, path, dpi=100)
     return path
 

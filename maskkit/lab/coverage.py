@@ -9,6 +9,7 @@ the reference: a masker that "hides the main object" scores clearly above it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,26 @@ def masker_coverage(model: Any, masker: Any, probe: CoverageProbe, mask_ratio: f
             "object_share": probe.object_share}
 
 
+def untrained_baseline(masker: Any, modality: Any, model_config: Any, seed: int,
+                       device: torch.device | str = "cpu") -> tuple[Any, Any] | None:
+    """(the model of ``model_config`` as ``build_run`` initialises it for ``seed``, before any step;
+    a copy of ``masker`` that has forgotten what it measured of the trained model's features), or
+    None for maskers that do not read the model. The copy keeps the masker's schedule (start
+    latch, hints), so the pair masks as the run's masker would if training had taught the model
+    nothing: the baseline that tells a learned masking rule from one that low-level statistics or
+    random features already explain."""
+    if not masker.needs_model:
+        return None
+    from maskkit.train.build import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # build_run's seeding: the same initial weights as the run
+        model = build_model(modality, model_config).to(device)
+    copied = copy.deepcopy(masker)
+    copied.forget_feature_state()
+    return model, copied
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     import contextlib
 
@@ -101,4 +122,5 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-__all__ = ["CoverageProbe", "coverage_probe", "masker_coverage", "object_coverage", "random_coverage"]
+__all__ = ["CoverageProbe", "coverage_probe", "masker_coverage", "object_coverage", "random_coverage",
+           "untrained_baseline"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from maskkit.lab.analysis import probe_metrics
-from maskkit.lab.coverage import coverage_probe, masker_coverage
+from maskkit.lab.coverage import coverage_probe, masker_coverage, untrained_baseline
 from maskkit.lab.visualize import render_reconstructions
 from maskkit.registry import build_masker
 from maskkit.train.callbacks import Callback, TrainState
@@ -66,11 +66,13 @@ class ReconstructionPicture(Callback):
 
 class ObjectCoverage(Callback):
     """Share of object tokens the masker hides at each epoch's end on fixed samples, beside random
-    masking's expectation (``objects/...`` scalars); only for datasets with object masks."""
+    masking's expectation and, for maskers that read the model, the same masker reading the
+    untrained model of the run's seed (``objects/...`` scalars); only for datasets with object masks."""
 
     def __init__(self) -> None:
         self.probe: Any = None
         self.checked = False
+        self.untrained: Any = None  # (model, masker) as initialised; () when the masker reads no model
 
     def epoch_metrics(self, state: TrainState) -> dict[str, float]:
         if state.distributed and state.config.strategy == "fsdp":  # maskers read the unsharded model
@@ -84,7 +86,24 @@ class ObjectCoverage(Callback):
             return {}
         values = masker_coverage(parts.model, parts.masker, self.probe, parts.mask_ratio, state.progress,
                                  seed=state.config.seed, device=state.device, amp_dtype=state.amp_dtype)
+        values.update(self._untrained(state))
         return {f"objects/{k}": v for k, v in values.items()}
+
+    def _untrained(self, state: TrainState) -> dict[str, float]:
+        """``coverage_untrained``: the same masker, at the same point of its schedule, reading the
+        run's model as initialised (maskers that read the model only)."""
+        if self.untrained is None:
+            parts = state.parts
+            self.untrained = untrained_baseline(parts.masker, parts.modality, parts.model_config,
+                                                state.config.seed, state.device) or ()
+        if not self.untrained:
+            return {}
+        model, masker = self.untrained
+        masker.load_state_dict(state.parts.masker.state_dict(), strict=False)  # today's schedule
+        masker.forget_feature_state()
+        values = masker_coverage(model, masker, self.probe, state.parts.mask_ratio, state.progress,
+                                 seed=state.config.seed, device=state.device, amp_dtype=state.amp_dtype)
+        return {"coverage_untrained": values["coverage"]}
 
 
 def standard_callbacks(config: TrainConfig) -> list[Callback]:

@@ -55,7 +55,8 @@ class ModelView(Protocol):
 
     def decoder_features(self, layer: int) -> Tensor:
         """(B, N, D_dec) normed decoder states of the full input (nothing masked) after decoder block
-        ``layer`` (negative: from the end): the paper's decoder-feature source."""
+        ``layer`` (negative: from the end), with no mask token: not the masked training pass the
+        paper reads its decoder features from."""
         ...
 
     def decoder_attention(self, plan: MaskPlan, samples: int) -> list[Tensor]:
@@ -265,6 +266,16 @@ class Masker(nn.Module):
 
     def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
         """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
+
+    def forget_feature_state(self) -> None:
+        """Drop what the masker has measured of the model's features (running means), keeping its
+        schedule, so a copy can read another model (the untrained-model coverage baseline). Default
+        does nothing."""
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Events since the last call (e.g. ``{"event": "informed_start", "reason": ..., "step": N}``),
+        which the trainer writes to ``metrics.jsonl`` after each step. Default: none."""
+        return []
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:

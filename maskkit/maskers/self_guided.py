@@ -40,6 +40,7 @@ _SGMAE: dict[str, Any] = dict(
     compensate_from="visible_only", start="fraction", start_epoch=50, start_fraction=0.125,
     exploit_every=50, exploit_patience=3, exploit_lead=3, exploit_margin=0.1, exploit_min_fraction=0.05,
     exploit_samples=8, exploit_layers="mean", exploit_per_key=True, exploit_deadline=1.0,
+    ready_every=10, ready_margin=0.1, ready_patience=3, ready_deadline=0.5,
 )
 PRESETS: dict[str, dict[str, Any]] = {
     "sgmae": _SGMAE,
@@ -69,7 +70,7 @@ class SelfGuidedConfig:
     #: encoder, or of the decoder with feature_source=decoder
     feature_layer: int | Literal["middle", "last"] | None = None
     #: "encoder": the model's features at feature_layer; "decoder": decoder states of the full input
-    #: at decoder block feature_layer; "embeddings": the patch embeddings (free)
+    #: (no mask tokens, unlike training) at decoder block feature_layer; "embeddings": patch embeddings
     feature_source: Literal["encoder", "decoder", "embeddings"] | None = None
     centre: bool | None = None  # subtract each sample's mean token before cosine
     remove_position: bool | None = None  # subtract a running per-position mean (grid layouts only)
@@ -93,7 +94,7 @@ class SelfGuidedConfig:
     hint_schedule: Literal["constant", "linear_decay", "quadratic_decay", "off"] | None = None  # off: no hints
     hint_select: Literal["random", "similarity", "similarity_low", "similarity_high"] | None = None
     compensate_from: Literal["pool", "visible_only"] | None = None
-    start: Literal["epoch", "fraction", "exploitation"] | None = None
+    start: Literal["epoch", "fraction", "exploitation", "clustering"] | None = None
     start_epoch: int | None = None
     start_fraction: float | None = None
     exploit_every: int | None = None  # steps between exploitation-rate checks
@@ -106,6 +107,11 @@ class SelfGuidedConfig:
     exploit_per_key: bool | None = None  # divide rates by the number of visible / mask keys
     #: start=exploitation: start anyway at this fraction of training (1 = only on the crossover)
     exploit_deadline: float | None = None
+    ready_every: int | None = None  # start=clustering: steps between readiness checks
+    #: start=clustering: relative gain over the step-0 clustering a check needs (0.1: 10 % better)
+    ready_margin: float | None = None
+    ready_patience: int | None = None  # consecutive checks above the margin needed to start
+    ready_deadline: float | None = None  # start=clustering: start anyway at this fraction (1 = never)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -121,7 +127,8 @@ class SelfGuidedConfig:
             return ConfigError(f"option masker.{name.replace('_', '-')} must be {expected}; "
                                f"got {getattr(self, name)!r}")
 
-        for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline", "exploit_min_fraction"):
+        for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline", "exploit_min_fraction",
+                     "ready_deadline"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise bad(name, "in [0, 1]")
         if self.hint_schedule in ("linear_decay", "quadratic_decay") and self.hint_min > self.hint_ratio:
@@ -137,11 +144,13 @@ class SelfGuidedConfig:
         for name in ("knn", "min_neighbours", "start_epoch"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
-        for name in ("power_iters", "exploit_every", "exploit_patience", "exploit_lead", "exploit_samples"):
+        for name in ("power_iters", "exploit_every", "exploit_patience", "exploit_lead", "exploit_samples",
+                     "ready_every", "ready_patience"):
             if getattr(self, name) < 1:
                 raise bad(name, ">= 1")
-        if self.exploit_margin < 0:
-            raise bad("exploit_margin", ">= 0")
+        for name in ("exploit_margin", "ready_margin"):
+            if getattr(self, name) < 0:
+                raise bad(name, ">= 0")
 
     def partition_settings(self) -> graph.PartitionSettings:
         """The graph and cut settings, as the analysis receives them too."""
@@ -179,6 +188,28 @@ class Crossover:
             self.lead_count = 0
             self.streak = 0
         return self.led and self.streak >= patience and fraction >= min_fraction
+
+
+@dataclass
+class Readiness:
+    """The clustering start rule: the first check (step 0, an untrained model) sets the baseline
+    clustering gap; informed masking starts once the gap exceeds it by the relative ``margin`` for
+    ``patience`` consecutive checks. Training that does not move the features (an untrained model,
+    a learning rate of 1e-12) keeps the gap at its baseline up to batch noise, so it never starts."""
+
+    baseline: float | None = None
+    streak: int = 0
+    last: float | None = None  # the last readiness value (gap / baseline - 1)
+
+    def update(self, gap: float, *, margin: float, patience: int) -> bool:
+        """Record one check's clustering gap; True when informed masking should start now."""
+        if self.baseline is None:
+            self.baseline = gap
+            self.last = 0.0
+            return False
+        self.last = gap / max(abs(self.baseline), 1e-12) - 1.0
+        self.streak = self.streak + 1 if self.last > margin else 0
+        return self.streak >= patience
 
 
 @dataclass
@@ -221,6 +252,10 @@ class SelfGuidedMasker(Masker):
         self._position_mean: Tensor | None = None  # (N, D) fp32
         self._position_count = 0
         self._last_progress = TrainingProgress()
+        self._readiness = Readiness()
+        self._start_reason: str | None = None  # why informed masking started (set by the rule that fired)
+        self._announced = False  # the informed_start event was emitted
+        self._events: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -240,9 +275,11 @@ class SelfGuidedMasker(Masker):
         return self._deadline_step(progress)
 
     def _deadline_step(self, progress: TrainingProgress) -> int | None:
-        if self.config.exploit_deadline >= 1.0:
+        cfg = self.config
+        deadline = cfg.ready_deadline if cfg.start == "clustering" else cfg.exploit_deadline
+        if deadline >= 1.0:
             return None
-        return int(round(self.config.exploit_deadline * progress.total_steps))
+        return int(round(deadline * progress.total_steps))
 
     def is_started(self, progress: TrainingProgress) -> bool:
         cfg = self.config
@@ -313,18 +350,29 @@ class SelfGuidedMasker(Masker):
         return new
 
     # ------------------------------------------------------------------ informed pass
-    def informed(self, ctx: MaskContext, update_state: bool = False) -> Informed:
-        """Bipartition, target cluster, scores and the exact informed plan (before hints)."""
-        cfg = self.config
+    def _partition(self, ctx: MaskContext, update_state: bool) -> tuple[Tensor, Tensor | None, graph.Partition]:
+        """(fp32 features, position offset, partition) of the features the masker reads."""
         with torch.no_grad():
             feats = self._features(ctx)  # the feature pass keeps the step's autocast (bf16 on GPU)
         with torch.no_grad(), _no_autocast(ctx.device):
             feats = feats.float()
             offset = self._position_offset(ctx, feats, update_state)
-            settings = cfg.partition_settings().resolved(ctx.num_tokens, ctx.device)
+            settings = self.config.partition_settings().resolved(ctx.num_tokens, ctx.device)
             # power iteration's start block is a global-batch draw (N ranks == one process)
             start = ctx.normal(ctx.batch_size, ctx.num_tokens, 2) if settings.method == "power" else None
-            part = graph.partition(feats, settings, position_mean=offset, start=start)
+            return feats, offset, graph.partition(feats, settings, position_mean=offset, start=start)
+
+    def clustering_gap(self, ctx: MaskContext) -> Tensor:
+        """(B,) how well the masker's features cluster: mean cosine similarity of tokens on the same
+        side of the cut minus that across it (prepared features, as the masker cuts them)."""
+        _, _, part = self._partition(ctx, update_state=False)
+        with torch.no_grad(), _no_autocast(ctx.device):
+            return graph.intra_inter_gap(graph.cosine_similarity(part.x), part.bip.labels)
+
+    def informed(self, ctx: MaskContext, update_state: bool = False) -> Informed:
+        """Bipartition, target cluster, scores and the exact informed plan (before hints)."""
+        feats, offset, part = self._partition(ctx, update_state)
+        with torch.no_grad(), _no_autocast(ctx.device):
             x, bip = part.x, part.bip
             density, eigengap, lambda2 = part.density, bip.eigengap, bip.lambda2
             side = bip.labels
@@ -399,6 +447,39 @@ class SelfGuidedMasker(Masker):
                                   min_fraction=cfg.exploit_min_fraction):
             self._started = True
             self._start_step = ctx.progress.step + 1
+            self._start_reason = "exploitation"
+
+    # ------------------------------------------------------------------ clustering start rule
+    def _check_clustering(self, ctx: MaskContext) -> None:
+        """One readiness check: the global batch's mean clustering gap against the step-0 one."""
+        cfg = self.config
+        gap = self.clustering_gap(ctx)
+        total = ctx.global_sum(torch.stack([gap.float().sum(), torch.full((), float(gap.numel()), device=gap.device)]))
+        with deliberate_sync("the clustering start rule's one host sync, every ready_every steps"):
+            value = float((total[0] / total[1].clamp_min(1.0)).cpu())
+        if self._readiness.update(value, margin=cfg.ready_margin, patience=cfg.ready_patience):
+            self._started = True
+            self._start_step = ctx.progress.step + 1
+            self._start_reason = "clustering"
+
+    def _announce(self, progress: TrainingProgress) -> None:
+        """Queue the one ``informed_start`` event: why and at which step informed masking began."""
+        if self._announced:
+            return
+        self._announced = True
+        rule = self.config.start
+        reason = self._start_reason if self._started and self._start_reason else \
+            rule if rule in ("epoch", "fraction") else "deadline"
+        step = self.start_step(progress)
+        self._events.append({"event": "informed_start", "reason": reason,
+                             "step": progress.step if step is None else step})
+
+    def forget_feature_state(self) -> None:
+        self._position_mean, self._position_count = None, 0
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        events, self._events = self._events, []
+        return events
 
     # ------------------------------------------------------------------ masker API
     def plan(self, ctx: MaskContext) -> MaskPlan:
@@ -416,11 +497,17 @@ class SelfGuidedMasker(Masker):
             "sg/started": torch.full((), float(started), device=dev),
             "sg/hint_ratio": torch.full((), float(hint), device=dev),
         }
+        if started and training:
+            self._announce(progress)
         if not started or hint >= 1.0:
             plan = random_plan(ctx)
             if (not started and training and cfg.start == "exploitation"
                     and progress.step % cfg.exploit_every == 0):
                 self._check_exploitation(ctx, plan)
+            if not started and training and cfg.start == "clustering" and progress.step % cfg.ready_every == 0:
+                self._check_clustering(ctx)
+            if cfg.start == "clustering" and self._readiness.last is not None and not started:
+                logs["sg/readiness"] = torch.full((), self._readiness.last, device=dev)
             if cfg.start == "exploitation" and self._exploit is not None and not started:
                 logs["sg/exploit_visible"] = torch.full((), self._exploit[0], device=dev)
                 logs["sg/exploit_mask"] = torch.full((), self._exploit[1], device=dev)
@@ -453,7 +540,8 @@ class SelfGuidedMasker(Masker):
     @torch.no_grad()
     def explain(self, ctx: MaskContext, hint_ratio: float | None = None) -> dict[str, Tensor]:
         """(B, N) maps for pictures, computed as if informed masking were on (state untouched):
-        ``cluster`` (1 = target cluster), ``side`` (bipartition side), ``score``, ``informed`` (mask
+        ``cluster`` (True = target cluster), ``side`` (True = the side above the cut's threshold),
+        ``score``, ``informed`` (mask
         before hints), ``hints`` (revealed), ``remasked`` (hidden in exchange), ``mask`` (final),
         ``random`` (a random mask with the same count, for comparison)."""
         progress = ctx.progress
@@ -462,8 +550,8 @@ class SelfGuidedMasker(Masker):
         inf = self.informed(ctx, update_state=False)
         plan = self._hints(ctx, inf, hint_ratio)
         return {
-            "cluster": inf.target.long(),
-            "side": inf.side.long(),
+            "cluster": inf.target,
+            "side": inf.side,
             "score": inf.scores,
             "informed": inf.plan.mask,
             "hints": inf.plan.mask & ~plan.mask,
@@ -485,6 +573,10 @@ class SelfGuidedMasker(Masker):
             "position_mean": None if self._position_mean is None else self._position_mean.detach().cpu(),
             "position_count": self._position_count,
             "progress": [p.epoch, p.step, p.epochs, p.steps_per_epoch],
+            "ready_baseline": [] if self._readiness.baseline is None else [self._readiness.baseline],
+            "ready_streak": self._readiness.streak,
+            "start_reason": self._start_reason or "",
+            "announced": self._announced,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -498,6 +590,11 @@ class SelfGuidedMasker(Masker):
         pm = state.get("position_mean")
         self._position_mean = pm.float() if isinstance(pm, Tensor) else None
         self._position_count = int(state.get("position_count", 0))
+        baseline = list(state.get("ready_baseline", []))
+        self._readiness = Readiness(baseline=float(baseline[0]) if baseline else None,
+                                    streak=int(state.get("ready_streak", 0)))
+        self._start_reason = str(state.get("start_reason", "")) or None
+        self._announced = bool(state.get("announced", False))
         prog = state.get("progress")
         if prog:
             self._last_progress = TrainingProgress(*(int(v) for v in prog))
@@ -510,4 +607,4 @@ def _centroid(x: Tensor, members: Tensor) -> Tensor:
     return graph.l2_normalize(total / w.sum(1, keepdim=True).clamp_min(1.0))
 
 
-__all__ = ["PRESETS", "Crossover", "SelfGuidedConfig", "SelfGuidedMasker"]
+__all__ = ["PRESETS", "Crossover", "Readiness", "SelfGuidedConfig", "SelfGuidedMasker"]

@@ -221,8 +221,9 @@ class MaskedAutoencoder(nn.Module):
     @torch.no_grad()
     def decoder_token_features(self, tokens: TokenBatch, layer: int, normed: bool = True) -> Tensor:
         """(B, N, Dd) decoder states of every token after decoder block ``layer`` (0-based; -1 = last),
-        for the full input: all tokens are encoded (none masked) and decoded. The paper's
-        decoder-feature source; it costs a full encoder pass plus ``layer + 1`` decoder blocks."""
+        for the full input: all tokens are encoded (none masked) and decoded, with no mask token, a
+        regime the decoder never trains in (the paper reads the decoder of the masked training
+        pass; see docs/self-guided.md). It costs a full encoder pass plus ``layer + 1`` decoder blocks."""
         depth = len(self.decoder_blocks)
         resolved = layer if layer >= 0 else depth + layer
         if not 0 <= resolved < depth:

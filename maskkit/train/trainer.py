@@ -382,6 +382,8 @@ class Trainer:
             if last_micro:
                 self._optimizer_step()
             self.parts.masker.on_step_end(None, out.per_token.detach())  # type: ignore[arg-type]
+            for event in self.parts.masker.pop_events():
+                self.metrics.write({"type": "event", **event})
             detached = out.recon_loss.detach().float()
             loss_sum += detached
             window_loss += detached

@@ -24,6 +24,8 @@ from maskkit.modality import VisualBatch
 
 MIN_CELL = 96  # shortest side of a drawn picture, in screen pixels
 HIDDEN_GREY = 0.5
+#: the one legend of every yes/no map column (mask, informed, cluster, side, hints)
+LEGEND = "red: the tokens the column names (hidden, target cluster, revealed hint)"
 
 
 def _unstandardise(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
@@ -96,6 +98,8 @@ def render_image_batch(batch: VisualBatch, path: str | Path, title: str | None =
         cells.append([upscale_nearest(c, factor) for c in row])
     ratio = float(batch.plan.mask.float().mean()) if b else 0.0
     headers = ["original", f"masked {ratio:.0%}", "reconstruction", "recon + visible", *extras]
+    if any(maps.dtype == bool for maps in extras.values()):
+        title = f"{title} · {LEGEND}" if title else LEGEND
     return save_png(compose_grid(cells, col_titles=headers, title=title), path)
 
 

@@ -2,7 +2,8 @@
 
 Runs on data with object masks (``builtin:objects``) log ``objects/coverage`` (share of the probe
 samples' object tokens the masker hides at the end of each epoch) and ``objects/coverage_random``
-(n_mask / N, what uniformly random masks hide in expectation). For a run whose masker logs a
+(n_mask / N, what uniformly random masks hide in expectation); maskers that read the model also log
+``objects/coverage_untrained`` (the same masker reading the run's untrained model). For a run whose masker logs a
 ``.../started`` flag (self-guided), the summary averages the epochs after the informed start; for
 other maskers every epoch.
 """
@@ -17,7 +18,10 @@ from maskkit.lab.study.diagnostics import as_float, epoch_rows
 from maskkit.lab.study.stats import paired_comparison
 from maskkit.lab.study.tables import cell_label, fmt, fmt_spread, methods_in, spread, values
 
-COLUMNS = ["object_coverage", "object_coverage_final", "object_coverage_random", "object_coverage_epochs"]
+COLUMNS = ["object_coverage", "object_coverage_final", "object_coverage_random", "object_coverage_epochs",
+           "object_coverage_untrained"]
+#: the model-free masker a learned masker's coverage must beat (beside its untrained baseline)
+MODEL_FREE = "saliency"
 
 
 def _started(row: dict[str, Any]) -> float | None:
@@ -36,9 +40,13 @@ def summarise_coverage(run_dir: Path) -> dict[str, float]:
     if not rows:  # informed masking never started: nothing informed to summarise
         return {"object_coverage_epochs": 0.0}
     cov = [as_float(r["objects/coverage"]) for r in rows]
-    return {"object_coverage": sum(cov) / len(cov), "object_coverage_final": cov[-1],
-            "object_coverage_random": as_float(rows[-1].get("objects/coverage_random")),
-            "object_coverage_epochs": float(len(cov))}
+    out = {"object_coverage": sum(cov) / len(cov), "object_coverage_final": cov[-1],
+           "object_coverage_random": as_float(rows[-1].get("objects/coverage_random")),
+           "object_coverage_epochs": float(len(cov))}
+    untrained = [as_float(r.get("objects/coverage_untrained")) for r in rows]
+    if all(math.isfinite(u) for u in untrained):
+        out["object_coverage_untrained"] = sum(untrained) / len(untrained)
+    return out
 
 
 def coverage_curves(metric_rows: list[list[dict[str, Any]]]) -> tuple[list, list]:
@@ -63,6 +71,7 @@ def coverage_section(study: Any, key: Any, rows: list[dict[str, Any]], figure: s
         body.append([f"`{m}`", fmt_spread(spread(rows, m, "object_coverage"), 3),
                      fmt_spread(spread(rows, m, "object_coverage_final"), 3),
                      fmt(spread(rows, m, "object_coverage_random").mean, 3),
+                     fmt_spread(spread(rows, m, "object_coverage_untrained"), 3),
                      ", ".join(f"s{s}: {v:.3f}" for s, v in sorted(per_seed.items())) or "–",
                      fmt(spread(rows, m, "object_coverage_epochs").mean, 0)])
     lines = [f"### Object coverage: {cell_label(key)}", "",
@@ -70,8 +79,10 @@ def coverage_section(study: Any, key: Any, rows: list[dict[str, Any]], figure: s
              "masks, at the end of every epoch (mean over samples). For `self-guided` the mean is over the "
              "epochs after informed masking started; for other maskers over every epoch. Uniformly random "
              "masking hides n_mask / N of any fixed token set in expectation (the `random expectation` "
-             "column).", ""]
-    header = ["masker", "coverage, mean over epochs", "final epoch", "random expectation", "per seed", "epochs"]
+             "column). `untrained model` is the same masker, at the same point of its schedule, reading the "
+             "run's model as initialised (maskers that read the model only).", ""]
+    header = ["masker", "coverage, mean over epochs", "final epoch", "random expectation", "untrained model",
+              "per seed", "epochs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     lines.append("")
@@ -94,9 +105,47 @@ def coverage_section(study: Any, key: Any, rows: list[dict[str, Any]], figure: s
                          + ("Every seed of `" + m + "` lies above every seed of `" + reference + "`."
                             if separated else "The seeds overlap."))
         lines.append("")
+    lines += learned_verdicts(rows, maskers, study.confidence)
     if figure:
         lines += [f"![object coverage over training]({figure})", ""]
     return lines
 
 
-__all__ = ["COLUMNS", "coverage_curves", "coverage_section", "summarise_coverage"]
+def learned_verdicts(rows: list[dict[str, Any]], maskers: list[str], confidence: float) -> list[str]:
+    """One sentence per masker with an untrained baseline: its coverage is called learned only when
+    the seed-paired gain over its untrained model, and over `saliency` when the study has it, both
+    have intervals above zero (with one seed: when both differences are positive, said as such)."""
+    out = []
+    for m in maskers:
+        mine = values(rows, m, "object_coverage")
+        untrained = values(rows, m, "object_coverage_untrained")
+        if not untrained:
+            continue
+        checks = [paired_comparison(mine, untrained, masker=m, reference="untrained", metric="object_coverage",
+                                    confidence=confidence)]
+        if MODEL_FREE in maskers and m != MODEL_FREE:
+            checks.append(paired_comparison(mine, values(rows, MODEL_FREE, "object_coverage"), masker=m,
+                                            reference=MODEL_FREE, metric="object_coverage", confidence=confidence))
+        parts, beaten = [], []
+        for pc in checks:
+            if pc.n == 0:
+                continue
+            beyond = pc.low > 0 if pc.n >= 2 else pc.mean > 0
+            beaten.append(beyond)
+            name = "its untrained model" if pc.reference == "untrained" else f"`{pc.reference}`"
+            interval = (f"{pc.confidence:.0%} t interval [{fmt(pc.low, 3, True)}, {fmt(pc.high, 3, True)}]"
+                        if pc.n >= 2 else "one seed, no interval")
+            parts.append(f"{fmt(pc.mean, 3, True)} over {name} ({interval})")
+        if not parts:
+            continue
+        if not all(beaten):
+            verdict = "not shown to be learned: a baseline without learning explains it within seed noise"
+        elif len(beaten) < 2:
+            verdict = "not shown to be learned: `saliency` was not run beside it"
+        else:
+            verdict = "learned: it beats its untrained model and `saliency` beyond seed noise"
+        out.append(f"- `{m}` coverage {'; '.join(parts)}: {verdict}.")
+    return out + [""] if out else out
+
+
+__all__ = ["COLUMNS", "coverage_curves", "coverage_section", "learned_verdicts", "summarise_coverage"]

@@ -30,6 +30,7 @@ COLUMNS = [
     "realised_ratio", "position_sd", "position_sd_random", "mask_iou", "mask_iou_random",
     "collapse", "worst_collapse", "flagged_epochs",
     "object_coverage", "object_coverage_final", "object_coverage_random", "object_coverage_epochs",
+    "object_coverage_untrained",
 ]
 #: columns that hold numbers (the rest are text)
 TEXT_COLUMNS = {"run_id", "arm", "method", "masker", "collapse", "worst_collapse", "flagged_epochs"}
