@@ -34,6 +34,7 @@ BUILTIN = {
     "digits": "1797 handwritten digits, 8x8 grey, 10 classes (UCI via scikit-learn), resized",
     "photos": "1000 fixed crops of scikit-learn's two CC BY 2.0 sample photos; label = which photo",
     "objects": "1200 shapes (disc, square, triangle, cross = label) on photo crops, with object masks",
+    "hierarchy": "1200 two-part pictures from a 3-level latent model (layout = label; every latent recorded)",
 }
 PHOTO_CROPS = 1000
 PHOTO_SIDE = (0.2, 0.6)  # crop side as a fraction of the photo's shorter side

@@ -206,4 +206,28 @@ def sweep_heatmaps(path: Path, values: dict[str, dict[tuple[float, object], floa
     return _save(fig, path)
 
 
-__all__ = ["diagnostics", "learning_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]
+def level_curves(path: Path, panels: dict[str, tuple[dict[str, Sequence[Curve]], dict[str, float]]],
+                 title: str) -> Path:
+    """One panel per (masker, patch size): per latent level, the probe score over the mask ratio (seed
+    mean, band min..max over seeds) and the random-init encoder's score of that level, dashed."""
+    labels = list(dict.fromkeys(label for curves, _ in panels.values() for label in curves))
+    colors = _colors(labels)
+    count = max(1, len(panels))
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig = _figure(4.6 * cols, 3.6 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax, (panel, (curves, baselines)) in zip(axes, panels.items(), strict=False):
+        _plot_methods(ax, curves, colors)
+        for label, value in baselines.items():
+            if math.isfinite(value):
+                ax.axhline(value, color=colors[label], linestyle="--", linewidth=1)
+        ax.set(xlabel="mask ratio", ylabel="probe score (accuracy / R²)", title=panel)
+        ax.legend(fontsize=6)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+__all__ = ["diagnostics", "learning_curves", "level_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]
