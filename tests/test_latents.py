@@ -1,7 +1,6 @@
 """Latent declarations and probes, builtin:hierarchy, and the study's sign-flip + Holm verdicts."""
 
 import itertools
-import json
 import math
 
 import numpy as np
@@ -179,18 +178,30 @@ def test_level_scores_and_words_from_results_rows(tmp_path):
     assert "level 2 (b, c) is recovered best at mask ratio 0.25" in sentence
 
 
-def test_eval_of_an_objects_run_probes_every_declared_latent(tmp_path):
-    run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--modality", "image", "--data", "builtin:objects", "--model", "nano",
-                                 "--image-size", "16", "--max-steps-per-epoch", "1", "--batch-size", "8",
-                                 "--epochs", "1", "--no-progress", "--out", str(run)])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["eval", str(run), "--max-samples", "120", "--k", "5"])
-    assert result.exit_code == 0, result.output
-    latents = {r["name"]: r for r in json.loads((run / "eval.json").read_text())["latents"]}
-    assert set(latents) == {"shape", "hue", "stripes", "position", "size"}
-    assert {r["level"] for r in latents.values()} == {1, 2, 3} and latents["hue"]["metric"] == "r2"
-    for r in latents.values():
-        assert all(isinstance(r[arm], float) for arm in ("pretrained", "random-init", "raw-input"))
-        assert r["num_samples"] == 120
-    assert "Latent probes" in result.output
+def test_levels_section_and_figure_from_a_study_directory(tmp_path):
+    import json as _json
+
+    from maskkit.lab.study.grid import BaselineSpec, baseline_path
+    from maskkit.lab.study.levels import LEVEL_FIGURE, level_figure, levels_section
+
+    study = StudyConfig(modality="toy", maskers=["random"], seeds=2, mask_ratios=[0.25, 0.75], patch_sizes=[2, 4],
+                        out=str(tmp_path))
+    declared = [{"name": "a", "kind": "categorical", "level": 1, "metric": "accuracy", "pretrained": None,
+                 "random-init": 0.3, "raw-input": 0.2}]
+    path = baseline_path(study, BaselineSpec(0, 2))
+    path.parent.mkdir(parents=True)
+    path.write_text(_json.dumps({"latents": declared}))
+    rows = []
+    for ratio in (0.25, 0.75):
+        for patch in (2, 4):
+            for seed in (0, 1):
+                common = {"seed": seed, "mask_ratio": ratio, "patch_size": patch}
+                rows += [{"method": "random", "arm": "pretrained", "latent/a": ratio + patch / 10, **common},
+                         {"method": "random-init", "arm": "random-init", "latent/a": 0.3, **common},
+                         {"method": "raw-input", "arm": "raw-input", "latent/a": 0.2, **common}]
+    figure = level_figure(study, rows)
+    assert figure == tmp_path / LEVEL_FIGURE and figure.stat().st_size > 1000
+    text = "\n".join(levels_section(study, rows, figure))
+    cells = ["0.450", "0.650", "0.950", "1.150", "0.300", "0.300", "0.200"]  # 4 settings, random-init x 2, raw
+    assert "| `a` | 1 | accuracy | " + " | ".join(f"{c} ± 0.000" for c in cells) + " |" in text
+    assert "`random`, patch size 4: level 1 (a) is recovered best at mask ratio 0.75" in text
