@@ -93,7 +93,7 @@ def level_figure(study: StudyConfig, rows: list[dict[str, Any]]) -> Path | None:
                     reference += list(level_scores(cell_rows, "random-init", members).values())
                 curves[label] = [sorted(points) for _, points in sorted(per_seed.items())]
                 baselines[label] = mean_sd(reference).mean
-            title = f"`{masker}`" + (f", patch size {patch}" if patch is not None else "")
+            title = masker + (f", patch size {patch}" if patch is not None else "")
             panels[title] = (curves, baselines)
     return plots.level_curves(Path(study.out) / LEVEL_FIGURE, panels,
                               "probe score of each latent level over the mask ratio (dashed: random-init)")
