@@ -123,15 +123,15 @@ def print_summary(console, outcome) -> None:
     """The verdicts in a table, then where the files are."""
     from rich.table import Table
 
-    from maskkit.lab.study.tables import METRIC_BY_COLUMN, fmt
+    from maskkit.lab.study.tables import METRIC_BY_COLUMN, fmt, fmt_p
 
     if outcome.comparisons:
         table = Table(title="paired differences vs the reference (masker − reference, per seed)")
-        for col in ("setting", "masker", "metric", "mean", "interval", "verdict"):
+        for col in ("setting", "masker", "metric", "mean", "interval", "p_holm", "verdict"):
             table.add_column(col)
         for pc in outcome.comparisons:
             table.add_row(pc.setting, pc.masker, METRIC_BY_COLUMN[pc.metric].label, fmt(pc.mean, 4, True),
-                          f"[{fmt(pc.low, 4, True)}, {fmt(pc.high, 4, True)}]", pc.verdict)
+                          f"[{fmt(pc.low, 4, True)}, {fmt(pc.high, 4, True)}]", fmt_p(pc.decisive_p), pc.verdict)
         console.print(table)
     p = outcome.progress
     console.print(f"[green]done[/]: {p.trained} trained, {p.evaluated} evaluated, {p.skipped} already done")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,7 @@ def evaluate(
     from maskkit.config_utils import parse_key_values
     from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.evaluate import evaluate_with_baselines
+    from maskkit.lab.latents import evaluate_latents
     from maskkit.train.build import build_dataset, build_model
     from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
@@ -73,8 +75,24 @@ def evaluate(
         table.add_row(r.arm, r.feature, f"{r.linear_acc:.3f} ± {r.linear_std:.3f}",
                       f"{r.knn_acc:.3f} ± {r.knn_std:.3f}", gain)
     Console().print(table)
+    latents = evaluate_latents({"pretrained": model, "random-init": random_init}, modality if baselines else None,
+                               dataset, dev, seed=config.seed, max_samples=max_samples)
+    if latents:
+        Console().print(latent_table(latents))
     position = ckpt.get("position", {})
     payload = {"checkpoint": str(ckpt_path), "data": data or config.data or modality.default_data,
-               "epoch": position.get("epoch"), "results": [r.to_dict() for r in rows]}
+               "epoch": position.get("epoch"), "results": [r.to_dict() for r in rows],
+               **({"latents": [r.to_dict() for r in latents]} if latents else {})}
     write_text(target, json.dumps(payload, indent=2))
     typer.echo(f"wrote {target}")
+
+
+def latent_table(latents: list) -> Table:
+    """One row per latent the data declares: its probe score for each arm (NaN arms left blank)."""
+    table = Table(title="Latent probes (accuracy for categorical, R² for continuous latents; 5-fold CV)")
+    for col in ("latent", "level", "metric", "pretrained", "random-init", "raw input"):
+        table.add_column(col)
+    for r in latents:
+        cells = [f"{v:.3f}" if math.isfinite(v) else "" for v in (r.pretrained, r.random_init, r.raw_input)]
+        table.add_row(r.name, str(r.level), r.metric, *cells)
+    return table

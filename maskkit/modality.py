@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +27,28 @@ from maskkit.tokens import TokenBatch
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A latent variable a dataset records for every sample, so probes can ask which ones an encoder recovers.
+
+    ``level`` places it in the data's hierarchy: 1 is the most global (what the whole sample is),
+    higher numbers are more local (parts, then texture and colour). ``kind`` picks the probe:
+    classification accuracy for ``categorical`` (integer codes), R² for ``continuous`` (one value
+    or a few columns per sample).
+    """
+
+    name: str
+    kind: Literal["categorical", "continuous"]
+    level: int
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("categorical", "continuous"):
+            raise ValueError(f"latent {self.name!r}: kind must be categorical or continuous, got {self.kind!r}")
+        if int(self.level) < 1:
+            raise ValueError(f"latent {self.name!r}: level must be >= 1, got {self.level}")
 
 
 class MaskkitDataset(Dataset):
@@ -57,6 +79,16 @@ class MaskkitDataset(Dataset):
 
     def describe(self) -> str:
         return f"{len(self)} samples from {self.source}"  # type: ignore[arg-type]
+
+    #: latent variables recorded for every sample (see :class:`Latent`); empty for data without them
+    latents: tuple[Latent, ...] = ()
+
+    def latent_values(self) -> dict[str, np.ndarray]:
+        """{latent name: (n,) integer codes or (n,) / (n, k) floats} for every sample, in index order.
+
+        Datasets that declare ``latents`` override this; the default (no latents) is empty.
+        """
+        return {}
 
     #: True when ``object_sample`` gives ground-truth object masks (the object-coverage diagnostic)
     has_object_masks: bool = False

@@ -70,6 +70,19 @@ def test_analyze_writes_every_layer(objects_run, tmp_path):
     assert (tmp_path / "a" / "clusters.png").stat().st_size > 1000
 
 
+def test_eval_probes_every_declared_latent(objects_run, tmp_path):
+    target = tmp_path / "eval.json"
+    result = invoke("eval", objects_run, "--max-samples", "120", "--k", "5", "--json", target)
+    assert result.exit_code == 0, result.output
+    latents = {r["name"]: r for r in json.loads(target.read_text())["latents"]}
+    assert set(latents) == {"shape", "hue", "stripes", "position", "size"}
+    assert {r["level"] for r in latents.values()} == {1, 2, 3} and latents["hue"]["metric"] == "r2"
+    for r in latents.values():
+        assert all(isinstance(r[arm], float) for arm in ("pretrained", "random-init", "raw-input"))
+        assert r["num_samples"] == 120
+    assert "Latent probes" in result.output
+
+
 def test_train_help_shows_defaults():
     result = invoke("train", "--help")
     assert result.exit_code == 0

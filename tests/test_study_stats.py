@@ -38,17 +38,23 @@ def test_paired_difference_hand_computed():
     assert pc.verdict == "no difference detectable with 3 seeds"
 
 
-def test_verdicts_follow_the_interval_and_the_metric_direction():
-    better = paired_comparison({0: 0.90, 1: 0.91, 2: 0.905, 3: 0.902}, {0: 0.85, 1: 0.85, 2: 0.85, 3: 0.85},
+def test_verdicts_follow_the_sign_flip_p_and_the_metric_direction():
+    six = range(6)  # the smallest two-sided sign-flip p with n seeds is 2 / 2^n: 0.031 at six
+    better = paired_comparison({s: 0.90 + s / 1000 for s in six}, {s: 0.85 for s in six},
                                masker="a", reference="r", metric="linear_acc")
-    assert better.low > 0 and better.verdict == "better"
-    worse = paired_comparison({0: 0.80, 1: 0.81, 2: 0.805}, {0: 0.85, 1: 0.85, 2: 0.85},
+    assert better.low > 0 and better.p_value == pytest.approx(2 / 64) and better.verdict == "better"
+    worse = paired_comparison({s: 0.80 + s / 1000 for s in six}, {s: 0.85 for s in six},
                               masker="a", reference="r", metric="linear_acc")
     assert worse.verdict == "worse"
     # a loss: a higher value is worse
-    loss = paired_comparison({0: 0.50, 1: 0.51, 2: 0.505}, {0: 0.40, 1: 0.40, 2: 0.41},
+    loss = paired_comparison({s: 0.50 + s / 1000 for s in six}, {s: 0.40 for s in six},
                              masker="a", reference="r", metric="recon_shared", higher_is_better=False)
     assert loss.mean > 0 and loss.verdict == "worse"
+    # three seeds can never reach p < 0.05, whatever the t interval says
+    three = paired_comparison({0: 0.90, 1: 0.91, 2: 0.905}, {0: 0.85, 1: 0.85, 2: 0.85},
+                              masker="a", reference="r", metric="linear_acc")
+    assert three.low > 0 and three.p_value == pytest.approx(0.25)
+    assert three.verdict == "no difference detectable with 3 seeds"
 
 
 def test_pairing_uses_common_finite_seeds_only():
@@ -59,11 +65,11 @@ def test_pairing_uses_common_finite_seeds_only():
 
 
 def test_bootstrap_interval_is_reproducible_and_brackets_the_mean():
-    values = [0.01, 0.03, 0.02, 0.05, 0.04]
+    values = [0.01, 0.03, 0.02, 0.05, 0.04, 0.02, 0.03, 0.01, 0.04, 0.06]
     a = bootstrap_interval(values, 0.95, 2000, seed=0)
     assert a == bootstrap_interval(values, 0.95, 2000, seed=0)
     assert min(values) <= a[0] <= np.mean(values) <= a[1] <= max(values)
-    pc = paired_comparison({i: v for i, v in enumerate(values)}, {i: 0.0 for i in range(5)}, masker="a",
+    pc = paired_comparison({i: v for i, v in enumerate(values)}, {i: 0.0 for i in range(10)}, masker="a",
                            reference="r", metric="linear_acc", method="bootstrap", bootstrap_samples=2000)
     assert pc.verdict == "better" and pc.method == "bootstrap"
 

@@ -36,6 +36,7 @@ BUILTIN = {
     "objects": "1200 shapes (disc, square, triangle, cross = label) on photo crops, with object masks",
     "textures": "1200 shapes told apart from the background only by texture and outline (matched colours), "
                 "with object masks",
+    "hierarchy": "1200 two-part pictures from a 3-level latent model (layout = label; every latent recorded)",
 }
 PHOTO_CROPS = 1000
 PHOTO_SIDE = (0.2, 0.6)  # crop side as a fraction of the photo's shorter side

@@ -135,7 +135,8 @@ class ImageModality(Modality):
         source = str(data) if data else self.default_data
         policy = opts.augment_policy
         if policy == "auto":
-            policy = "shift" if source == "builtin:digits" else "crop_flip"
+            # shifts only where a crop or flip would change the label (digits; hierarchy's layouts)
+            policy = "shift" if source in ("builtin:digits", "builtin:hierarchy") else "crop_flip"
         common = dict(size=opts.size, channels=opts.channels, augment=train and opts.augment, policy=policy,
                       seed=seed)
         if is_record_spec(source):  # tar shards or hf:PATH

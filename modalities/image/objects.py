@@ -10,12 +10,15 @@ sees the same pictures; nothing is downloaded.
 
 from __future__ import annotations
 
+import colorsys
 import functools
 import math
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from maskkit.modality import Latent
 
 from .data import ImageDataset, sample_photos
 from .transforms import match_channels, resize, to_size
@@ -25,6 +28,13 @@ OBJECT_COUNT = 1200
 SOURCE_SIDE = 64  # pictures are drawn at 64 x 64, then resized to --image-size
 RADIUS = (0.2, 0.34)  # object half-size as a fraction of the side
 _SEED = 0x0B1EC7
+OBJECT_LATENTS = (
+    Latent("shape", "categorical", 1, "which shape the object is (the class label)"),
+    Latent("position", "continuous", 2, "object centre (y, x), fraction of the side"),
+    Latent("size", "continuous", 2, "object half-size, fraction of the side"),
+    Latent("hue", "continuous", 3, "object colour as (cos, sin) of its hue angle"),
+    Latent("stripes", "categorical", 3, "plain (0) or striped (1)"),
+)
 
 
 def _shape_mask(kind: int, side: int, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
@@ -101,10 +111,21 @@ def _drawn(index: int) -> tuple[Tensor, Tensor]:
     return (img * 255).round().to(torch.uint8), (mask * 255).round().to(torch.uint8)
 
 
+def object_latents() -> dict[str, np.ndarray]:
+    """The recorded latents of every picture, read from :func:`object_specs`."""
+    specs = object_specs()
+    hue = np.asarray([colorsys.rgb_to_hsv(*row)[0] for row in specs[:, 9:12]])
+    return {"shape": specs[:, 0].astype(np.int64), "position": specs[:, 5:7] / SOURCE_SIDE,
+            "size": specs[:, 7] / SOURCE_SIDE,
+            "hue": np.stack([np.cos(2 * math.pi * hue), np.sin(2 * math.pi * hue)], axis=1),
+            "stripes": (specs[:, 12] > 0).astype(np.int64)}
+
+
 class ObjectImages(ImageDataset):
     """One shape per picture on a photo crop; ``object_sample`` gives the picture and its object mask."""
 
     has_object_masks = True
+    latents = OBJECT_LATENTS
     stats_samples = 64  # pixel statistics from 64 evenly spaced pictures
 
     def __init__(self, **kwargs: object) -> None:
@@ -121,6 +142,9 @@ class ObjectImages(ImageDataset):
     def load(self, index: int) -> Tensor:
         return self._draw(index)[0]
 
+    def latent_values(self) -> dict[str, np.ndarray]:
+        return object_latents()
+
     def object_sample(self, index: int) -> tuple[Tensor, Tensor]:
         """(standardised un-augmented picture (C, H, W), object mask (H, W) in [0, 1])."""
         img, mask = self._draw(index)
@@ -130,4 +154,4 @@ class ObjectImages(ImageDataset):
         return img.float().contiguous(), both[-1].clamp(0, 1)
 
 
-__all__ = ["OBJECT_CLASSES", "OBJECT_COUNT", "ObjectImages", "object_specs"]
+__all__ = ["OBJECT_CLASSES", "OBJECT_COUNT", "OBJECT_LATENTS", "ObjectImages", "object_latents", "object_specs"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from maskkit.errors import DataError
 
 from .data import ARRAY_SUFFIXES, BUILTIN, ImageDataset, ImageFolder, PhotoCrops, array_dataset, digits_dataset
+from .hierarchy import HierarchyImages
 from .objects import ObjectImages
 from .textures import TextureImages
 from .transforms import Policy
@@ -29,6 +30,8 @@ def open_dataset(data: str, *, size: tuple[int, int], channels: int | None, augm
             return ObjectImages(**common)  # type: ignore[arg-type]
         if name == "textures":
             return TextureImages(**common)  # type: ignore[arg-type]
+        if name == "hierarchy":
+            return HierarchyImages(**common)  # type: ignore[arg-type]
         raise DataError(f"`data` {data}: unknown built-in image dataset; choose from "
                         f"{', '.join('builtin:' + k for k in BUILTIN)}")
     path = Path(data).expanduser()

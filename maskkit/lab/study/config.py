@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
 from maskkit.lab.finetune.config import FinetuneConfig
+from maskkit.lab.study.stats import BOOTSTRAP_MIN_SEEDS
 from maskkit.plan import check_mask_ratio
 from maskkit.train.config import TRAIN_FIELDS
 
@@ -131,6 +132,10 @@ class StudyConfig:
             raise ConfigError(f"mask_examples must be >= 0, got {self.mask_examples}")
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"`confidence` must be in (0, 1), got {self.confidence}")
+        if self.interval == "bootstrap" and len(self.seed_list) < BOOTSTRAP_MIN_SEEDS:
+            raise ConfigError(f"`interval` bootstrap needs at least {BOOTSTRAP_MIN_SEEDS} seeds, got "
+                              f"{len(self.seed_list)}: with fewer the percentile bootstrap interval is far too "
+                              f"narrow; use t")
         if not self.devices:
             raise ConfigError("`devices`: give at least one device (cpu, cuda, cuda:N)")
         for d in self.devices:
@@ -188,7 +193,7 @@ class StudyConfig:
                 "eval_max_samples": self.eval_max_samples, "knn_k": self.knn_k,
                 "recon_max_samples": self.recon_max_samples, "eval_seed": self.eval_seed,
                 "curve_every": self.resolved_curve_every(), "analysis": self.analysis,
-                "mask_examples": self.mask_examples,
+                "mask_examples": self.mask_examples, "latent_probes": 1,
                 **({"eval": list(self.eval)} if self.eval != ["probe"] else {}),
                 **({"finetune_epochs": self.finetune_epochs, "finetune_options": dict(self.finetune_options)}
                    if self.finetunes else {})}

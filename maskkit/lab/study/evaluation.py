@@ -31,6 +31,7 @@ from maskkit.lab.evaluate import (
     probe,
     raw_features,
 )
+from maskkit.lab.latents import evaluate_latents
 from maskkit.lab.study.config import StudyConfig
 from maskkit.lab.study.finetune_eval import finetune_baseline, finetune_run
 from maskkit.maskers.base import Masker, TrainingProgress
@@ -211,6 +212,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
     model, modality, config, ckpt = load_run_model(run_dir, device)
     dataset = eval_dataset(modality, study, config)
     probes = probe_results(model, dataset, device, study, "pretrained") if "probe" in study.eval else None
+    latents = study_latents({"pretrained": model}, None, dataset, device, study)
     finetune = None
     if study.finetunes:
         finetune = finetune_run(run_dir, study, device)
@@ -236,7 +238,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
         "protocol": study.protocol(), "run": run_dir.name, "seed": config.seed, "masker": config.masker,
         "mask_ratio": mask_ratio, "patch_size": ckpt["config"].get("modality_options", {}).get("patch_size"),
         "probes": probes, "probe_note": _probe_note(dataset, study, probes), "finetune": finetune,
-        "recon_own": own, "recon_shared": shared, "recon_samples": len(idx), "recon_on": recon_on,
+        "latents": latents, "recon_own": own, "recon_shared": shared, "recon_samples": len(idx), "recon_on": recon_on,
         "clustering": clustering, "clustering_note": note,
         "curve": learning_curve(run_dir, study, dataset, device, final),
         "grid": list(layout.grid) if layout.grid is not None else None, "num_tokens": layout.num_tokens,
@@ -267,14 +269,26 @@ def evaluate_baseline(config: TrainConfig, study: StudyConfig, device: torch.dev
         labels = np.asarray(dataset.labels)[idx]
         probes.append(probe("raw-input", "raw", raw_features(parts.modality, dataset, idx), labels,
                             cv_folds(labels, study.eval_seed), k=study.knn_k).to_dict())
+    latents = study_latents({"random-init": model}, parts.modality, dataset, device, study)
     clustering, note = (clustering_metrics(model, dataset, RandomMasker().to(device), parts.mask_ratio, device,
                                            study.eval_seed) if study.analysis else (None, None))
     result = {"protocol": study.protocol(), "seed": config.seed,
               "patch_size": parts.modality.options_dict().get("patch_size"), "probes": probes,
-              "probe_note": _probe_note(dataset, study, probes), "finetune": finetune,
+              "probe_note": _probe_note(dataset, study, probes), "finetune": finetune, "latents": latents,
               "clustering": clustering, "clustering_note": note}
     write_json(path, result)
     return result
+
+
+def study_latents(models: dict[str, MaskedAutoencoder], modality: Modality | None, dataset: MaskkitDataset,
+                  device: torch.device, study: StudyConfig) -> list[dict[str, Any]] | None:
+    """Latent probes (``maskkit.lab.latents``) with the study's subset size, seed and feature; None when
+    frozen-feature probes are not requested or the data declares no latents."""
+    if "probe" not in study.eval or not dataset.latents:
+        return None
+    return [r.to_dict() for r in evaluate_latents(models, modality, dataset, device, study.eval_seed,
+                                                  study.eval_max_samples, study.probe_feature,
+                                                  resolve_precision("auto", device))]
 
 
 def _probe_note(dataset: MaskkitDataset, study: StudyConfig, probes: list[dict[str, Any]] | None) -> str | None:

@@ -17,6 +17,7 @@ from maskkit.lab.study.config import StudyConfig
 from maskkit.lab.study.coverage import coverage_curves
 from maskkit.lab.study.diagnostics import as_float, epoch_rows, masker_keys
 from maskkit.lab.study.evaluation import EVAL_FILE, read_json
+from maskkit.lab.study.levels import level_figure
 from maskkit.lab.study.tables import CellKey, by_cell, cell_label, cell_slug, methods_in, spread
 
 FIGURE_DIR = "figures"
@@ -146,11 +147,12 @@ def sweep_figure(study: StudyConfig, rows: list[dict[str, Any]]) -> tuple[Path |
 
 
 def write_figures(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """{cell key: {kind: path}} plus "sweep": (path, column)."""
+    """{cell key: {kind: path}} plus "sweep": (path, column) and "levels": the latent-level figure or None."""
     made: dict[Any, Any] = {}
     for key, cell_rows in by_cell(rows).items():
         made[key] = _cell_figures(study, key, cell_rows)
     made["sweep"] = sweep_figure(study, rows)
+    made["levels"] = level_figure(study, rows)
     return made
 
 

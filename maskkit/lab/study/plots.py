@@ -37,6 +37,15 @@ def _colors(names: Sequence[str]) -> dict[str, tuple]:
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
+def _panel_grid(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` panels, at most three a row, and its axes as a flat array."""
+    count = max(1, count)
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig = _figure(width * cols, height * rows)
+    return fig, np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+
+
 def _mean_band(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean and min..max over seeds at every epoch any seed has."""
     epochs = sorted({e for c in curves for e, v in c if math.isfinite(v)})
@@ -98,11 +107,7 @@ def diagnostics(path: Path, panels: dict[str, dict[str, Sequence[Curve]]],
     ``references[panel][masker]`` draws the random expectation of that panel dashed."""
     names = list(dict.fromkeys(m for p in panels.values() for m in p))  # study order
     colors = _colors(names)
-    count = max(1, len(panels))
-    cols = min(3, count)
-    rows = math.ceil(count / cols)
-    fig = _figure(4.2 * cols, 3.2 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    fig, axes = _panel_grid(len(panels), 4.2, 3.2)
     for ax, (panel, curves) in zip(axes, panels.items(), strict=False):
         _plot_methods(ax, curves, colors)
         for masker, ref in references.get(panel, {}).items():
@@ -207,4 +212,24 @@ def sweep_heatmaps(path: Path, values: dict[str, dict[tuple[float, object], floa
     return _save(fig, path)
 
 
-__all__ = ["diagnostics", "learning_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]
+def level_curves(path: Path, panels: dict[str, tuple[dict[str, Sequence[Curve]], dict[str, float]]],
+                 title: str) -> Path:
+    """One panel per (masker, patch size): per latent level, the probe score over the mask ratio (seed
+    mean, band min..max over seeds) and the random-init encoder's score of that level, dashed."""
+    labels = list(dict.fromkeys(label for curves, _ in panels.values() for label in curves))
+    colors = _colors(labels)
+    fig, axes = _panel_grid(len(panels), 4.6, 3.6)
+    for ax, (panel, (curves, baselines)) in zip(axes, panels.items(), strict=False):
+        _plot_methods(ax, curves, colors)
+        for label, value in baselines.items():
+            if math.isfinite(value):
+                ax.axhline(value, color=colors[label], linestyle="--", linewidth=1)
+        ax.set(xlabel="mask ratio", ylabel="probe score (accuracy / R²)", title=panel)
+        ax.legend(fontsize=6)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+__all__ = ["diagnostics", "learning_curves", "level_curves", "mask_examples", "position_frequency", "sweep_heatmaps"]

@@ -17,19 +17,20 @@ from maskkit.lab.study.coverage import coverage_section
 from maskkit.lab.study.evaluation import EVAL_FILE, read_json
 from maskkit.lab.study.figures import SWEEP_FIGURE, figure_names
 from maskkit.lab.study.grid import plan_runs
+from maskkit.lab.study.levels import levels_section
 from maskkit.lab.study.stats import PairedComparison
 from maskkit.lab.study.tables import (
     METRIC_BY_COLUMN,
     METRICS,
-    PAIRED_METRICS,
     best_methods,
     by_cell,
     cell_label,
     fmt,
+    fmt_p,
     fmt_spread,
     methods_in,
-    paired,
     spread,
+    study_comparisons,
 )
 from maskkit.registry import build_masker, get_modality
 from maskkit.safe_io import write_text
@@ -112,45 +113,39 @@ def _verdict_sentence(pc: PairedComparison, label: str) -> str:
     what = f"on {label}{direction}"
     if pc.n < 2:
         return (f"`{pc.masker}` vs `{pc.reference}` {what}: no difference detectable with {pc.n} seed; a paired "
-                f"interval needs at least 2 seeds (difference {fmt(pc.mean, 4, True)}).")
+                f"comparison needs at least 2 seeds (difference {fmt(pc.mean, 4, True)}).")
     interval = (f"mean paired difference {fmt(pc.mean, 4, True)}, {pc.confidence:.0%} "
                 f"{'t' if pc.method == 't' else 'bootstrap'} interval [{fmt(pc.low, 4, True)}, "
-                f"{fmt(pc.high, 4, True)}] over {pc.n} seeds")
-    if pc.verdict == "better":
-        return f"`{pc.masker}` is **better** than `{pc.reference}` {what}: {interval}, which excludes 0."
-    if pc.verdict == "worse":
-        return f"`{pc.masker}` is **worse** than `{pc.reference}` {what}: {interval}, which excludes 0."
-    return (f"`{pc.masker}` vs `{pc.reference}` {what}: **{pc.verdict}** ({interval}, which contains 0).")
+                f"{fmt(pc.high, 4, True)}] over {pc.n} seeds, sign-flip p {fmt_p(pc.p_value)}, "
+                f"Holm-adjusted p {fmt_p(pc.decisive_p)}")
+    alpha = f"{1 - pc.confidence:.2g}"
+    if pc.verdict in ("better", "worse"):
+        return f"`{pc.masker}` is **{pc.verdict}** than `{pc.reference}` {what}: {interval} (below {alpha})."
+    return f"`{pc.masker}` vs `{pc.reference}` {what}: **{pc.verdict}** ({interval}, not below {alpha})."
 
 
-def paired_section(study: StudyConfig, rows: list[dict[str, Any]]) -> tuple[list[str], list[PairedComparison]]:
-    others = [m for m in methods_in(rows, study.maskers) if m in study.maskers and m != study.reference]
-    if study.reference not in {r["method"] for r in rows} or not others:
-        return [], []
-    comparisons = []
+def paired_section(study: StudyConfig, comparisons: list[PairedComparison]) -> list[str]:
+    """The paired table and its sentences for one cell's comparisons (already Holm-adjusted study-wide)."""
     body = []
-    for masker in others:
-        for column in PAIRED_METRICS:
-            pc = paired(rows, masker, study.reference, column, study.confidence, study.interval,
-                        study.bootstrap_samples)
-            if pc.n == 0:
-                continue
-            comparisons.append(pc)
-            digits = 4
-            diffs = ", ".join(f"s{s}: {fmt(d, digits, True)}" for s, d in zip(pc.seeds, pc.differences, strict=True))
-            body.append([f"`{masker}`", METRIC_BY_COLUMN[column].label, diffs, fmt(pc.mean, digits, True),
-                         f"[{fmt(pc.low, digits, True)}, {fmt(pc.high, digits, True)}]", pc.verdict])
+    for pc in comparisons:
+        digits = 4
+        diffs = ", ".join(f"s{s}: {fmt(d, digits, True)}" for s, d in zip(pc.seeds, pc.differences, strict=True))
+        body.append([f"`{pc.masker}`", METRIC_BY_COLUMN[pc.metric].label, diffs, fmt(pc.mean, digits, True),
+                     f"[{fmt(pc.low, digits, True)}, {fmt(pc.high, digits, True)}]", fmt_p(pc.p_value),
+                     fmt_p(pc.decisive_p), pc.verdict])
     if not body:
-        return [], []
+        return []
     method = "Student t" if study.interval == "t" else f"percentile bootstrap ({study.bootstrap_samples} resamples)"
     lines = [f"### Paired differences vs `{study.reference}` (masker − reference, seed by seed)", "",
              f"Runs with the same seed share initial weights, data order and augmentation; the interval is a "
-             f"{study.confidence:.0%} {method} interval of the mean difference.", ""]
+             f"{study.confidence:.0%} {method} interval of the mean difference, p the exact sign-flip p-value "
+             f"and p_holm that p after a Holm correction across all comparisons of the study, which decides "
+             f"the verdict (below {1 - study.confidence:.2g}).", ""]
     lines += _table(["masker", "metric", "per-seed difference", "mean", f"{study.confidence:.0%} interval",
-                     "verdict"], body)
+                     "p", "p_holm", "verdict"], body)
     lines += ["", "In words:", ""]
     lines += [f"- {_verdict_sentence(pc, METRIC_BY_COLUMN[pc.metric].label)}" for pc in comparisons]
-    return lines + [""], comparisons
+    return lines + [""]
 
 
 def collapse_warnings(study: StudyConfig, cells: dict[Any, list[dict[str, Any]]]) -> list[str]:
@@ -327,24 +322,24 @@ def build_report(study: StudyConfig, rows: list[dict[str, Any]], figures: dict[A
               f"with one protocol beside a random-init encoder and the raw input. All numbers come from "
               f"`results.csv`; docs/studies.md explains how to read this report.", ""]
     lines += ["## Warnings", ""] + ([f"- {w}" for w in warnings] if warnings else ["None."]) + [""]
-    comparisons: list[PairedComparison] = []
+    comparisons = study_comparisons(rows, study.maskers, study.reference, study.confidence, study.interval,
+                                    study.bootstrap_samples)
     for key, cell_rows in cells.items():
         lines += results_section(study, key, cell_rows)
-        section, found = paired_section(study, cell_rows)
-        lines += section
-        comparisons += found
+        lines += paired_section(study, [pc for pc in comparisons if pc.setting == cell_label(key)])
         if "curves" in figures.get(key, {}):
             lines += [f"![learning curves]({figure_names(key)['curves']})", ""]
     sweep_path, sweep_column = figures.get("sweep", (None, ""))
     if len(cells) > 1:
         lines += sweep_section(study, cells, sweep_path, sweep_column)
+    lines += levels_section(study, rows, figures.get("levels"))
     lines += ["## Masker diagnostics", ""]
     for key, cell_rows in cells.items():
         lines += diagnostics_section(study, key, cell_rows, figures.get(key, {}))
         lines += coverage_section(study, key, cell_rows, figure_names(key)["coverage"]
                                   if "coverage" in figures.get(key, {}) else None)
     lines += clustering_section(study, cells, clustering_notes)
-    examples = [(key, f) for key, f in figures.items() if key != "sweep" and "masks" in f]
+    examples = [(key, f) for key, f in figures.items() if key not in ("sweep", "levels") and "masks" in f]
     if examples:
         lines += ["## Mask examples", "", "The same evaluation samples for every masker (first seed, final model); "
                   "the last row is the shared random mask used for the fair reconstruction number.", ""]

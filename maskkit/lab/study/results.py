@@ -18,6 +18,7 @@ from maskkit.lab.study.coverage import summarise_coverage
 from maskkit.lab.study.diagnostics import summarise
 from maskkit.lab.study.evaluation import EVAL_FILE, pick, read_json
 from maskkit.lab.study.grid import baseline_path, cells, plan_baselines, plan_runs, run_dir
+from maskkit.lab.study.tables import cell_key, cell_label, study_comparisons
 from maskkit.safe_io import ensure_dir, write_text
 
 ARMS = ("pretrained", "random-init", "raw-input")
@@ -55,6 +56,11 @@ def _finetune_fields(payload: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _latent_fields(payload: dict[str, Any] | None, arm: str) -> dict[str, Any]:
+    """``latent/<name>``: the arm's probe score of each latent the data declares (accuracy or R²)."""
+    return {f"latent/{r['name']}": r.get(arm) for r in (payload or {}).get("latents") or []}
+
+
 def _clustering(payload: dict[str, Any] | None) -> dict[str, Any]:
     return {f"cluster/{k}": v for k, v in ((payload or {}).get("clustering") or {}).items()}
 
@@ -71,7 +77,8 @@ def baseline_rows(study: StudyConfig) -> list[dict[str, Any]]:
                       "epochs": 0, "steps": 0, "samples_seen": 0, "wall_time": 0.0}
             for arm, feature in (("random-init", study.probe_feature), ("raw-input", "raw")):
                 row = {"run_id": f"{arm}__{cell.slug}__s{seed}", "arm": arm, "method": arm, "masker": "",
-                       **common, **_probe_fields(payload.get("probes"), arm, feature)}
+                       **common, **_probe_fields(payload.get("probes"), arm, feature),
+                       **_latent_fields(payload, arm)}
                 if arm == "random-init":
                     row.update(_clustering(payload))
                     row.update(_finetune_fields(payload))
@@ -103,6 +110,7 @@ def run_rows(study: StudyConfig) -> list[dict[str, Any]]:
             "flagged_epochs": " ".join(str(e) for e in diag.flagged_epochs),
         }
         row.update(_clustering(evaluation))
+        row.update(_latent_fields(evaluation, "pretrained"))
         row.update(summarise_coverage(directory))
         row.update(_finetune_fields(evaluation))
         row.update({k: v for k, v in diag.masker_final.items()})
@@ -123,9 +131,21 @@ def add_gains(rows: list[dict[str, Any]]) -> None:
                 row[f"gain_{metric}"] = float(mine) - float(theirs)
 
 
+def add_p_values(rows: list[dict[str, Any]], study: StudyConfig) -> None:
+    """``p/<metric>`` (sign-flip) and ``p_holm/<metric>`` (Holm across the study) on every run of a masker
+    compared with the reference: the numbers behind the report's verdicts."""
+    for pc in study_comparisons(rows, study.maskers, study.reference, study.confidence, study.interval,
+                                study.bootstrap_samples):
+        for row in rows:
+            if row["arm"] == "pretrained" and row["method"] == pc.masker and cell_label(cell_key(row)) == pc.setting:
+                row[f"p/{pc.metric}"] = pc.p_value
+                row[f"p_holm/{pc.metric}"] = pc.p_holm
+
+
 def collect_rows(study: StudyConfig) -> list[dict[str, Any]]:
     rows = baseline_rows(study) + run_rows(study)
     add_gains(rows)
+    add_p_values(rows, study)
     return rows
 
 
@@ -178,4 +198,4 @@ def _finite(value: Any) -> bool:
         return False
 
 
-__all__ = ["ARMS", "COLUMNS", "add_gains", "collect_rows", "read_results", "write_results"]
+__all__ = ["ARMS", "COLUMNS", "add_gains", "add_p_values", "collect_rows", "read_results", "write_results"]

@@ -2,17 +2,29 @@
 
 Runs with the same seed share initial weights, data order and augmentation, so the per-seed
 difference ``masker - reference`` removes most seed-to-seed noise. Its mean gets a confidence
-interval (Student t by default, percentile bootstrap on request) and a plain verdict: "better",
-"worse" or "no difference detectable with N seeds" (the interval contains 0, or N < 2).
+interval (Student t by default, percentile bootstrap on request, which needs
+``BOOTSTRAP_MIN_SEEDS``) and an exact sign-flip p-value: under "no difference" each seed's
+difference is as likely to have either sign, so the p-value is the share of the 2^n sign
+patterns whose mean is at least as far from 0 as the observed one. A study makes many
+comparisons at once, so :func:`holm` adjusts the p-values across all of them, and the adjusted p
+decides the verdict: "better" or "worse" when it is below 1 - confidence, else "no difference
+detectable with N seeds". With n seeds the smallest sign-flip p is 2 / 2^n (0.25 at 3 seeds).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+#: below this many seeds the percentile bootstrap is refused: its interval is far too narrow
+BOOTSTRAP_MIN_SEEDS = 10
+#: up to this many differences every sign pattern is enumerated; above, a fixed-seed sample of them
+EXACT_SIGN_FLIP_MAX = 20
+SIGN_FLIP_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,42 @@ def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, sample
     return float(low), float(high)
 
 
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """Two-sided sign-flip (paired permutation) p-value of the mean difference; NaN without data.
+
+    Exact (all 2^n sign patterns) up to ``EXACT_SIGN_FLIP_MAX`` values; above that a fixed-seed sample of
+    ``SIGN_FLIP_SAMPLES`` patterns, counted with the observed one, so p is never 0.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n = d.size
+    if n == 0:
+        return float("nan")
+    observed = abs(float(d.mean()))
+    tolerance = 1e-12 * max(1.0, float(np.abs(d).max()))
+    if n <= EXACT_SIGN_FLIP_MAX:
+        signs = np.asarray(list(itertools.product((1.0, -1.0), repeat=n)))
+        means = np.abs(signs @ d) / n
+        return float(np.mean(means >= observed - tolerance))
+    rng = np.random.default_rng(0)
+    signs = rng.choice((1.0, -1.0), size=(SIGN_FLIP_SAMPLES, n))
+    extreme = int(np.sum(np.abs(signs @ d) / n >= observed - tolerance))
+    return (extreme + 1) / (SIGN_FLIP_SAMPLES + 1)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest of m p-values times (m - i + 1), made monotone and
+    capped at 1. NaNs stay NaN and do not count towards m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(p))
+    out = np.full(p.shape, np.nan)
+    m = finite.size
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * float(p[i])))
+        out[i] = running
+    return out.tolist()
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     masker: str
@@ -73,19 +121,29 @@ class PairedComparison:
     method: str  # "t" | "bootstrap"
     higher_is_better: bool
     setting: str = ""  # which study cell (mask ratio, patch size) the comparison belongs to
+    p_value: float = float("nan")  # exact sign-flip p of the mean difference
+    #: Holm-adjusted p across every comparison of the study (see :func:`adjust_comparisons`); until
+    #: then, the comparison's own p
+    p_holm: float = float("nan")
 
     @property
     def n(self) -> int:
         return len(self.differences)
 
     @property
+    def decisive_p(self) -> float:
+        """The p-value the verdict uses: Holm-adjusted when known, else the comparison's own."""
+        return self.p_holm if math.isfinite(self.p_holm) else self.p_value
+
+    @property
     def verdict(self) -> str:
-        """"better", "worse" or "no difference detectable with N seeds"."""
-        if self.n >= 2 and math.isfinite(self.low) and math.isfinite(self.high):
-            if self.low > 0:
+        """"better" or "worse" when the (adjusted) p is below 1 - confidence, else "no difference
+        detectable with N seeds"."""
+        p = self.decisive_p
+        if self.n >= 2 and math.isfinite(p) and p < 1 - self.confidence and self.mean != 0:
+            if self.mean > 0:
                 return "better" if self.higher_is_better else "worse"
-            if self.high < 0:
-                return "worse" if self.higher_is_better else "better"
+            return "worse" if self.higher_is_better else "better"
         return f"no difference detectable with {self.n} seed{'s' if self.n != 1 else ''}"
 
     def to_dict(self) -> dict:
@@ -111,11 +169,19 @@ def paired_comparison(masker_values: dict[int, float], reference_values: dict[in
         raise ValueError(f"interval method must be 't' or 'bootstrap', got {method!r}")
     return PairedComparison(masker=masker, reference=reference, metric=metric, seeds=seeds, differences=diffs,
                             mean=spread.mean, sd=spread.sd, low=low, high=high, confidence=confidence,
-                            method=method, higher_is_better=higher_is_better, setting=setting)
+                            method=method, higher_is_better=higher_is_better, setting=setting,
+                            p_value=sign_flip_p(diffs))
+
+
+def adjust_comparisons(comparisons: Sequence[PairedComparison]) -> list[PairedComparison]:
+    """The same comparisons with ``p_holm`` set by a Holm correction across all of them (one study)."""
+    adjusted = holm([c.p_value for c in comparisons])
+    return [replace(c, p_holm=p) for c, p in zip(comparisons, adjusted, strict=True)]
 
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(float(value))
 
 
-__all__ = ["PairedComparison", "Spread", "bootstrap_interval", "mean_sd", "paired_comparison", "t_interval"]
+__all__ = ["BOOTSTRAP_MIN_SEEDS", "PairedComparison", "Spread", "adjust_comparisons", "bootstrap_interval", "holm",
+           "mean_sd", "paired_comparison", "sign_flip_p", "t_interval"]

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from maskkit.lab.study.stats import PairedComparison, Spread, mean_sd, paired_comparison
+from maskkit.lab.study.stats import PairedComparison, Spread, adjust_comparisons, mean_sd, paired_comparison
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,36 @@ def paired(rows: list[dict[str, Any]], masker: str, reference: str, column: str,
                              setting=setting)
 
 
+def cell_comparisons(rows: list[dict[str, Any]], maskers: list[str], reference: str, confidence: float = 0.95,
+                     method: str = "t", bootstrap_samples: int = 10000) -> list[PairedComparison]:
+    """Every masker against the reference on every paired metric of one cell (unadjusted p)."""
+    others = [m for m in methods_in(rows, maskers) if m in maskers and m != reference]
+    if reference not in {r["method"] for r in rows}:
+        return []
+    found = []
+    for masker in others:
+        for column in PAIRED_METRICS:
+            pc = paired(rows, masker, reference, column, confidence, method, bootstrap_samples)
+            if pc.n:
+                found.append(pc)
+    return found
+
+
+def study_comparisons(rows: list[dict[str, Any]], maskers: list[str], reference: str, confidence: float = 0.95,
+                      method: str = "t", bootstrap_samples: int = 10000) -> list[PairedComparison]:
+    """All paired comparisons of a study, cell by cell, with ``p_holm`` adjusted across all of them."""
+    found = [pc for cell_rows in by_cell(rows).values()
+             for pc in cell_comparisons(cell_rows, maskers, reference, confidence, method, bootstrap_samples)]
+    return adjust_comparisons(found)
+
+
+def fmt_p(value: float) -> str:
+    """A p-value in a report: three decimals, "<0.001" below that."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def fmt(value: float, digits: int, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -128,5 +158,5 @@ def best_methods(rows: list[dict[str, Any]], metric: Metric, methods: list[str],
 
 
 __all__ = ["BASELINE_METHODS", "METRICS", "METRIC_BY_COLUMN", "Metric", "PAIRED_METRICS", "best_methods",
-           "by_cell", "cell_key", "cell_label", "cell_slug", "fmt", "fmt_spread", "methods_in", "paired",
-           "spread", "values"]
+           "by_cell", "cell_comparisons", "cell_key", "cell_label", "cell_slug", "fmt", "fmt_p", "fmt_spread",
+           "methods_in", "paired", "spread", "study_comparisons", "values"]
