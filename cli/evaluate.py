@@ -42,6 +42,7 @@ def evaluate(
     from maskkit.config_utils import parse_key_values
     from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.evaluate import evaluate_with_baselines
+    from maskkit.lab.gain_words import gain_sentences
     from maskkit.train.build import build_dataset, build_model
     from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
@@ -70,6 +71,8 @@ def evaluate(
         table.add_row(r.arm, r.feature, f"{r.linear_acc:.3f} ± {r.linear_std:.3f}",
                       f"{r.knn_acc:.3f} ± {r.knn_std:.3f}", gain)
     Console().print(table)
+    for sentence in gain_sentences(rows):
+        typer.echo(sentence)
     position = ckpt.get("position", {})
     payload = {"checkpoint": str(ckpt_path), "data": data or config.data or modality.default_data,
                "epoch": position.get("epoch"), "results": [r.to_dict() for r in rows]}
