@@ -11,8 +11,8 @@ losses sit beside them because a lower loss has not meant a better encoder on sm
 from __future__ import annotations
 
 import csv
-import json
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
