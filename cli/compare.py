@@ -60,6 +60,9 @@ def compare(
     interval: Annotated[str | None, Opt(help="t | bootstrap: interval of paired differences")] = None,
     confidence: Annotated[float | None, Opt(help="Interval confidence level")] = None,
     progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Per-run progress bars")] = None,
+    sweep: Annotated[list[str] | None, Opt("--sweep", help="Recipe sweep KEY=v1,v2 (repeatable; base_lr, epochs, "
+                                                            "warmup_epochs, model, data, ...): one study per "
+                                                            "combination, summed up in sweep.md")] = None,
     report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
                                                            "from what the study directory holds")] = False,
     shard: Annotated[str | None, Opt(help="I/N: run only jobs I, I+N, I+2N... (task I of a job array of N; "
@@ -76,6 +79,7 @@ def compare(
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.study.config import StudyConfig, load_study_toml, merge_study, parse_masker_options
     from maskkit.lab.study.pipeline import run_study
+    from maskkit.lab.study.sweep import parse_sweep, run_sweep, sweep_outputs_note
 
     file_values = load_study_toml(config) if config is not None else {}
     if report_only and config is None:  # the study's own settings, as its last run saved them
@@ -90,11 +94,21 @@ def compare(
         "model_options": parse_key_values(model_opt, "--model-opt") or None,
         "train_options": parse_key_values(train_opt, "--train-opt") or None,
         "finetune_options": parse_key_values(finetune_opt, "--finetune-opt") or None,
+        "sweep": parse_sweep(sweep) or None,
     })
     study = merge_study(file_values, cli_values)
     console = Console(stderr=True)
+    if shard is not None and study.sweep:
+        fail("--shard runs one study's cells; run each --sweep point as its own study to spread it over a job array")
     if shard is not None:
         _run_shard(study, shard, console)
+        return
+    if study.sweep:
+        outcomes = run_sweep(study, console=console, report_only=report_only)
+        console.print(sweep_outputs_note(study))
+        failures = [f.name for o in outcomes for f in o.progress.failures]
+        if failures:
+            fail(f"{len(failures)} run(s) failed ({', '.join(failures)}); re-run the command to retry them", code=1)
         return
     outcome = run_study(study, console=console, report_only=report_only)
     print_summary(console, outcome)

@@ -44,6 +44,7 @@ def evaluate(
     from maskkit.config_utils import parse_key_values
     from maskkit.interop.resize import load_resized, size_overrides
     from maskkit.lab.evaluate import evaluate_with_baselines
+    from maskkit.lab.gain_words import gain_sentences
     from maskkit.lab.latents import evaluate_latents
     from maskkit.train.build import build_dataset, build_model
     from maskkit.train.checkpoint import resolve_checkpoint_path
@@ -75,6 +76,8 @@ def evaluate(
         table.add_row(r.arm, r.feature, f"{r.linear_acc:.3f} ± {r.linear_std:.3f}",
                       f"{r.knn_acc:.3f} ± {r.knn_std:.3f}", gain)
     Console().print(table)
+    for sentence in gain_sentences(rows):
+        typer.echo(sentence)
     latents = evaluate_latents({"pretrained": model, "random-init": random_init}, modality if baselines else None,
                                dataset, dev, seed=config.seed, max_samples=max_samples)
     if latents:

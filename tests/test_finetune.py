@@ -131,6 +131,10 @@ def test_finetune_reports_held_out_accuracy_on_the_runs_hold_out(toy_run, tmp_pa
     assert len(result.history) == 2 and math.isfinite(result.final_loss)
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert saved["accuracy"] == result.accuracy
+    # 6 steps: the regularisers were fitted to the budget (off), and the run said it is too short
+    recipe = saved["recipe"]
+    assert (recipe["mixup"], recipe["cutmix"], recipe["drop_path"], recipe["warmup_epochs"]) == (0.0, 0.0, 0.0, 0.5)
+    assert any("too short to learn" in note for note in recipe["notes"])
     # random init: exactly the run's starting weights
     trainer = FinetuneTrainer(ft_config(toy_run, tmp_path / "rand", init="random"))
     trainer.setup()
@@ -216,7 +220,7 @@ def test_finetune_runs_on_every_modality(tmp_path, modality, options, mixing):
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
     trainer = FinetuneTrainer(ft_config(run, tmp_path / "ft", epochs=1, batch_size=8, max_steps_per_epoch=2,
-                                        max_test_samples=16))
+                                        max_test_samples=16, mixup=0.8, cutmix=1.0))  # given: kept at 2 steps
     result = trainer.train()
     assert trainer.axes.label == mixing and trainer.mixing == (mixing != "none")
     assert result.steps == 2 and 0 < result.test_samples <= 16 and 0.0 <= result.accuracy <= 1.0

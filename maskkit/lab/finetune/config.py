@@ -31,11 +31,14 @@ class FinetuneConfig:
     min_lr: float = 1e-6
     weight_decay: float | None = None  # None: 0.05 fine-tuning, 0 linear probe
     layer_decay: float = 0.75
-    warmup_epochs: float = 1.0
-    drop_path: float = 0.1
-    label_smoothing: float = 0.1
-    mixup: float = 0.8  # Beta(alpha, alpha) for mixup; 0 = off
-    cutmix: float = 1.0  # Beta(alpha, alpha) for cutmix (boxes on images/frames, time spans on spectrograms)
+    #: the four regularisers and the warm-up: None = fitted to the run's steps and token grid
+    #: (maskkit.lab.finetune.budget: MAE's 0.1 / 0.1 / 0.8 / 1.0 at ImageNet budgets, off for short runs;
+    #: warm-up 5 % of the epochs)
+    warmup_epochs: float | None = None
+    drop_path: float | None = None
+    label_smoothing: float | None = None
+    mixup: float | None = None  # Beta(alpha, alpha) for mixup; 0 = off
+    cutmix: float | None = None  # Beta(alpha, alpha) for cutmix (boxes on images/frames, time spans on spectrograms)
     mix_prob: float = 1.0  # probability that a batch is mixed at all
     switch_prob: float = 0.5  # when both are on: probability of cutmix instead of mixup
     ema: float = 0.0  # weight EMA decay (e.g. 0.999); 0 = off
@@ -71,9 +74,9 @@ class FinetuneConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
-        if not 0.0 <= self.drop_path < 1.0:
+        if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
-        if not 0.0 <= self.label_smoothing < 1.0:
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("mix_prob", "switch_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:

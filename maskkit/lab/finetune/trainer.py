@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from maskkit.interop.resize import load_resized
 from maskkit.interop.weights import init_model_options, load_into, read_weights
+from maskkit.lab.finetune.budget import fit_recipe
 from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.lab.finetune.data import split_indices
 from maskkit.lab.finetune.recipe import (
@@ -68,6 +69,8 @@ class FinetuneResult:
     wall_time: float
     history: list[dict[str, Any]] = field(default_factory=list)
     init_report: str | None = None
+    #: the regularisers and warm-up it ran with (maskkit.lab.finetune.budget), and why
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,13 +145,10 @@ class FinetuneTrainer:
         if cfg.freeze:
             for p in model.parameters():
                 p.requires_grad_(False)
-        else:
-            set_drop_path(model, cfg.drop_path)
         self.classifier = Classifier(model, self.num_classes, cfg.pool, probe=cfg.freeze).to(self.device)
         layout = model.tokenizer.layout
         sample_dims = self.train_data[int(self.train_idx[0])][0].dim() + 1
         self.axes = mix_axes(layout.axes, layout.has_grid, sample_dims)
-        self.mixing = not cfg.freeze and mixing_allowed(layout.has_grid) and (cfg.mixup > 0 or cfg.cutmix > 0)
         self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.peak_base_lr, cfg.batch_size)
         if cfg.freeze:
             params = [p for p in self.classifier.head.parameters() if p.requires_grad]
@@ -162,7 +162,12 @@ class FinetuneTrainer:
                                          max_batches=cfg.max_steps_per_epoch, indices=self.train_idx)
         self.steps_per_epoch = self.sampler.batches_per_epoch
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
+        self.recipe = fit_recipe(cfg, self.total_steps, layout.num_tokens)
+        if not cfg.freeze:
+            set_drop_path(model, self.recipe.drop_path)
+        self.mixing = (not cfg.freeze and mixing_allowed(layout.has_grid)
+                       and (self.recipe.mixup > 0 or self.recipe.cutmix > 0))
+        self.warmup_steps = self.recipe.warmup_epochs * self.steps_per_epoch
         self.out.mkdir(parents=True, exist_ok=True)
         if not cfg.resume:  # a fresh start replaces what an earlier run left in this folder
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
@@ -173,6 +178,9 @@ class FinetuneTrainer:
         if cfg.resume:
             self._resume()
         write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        self.metrics.write({"type": "recipe", **self.recipe.to_dict()})
+        for note in self.recipe.notes if self.console is not None else ():
+            self.console.print(f"[yellow]notice[/]: {note}")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, wall: float) -> dict[str, Any]:
@@ -266,7 +274,7 @@ class FinetuneTrainer:
             ema_accuracy=final.get("test_acc_ema"), epochs=self.epoch, steps=self.step,
             train_samples=len(self.train_idx), test_samples=len(self.test_idx), num_classes=self.num_classes,
             test_on=self.test_on, final_loss=float(final.get("loss", loss)), wall_time=wall, history=self.history,
-            init_report=self.init_report)
+            init_report=self.init_report, recipe=self.recipe.to_dict())
         write_text(self.out / "finetune.json", json.dumps(result.to_dict(), indent=2))
         return result
 
@@ -281,13 +289,14 @@ class FinetuneTrainer:
         total = torch.zeros((), device=self.device)
         count = 0
         bar.start_epoch(self.epoch, self.batch_in_epoch)
+        epoch_start, seen = time.perf_counter(), 0
         for x, y in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            targets = soft_targets(y, self.num_classes, 0.0 if cfg.freeze else cfg.label_smoothing)
+            targets = soft_targets(y, self.num_classes, 0.0 if cfg.freeze else self.recipe.label_smoothing)
             if self.mixing:
                 rng = np.random.default_rng([self.seed, 7, self.step])
-                x, targets, _ = mix_batch(x, targets, rng, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.switch_prob,
-                                          self.axes)
+                x, targets, _ = mix_batch(x, targets, rng, self.recipe.mixup, self.recipe.cutmix, cfg.mix_prob,
+                                          cfg.switch_prob, self.axes)
             torch.manual_seed(step_seed(self.seed, self.step))  # drop-path draws depend on (seed, step) only
             lr = lr_at(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.min_lr)
             for group in self.optimizer.param_groups:
@@ -315,7 +324,9 @@ class FinetuneTrainer:
             self.step += 1
             self.batch_in_epoch += 1
             if bar.enabled:
-                bar.update(self.batch_in_epoch, loss=float(loss.detach()), lr=lr, rate=0.0)
+                seen += x.shape[0]
+                bar.update(self.batch_in_epoch, loss=float(loss.detach()), lr=lr,
+                           rate=seen / max(time.perf_counter() - epoch_start, 1e-9))
             if self._stop is not None:
                 self.save(self.wall_before + time.perf_counter() - start)
                 raise FinetuneInterrupted(f"stopped by signal {self._stop} at epoch {self.epoch} step {self.step}; "

@@ -81,6 +81,9 @@ class StudyConfig:
     bootstrap_samples: int = 10000
     mask_examples: int = 4
     progress: bool = True
+    #: recipe sweep: {key: [values]} over study axes (model, data, epochs, ...) or training options
+    #: (base_lr, warmup_epochs, ...); one sub-study per combination (maskkit.lab.study.sweep)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, int):
@@ -143,6 +146,9 @@ class StudyConfig:
                 raise ConfigError(f"`devices`: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
         self._validate_train_options()
         self._validate_eval()
+        from maskkit.lab.study.sweep import check_sweep  # sweep builds on this module
+
+        check_sweep(self.sweep)
 
     def _validate_eval(self) -> None:
         unknown = [e for e in self.eval if e not in ("probe", "finetune")]
@@ -211,7 +217,7 @@ def _underscored(options: dict[str, Any]) -> dict[str, Any]:
 
 
 STUDY_FIELDS = [f.name for f in dataclasses.fields(StudyConfig)]
-_TABLES = {"masker_options", "modality_options", "model_options", "train_options", "finetune_options"}
+_TABLES = {"masker_options", "modality_options", "model_options", "train_options", "finetune_options", "sweep"}
 
 
 def load_study_toml(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""The fine-tuning recipe fitted to its budget, and `eval`'s gain stated in words."""
+
+import math
+
+import pytest
+
+from maskkit.lab.evaluate import ProbeResult
+from maskkit.lab.finetune.budget import (
+    CUTMIX_MIN_TOKENS,
+    FULL_RECIPE_STEPS,
+    MAE_RECIPE,
+    REGULARISE_FROM_STEPS,
+    TOO_SHORT_STEPS,
+    fit_recipe,
+    regularisation_strength,
+)
+from maskkit.lab.finetune.config import FinetuneConfig
+from maskkit.lab.gain_words import gain_sentences
+
+
+def test_strength_is_zero_for_short_runs_full_for_mae_budgets_and_log_linear_between():
+    assert regularisation_strength(REGULARISE_FROM_STEPS) == 0.0
+    assert regularisation_strength(FULL_RECIPE_STEPS) == 1.0
+    middle = int(math.sqrt(REGULARISE_FROM_STEPS * FULL_RECIPE_STEPS))
+    assert regularisation_strength(middle) == pytest.approx(0.5, abs=1e-3)
+    steps = [REGULARISE_FROM_STEPS * 2 ** i for i in range(8)]
+    values = [regularisation_strength(s) for s in steps]
+    assert values == sorted(values) and len(set(values)) == len(values)
+
+
+def test_a_short_run_switches_the_regularisers_off_and_says_so():
+    fitted = fit_recipe(FinetuneConfig(epochs=3), total_steps=69, num_tokens=64)
+    assert (fitted.mixup, fitted.cutmix, fitted.label_smoothing, fitted.drop_path) == (0.0, 0.0, 0.0, 0.0)
+    assert fitted.warmup_epochs == pytest.approx(0.15)
+    assert len(fitted.notes) == 1 and "69 fine-tuning steps" in fitted.notes[0]
+
+
+def test_a_full_budget_gets_maes_recipe_and_cutmix_only_on_a_fine_grid():
+    fine = fit_recipe(FinetuneConfig(epochs=100), FULL_RECIPE_STEPS, num_tokens=CUTMIX_MIN_TOKENS)
+    assert (fine.mixup, fine.cutmix, fine.label_smoothing, fine.drop_path) == tuple(MAE_RECIPE.values())
+    assert fine.notes == [] and fine.warmup_epochs == 5.0
+    coarse = fit_recipe(FinetuneConfig(epochs=100), FULL_RECIPE_STEPS, num_tokens=64)
+    assert coarse.cutmix == 0.0 and coarse.mixup == MAE_RECIPE["mixup"]
+    assert "cutmix off: 64 tokens" in coarse.notes[0]
+
+
+def test_given_values_are_kept_and_a_probe_uses_no_regulariser():
+    given = fit_recipe(FinetuneConfig(mixup=0.2, cutmix=1.0, warmup_epochs=2.0), total_steps=50, num_tokens=16)
+    assert (given.mixup, given.cutmix, given.warmup_epochs) == (0.2, 1.0, 2.0)
+    assert given.label_smoothing == 0.0
+    probe = fit_recipe(FinetuneConfig(freeze=True), FULL_RECIPE_STEPS, num_tokens=256)
+    assert probe.strength == 0.0 and probe.mixup == 0.0 and probe.notes == []
+
+
+def test_too_few_steps_is_one_notice():
+    fitted = fit_recipe(FinetuneConfig(epochs=1), total_steps=TOO_SHORT_STEPS - 1, num_tokens=64)
+    assert any("too short to learn" in n for n in fitted.notes)
+
+
+def _row(arm, lin, knn, sd=0.01, feature="mean"):
+    return ProbeResult(arm=arm, feature=feature, linear_acc=lin, linear_std=sd, knn_acc=knn, knn_std=sd,
+                       num_samples=100, num_classes=10)
+
+
+@pytest.mark.parametrize("lin, knn, verdict", [
+    (0.95, 0.90, "helped on both probes"),
+    (0.80, 0.70, "worse than untrained on both probes"),
+    (0.905, 0.795, "no difference larger than the fold spread"),
+    (0.95, 0.795, "helped on one probe and made no clear difference"),
+    (0.95, 0.70, "helped on one probe and hurt the other"),
+])
+def test_eval_gain_in_words(lin, knn, verdict):
+    rows = [_row("pretrained", lin, knn), _row("random-init", 0.90, 0.80), _row("raw-input", 0.97, 0.97, feature="raw")]
+    (sentence,) = gain_sentences(rows)
+    assert verdict in sentence and f"linear probe {lin:.3f} vs 0.900 ({lin - 0.9:+.3f})" in sentence
+    assert sentence.startswith("mean features")
