@@ -158,6 +158,14 @@ def test_a_truncated_shard_is_named_not_shortened(tmp_path):
     path.write_bytes(data[:cut])
     with pytest.raises(DataError, match="truncated: member 1.png declares 5000 bytes"):
         ShardChecker(["png"], lambda fields: None)(path)
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("0.png")
+        info.size = 3 << 30  # a header that declares 3 GiB, followed by nothing
+        tar.addfile(info)
+    path.write_bytes(bomb.getvalue()[:4096])
+    with pytest.raises(DataError, match="declares 3221225472 bytes, more than the 1073741824"):
+        ShardChecker(["png"], lambda fields: None)(path)
 
 
 # --------------------------------------------------------------------------- 10, 11, 12. checkpoints
