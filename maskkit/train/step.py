@@ -6,6 +6,7 @@ one object and every gradient (including learned maskers' auxiliary losses) is s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,5 +89,10 @@ class TrainingModule(nn.Module):
         if extra is not None:
             total = total + extra
             logs["masker_aux_loss"] = extra.detach()
+        # what leaves the step besides the losses is read, never differentiated: detached, so FSDP2
+        # (which hooks every returned tensor for backward) finds no views among them
+        tokens = dataclasses.replace(tokens, embeddings=tokens.embeddings.detach())
+        out = dataclasses.replace(out, pred=out.pred.detach(), latent=out.latent.detach(),
+                                  decoder_hidden=out.decoder_hidden.detach())
         return StepOutput(loss=total, recon_loss=recon.loss, per_token=recon.per_token, plan=plan,
                           tokens=tokens, output=out, logs=logs)
