@@ -6,6 +6,7 @@ A third-party package adds a modality by subclassing ``Modality`` and exposing i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from maskkit.config_utils import dataclass_to_dict
+from maskkit.contract import adopt_renamed, require_members, warn_renamed
 from maskkit.errors import DataError
 from maskkit.file_index import cached_check
 from maskkit.losses import Loss, ReconstructionMSE
@@ -99,8 +101,28 @@ class Modality:
     #: the embedded datasets ("builtin:NAME") with one-line descriptions
     builtin_datasets: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A plug-in is checked when its class is defined: renamed members are adopted with a warning, a
+        named (registrable) modality without its data, tokenizer or options dataclass is refused."""
+        super().__init_subclass__(**kwargs)
+        adopt_renamed(cls, {"Options": "Config"})
+        if cls.__dict__.get("name"):
+            require_members(cls, Modality, {"Config": "Options", "build_dataset": None, "build_tokenizer": None},
+                            fits={"Config": dataclasses.is_dataclass})
+
     def __init__(self, options: Any) -> None:
         self.config = options
+
+    @property
+    def options(self) -> Any:
+        """Deprecated name of ``config`` (renamed in 0.2.0)."""
+        warn_renamed(type(self), "options", "config")
+        return self.config
+
+    @options.setter
+    def options(self, value: Any) -> None:
+        warn_renamed(type(self), "options", "config")
+        self.config = value
 
     # --- data ---------------------------------------------------------------------------------
     def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:

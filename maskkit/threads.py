@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from maskkit.errors import ConfigError
+
 _configured: int | None = None
 
 
@@ -61,12 +63,12 @@ def configure_threads(threads: int | None = None) -> int:
     """
     global _configured
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
+        raise ConfigError(f"`threads` must be >= 1, got {threads}")
     if threads is None and os.environ.get("MASKKIT_THREADS", "").strip():
         try:
             threads = int(os.environ["MASKKIT_THREADS"])
         except ValueError:
-            raise ValueError(f"MASKKIT_THREADS must be an integer, got {os.environ['MASKKIT_THREADS']!r}") from None
+            raise ConfigError(f"MASKKIT_THREADS must be an integer, got {os.environ['MASKKIT_THREADS']!r}") from None
     count = int(threads) if threads is not None else usable_cpus()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
@@ -89,7 +91,7 @@ def oversubscription(threads: int | None = None) -> str | None:
     if load <= cpus:
         return None
     mine = threads if threads is not None else configured_threads()
-    advice = " (try --threads 1)" if mine > 1 else ""
+    advice = " (try `threads` = 1)" if mine > 1 else ""
     return (f"the machine is oversubscribed: load average {load:.1f} on {cpus} usable CPU(s); "
             f"{mine} thread(s) here compete with other processes, so timings will vary{advice}")
 

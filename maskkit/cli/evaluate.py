@@ -37,28 +37,16 @@ def evaluate(
 ) -> None:
     """Linear-probe and k-NN accuracy of a pretrained encoder's frozen features."""
     apply_threads(threads)
-    import torch
-
     from maskkit.config_utils import parse_key_values
-    from maskkit.interop.resize import load_resized, size_overrides
-    from maskkit.lab.evaluate import evaluate_with_baselines
-    from maskkit.train.build import build_dataset, build_model
-    from maskkit.train.checkpoint import resolve_checkpoint_path
+    from maskkit.interop.resize import size_overrides
+    from maskkit.lab.evaluate_run import evaluate_run
     from maskkit.train.runtime import resolve_device
 
-    dev = resolve_device(device)
-    ckpt_path = resolve_checkpoint_path(run)
     overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
-    model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
-    dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
-    random_init = None
-    if baselines:
-        torch.manual_seed(config.seed)  # the same initial weights the run started from
-        random_init = build_model(modality, model.config).to(dev)
-    rows = evaluate_with_baselines(model, random_init, modality, dataset, dev, seed=config.seed,
-                                   max_samples=max_samples, k=k)
-    if not baselines:
-        rows = [r for r in rows if r.arm == "pretrained"]
+    result = evaluate_run(run, data=data, max_samples=max_samples, k=k, baselines=baselines, overrides=overrides,
+                          device=resolve_device(device))
+    rows, ckpt_path, ckpt, config, modality = (result.rows, result.checkpoint_path, result.checkpoint,
+                                               result.config, result.modality)
     reference = {r.feature: r for r in rows if r.arm == "random-init"}
     table = Table(title=f"Frozen-feature evaluation of {ckpt_path} ({rows[0].num_samples} samples, "
                         f"{rows[0].num_classes} classes, stratified CV)")

@@ -1,4 +1,4 @@
-"""``--init-from``: read a timm / Hugging Face ViT or ViT-MAE checkpoint, or a maskkit run, from disk
+"""``init_from``: read a timm / Hugging Face ViT or ViT-MAE checkpoint, or a maskkit run, from disk
 and load what fits into a maskkit model, reporting loaded, missing and unexpected keys.
 
 Files: ``.safetensors`` (needs the ``safetensors`` package), torch files (``.pt``/``.pth``/``.bin``,
@@ -68,7 +68,7 @@ class InitReport:
             if not names:
                 return "0"
             return f"{len(names)} ({', '.join(groups[:6])}{', ...' if len(groups) > 6 else ''})"
-        text = (f"--init-from {self.path} ({self.kind}): loaded {len(self.loaded)} tensors, missing "
+        text = (f"`init_from` {self.path} ({self.kind}): loaded {len(self.loaded)} tensors, missing "
                 f"{short(self.missing)}, unexpected {short(self.unexpected)}")
         return text + "".join(f"; {n}" for n in self.notes)
 
@@ -81,19 +81,19 @@ def _read_file(path: Path) -> dict[str, Any]:
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise CheckpointError(f"--init-from {path}: reading .safetensors needs the safetensors package "
+            raise CheckpointError(f"`init_from` {path}: reading .safetensors needs the safetensors package "
                                   f"(pip install 'maskkit[interop]')") from None
         try:
             return dict(load_file(str(path)))
         except Exception as exc:
-            raise CheckpointError(f"--init-from {path}: not a readable safetensors file ({exc})") from None
+            raise CheckpointError(f"`init_from` {path}: not a readable safetensors file ({exc})") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"--init-from {path}: not a loadable torch file ({first[:200]})") from None
+        raise CheckpointError(f"`init_from` {path}: not a loadable torch file ({first[:200]})") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"--init-from {path}: expected a state dict, got {type(obj).__name__}")
+        raise CheckpointError(f"`init_from` {path}: expected a state dict, got {type(obj).__name__}")
     return obj
 
 
@@ -111,7 +111,7 @@ def read_weights(path: str | Path) -> ExternalWeights:
     """Find, read and convert the weights at ``path`` to maskkit key names."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise CheckpointError(f"--init-from {p}: no such file or directory")
+        raise CheckpointError(f"`init_from` {p}: no such file or directory")
     config = None
     if p.is_dir():
         if (p / "checkpoints" / "last.pt").is_file():
@@ -121,10 +121,10 @@ def read_weights(path: str | Path) -> ExternalWeights:
                 try:
                     config = json.loads((p / "config.json").read_text())
                 except json.JSONDecodeError as exc:
-                    raise CheckpointError(f"--init-from {p}/config.json: not valid JSON ({exc})") from None
+                    raise CheckpointError(f"`init_from` {p}/config.json: not valid JSON ({exc})") from None
             found = [p / f for f in WEIGHT_FILES if (p / f).is_file()]
             if not found:
-                raise CheckpointError(f"--init-from {p}: no weights there (looked for {', '.join(WEIGHT_FILES)} "
+                raise CheckpointError(f"`init_from` {p}: no weights there (looked for {', '.join(WEIGHT_FILES)} "
                                       f"or checkpoints/last.pt)")
             p = found[0]
     elif (p.parent / "config.json").is_file():
@@ -134,7 +134,7 @@ def read_weights(path: str | Path) -> ExternalWeights:
             config = None
     state, is_maskkit = _unwrap(_read_file(p))
     if not state:
-        raise CheckpointError(f"--init-from {p}: the file holds no tensors")
+        raise CheckpointError(f"`init_from` {p}: the file holds no tensors")
     if is_maskkit or "tokenizer.proj.weight" in state or any(k.startswith("tokenizer.") for k in state):
         return ExternalWeights(str(p), "maskkit", dict(state), [], config)
     if "patch_embed.proj.weight" in state:
@@ -145,7 +145,7 @@ def read_weights(path: str | Path) -> ExternalWeights:
         converted, unused = K.from_hf(state)
         return ExternalWeights(str(p), "hf", converted, unused, config)
     sample = ", ".join(list(state)[:4])
-    raise CheckpointError(f"--init-from {p}: not a timm, Hugging Face or maskkit ViT state dict "
+    raise CheckpointError(f"`init_from` {p}: not a timm, Hugging Face or maskkit ViT state dict "
                           f"(first keys: {sample})")
 
 
@@ -166,7 +166,7 @@ def load_into(model: torch.nn.Module, weights: ExternalWeights) -> InitReport:
         module = model.encoder_pos if name.startswith("encoder") else model.decoder_pos
         current = module.table.detach()
         if table.shape[-1] != current.shape[-1]:
-            raise CheckpointError(f"--init-from {weights.path}: {name} has shape {tuple(table.shape)} in the "
+            raise CheckpointError(f"`init_from` {weights.path}: {name} has shape {tuple(table.shape)} in the "
                                   f"checkpoint but {tuple(current.shape)} in the model; choose a model that matches "
                                   f"({describe_hints(weights)})")
         if table.shape[1] != current.shape[1]:
@@ -178,21 +178,21 @@ def load_into(model: torch.nn.Module, weights: ExternalWeights) -> InitReport:
         elif torch.allclose(table.float(), current.float(), atol=1e-5):
             report.loaded.append(name)  # equal to the sin-cos table the model computes
         else:
-            raise CheckpointError(f"--init-from {weights.path}: the checkpoint's position table is not maskkit's "
-                                  f"sin-cos; build the model with --model-opt pos_embed=learned")
+            raise CheckpointError(f"`init_from` {weights.path}: the checkpoint's position table is not maskkit's "
+                                  f"sin-cos; build the model with `model_options` pos_embed=learned")
     for key, value in incoming.items():
         if key not in target:
             report.unexpected.append(key)
             continue
         if tuple(target[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"--init-from {weights.path}: {key} has shape {tuple(value.shape)} in the "
+            raise CheckpointError(f"`init_from` {weights.path}: {key} has shape {tuple(value.shape)} in the "
                                   f"checkpoint but {tuple(target[key].shape)} in the model; choose a model that "
                                   f"matches ({describe_hints(weights)})")
         target[key] = value.to(target[key].dtype)
         report.loaded.append(key)
     report.missing = sorted(set(model.state_dict()) - set(report.loaded))
     if not any(k.startswith("blocks.") for k in report.loaded):
-        raise CheckpointError(f"--init-from {weights.path}: no encoder block fits this model "
+        raise CheckpointError(f"`init_from` {weights.path}: no encoder block fits this model "
                               f"({describe_hints(weights)})")
     model.load_state_dict(target)
     return report

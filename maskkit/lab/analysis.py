@@ -5,7 +5,7 @@ Three layers, each usable on its own:
 - metric functions on tensors (features (B, N, D), attention (B, H, L, L), masks (B, N)), each
   returning one value per sample (or per layer), batched, on any device;
 - ``probe_metrics``: a cheap set of them on a fixed handful of samples, which the trainer logs every
-  ``--probe-every`` epochs;
+  ``probe_every`` epochs;
 - ``analyze_run``: every metric per layer for one or all checkpoints of a run, written to
   ``analysis.json`` plus plots (``maskkit analyze``).
 
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
+from maskkit.errors import DataError
 from maskkit.lab.analysis_plots import plot_analysis
 from maskkit.lab.visualize import pick_samples
 from maskkit.maskers import graph
@@ -320,7 +321,7 @@ def probe_inputs(data: Any, num_samples: int) -> Tensor:
         if total >= num_samples:
             break
     if not chunks:
-        raise ValueError("cannot probe: no batches")
+        raise DataError("cannot probe: no batches")
     return torch.cat(chunks)[:num_samples]
 
 

@@ -1,4 +1,4 @@
-"""Write WebDataset tar shards from a folder: ``maskkit data shard PATH --out DIR``.
+"""Write WebDataset tar shards from a folder: ``maskkit data shard PATH `out` DIR``.
 
 Each file becomes one sample ``<key>.<ext>``; with class sub-folders (``root/CLASS/file``, the rule
 every maskkit loader uses) it also gets ``<key>.cls`` (the class index in sorted order, as text) and
@@ -15,6 +15,8 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from maskkit.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def write_shards(samples: Sequence[ShardSample], out: Path, prefix: str = "shard
                  max_count: int = 1000) -> list[Path]:
     """Write ``prefix-000000.tar``... with at most ``max_count`` samples each; returns their paths."""
     if max_count < 1:
-        raise ValueError(f"--max-count must be >= 1, got {max_count}")
+        raise ConfigError(f"`max_count` must be >= 1, got {max_count}")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     digits = max(6, len(str(len(samples))))

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.model.shape import ModelShape
 from maskkit.plan import MaskPlan, num_visible
 from maskkit.sync_guard import deliberate_sync
@@ -228,7 +229,7 @@ class Masker(nn.Module):
         if self.Config is not None:
             self.config = config if config is not None else self.Config()
         elif config not in (None, {}):
-            raise ValueError(f"masker {self.name!r} takes no options")
+            raise ConfigError(f"masker {self.name!r} takes no options")
 
     def forward(self, ctx: MaskContext) -> MaskPlan:  # noqa: D401 - nn.Module entry point
         self.check_layout(ctx.layout)
@@ -239,9 +240,9 @@ class Masker(nn.Module):
 
     def check_layout(self, layout: TokenLayout) -> None:
         if self.needs_grid and not layout.has_grid:
-            raise ValueError(f"masker {self.name!r} needs a token grid, but these tokens have none")
+            raise ConfigError(f"masker {self.name!r} needs a token grid, but these tokens have none")
         if self.needs_grid and self.grid_ranks is not None and len(layout.grid or ()) not in self.grid_ranks:
-            raise ValueError(
+            raise ConfigError(
                 f"masker {self.name!r} needs a grid of rank {self.grid_ranks}, got {layout.axes}"
             )
 

@@ -211,13 +211,13 @@ class MixtureConfig:
 
     def __post_init__(self) -> None:
         if not self.maskers:
-            raise ConfigError("masker.maskers must name at least one masker")
+            raise ConfigError("`masker.maskers` must name at least one masker")
         if self.probabilities:
             if len(self.probabilities) != len(self.maskers):
-                raise ConfigError(f"masker.probabilities has {len(self.probabilities)} values for "
+                raise ConfigError(f"`masker.probabilities` has {len(self.probabilities)} values for "
                                   f"{len(self.maskers)} maskers")
             if any(p < 0 for p in self.probabilities) or sum(self.probabilities) <= 0:
-                raise ConfigError(f"masker.probabilities must be >= 0 with a positive sum, "
+                raise ConfigError(f"`masker.probabilities` must be >= 0 with a positive sum, "
                                   f"got {self.probabilities}")
 
 
@@ -230,7 +230,7 @@ def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | s
             return [int(key)]
         hits = [i for i, name in enumerate(maskers) if name == key]
         if not hits:
-            raise ConfigError(f"masker.options names {key!r}, which is neither a listed masker "
+            raise ConfigError(f"`masker.options` names {key!r}, which is neither a listed masker "
                               f"({', '.join(maskers)}) nor an index")
         return hits
 
@@ -240,7 +240,7 @@ def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | s
                 per_child[i].update(value)
             continue
         if "." not in key:
-            raise ConfigError(f"masker.options key {key!r} must look like 'masker-name.option'")
+            raise ConfigError(f"`masker.options` key {key!r} must look like 'masker-name.option'")
         who, opt = key.rsplit(".", 1)
         for i in targets(who):
             per_child[i][opt] = value

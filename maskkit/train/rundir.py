@@ -2,7 +2,7 @@
 
 Ownership is an exclusive ``fcntl.flock`` on ``DIR/.maskkit.lock``. The kernel drops the lock when
 its process ends in any way (exit, exception, ``SIGKILL``), so a crashed run never blocks its own
-``--resume``. The file also holds a JSON *holder record* (pid, host, process start time, command)
+``resume``. The file also holds a JSON *holder record* (pid, host, process start time, command)
 so a refused process can say who holds the directory. Where ``flock`` is not supported (some
 network file systems) the record alone decides: a record of a process that no longer runs on this
 host (pid gone, or pid reused by a process that started later) is stale and taken over.
@@ -256,7 +256,7 @@ def move_aside(directory: str | Path) -> Path:
 
 
 def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool) -> Path | None:
-    """Refuse to start a new run over an existing one unless asked; returns where ``--overwrite``
+    """Refuse to start a new run over an existing one unless asked; returns where ``overwrite``
     moved the old run (None when nothing was moved)."""
     d = Path(directory)
     if resume or not holds_run(d):

@@ -60,7 +60,7 @@ class TrainingStopped(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGINT/SIGTERM: a checkpoint was saved; ``--resume`` continues from it."""
+    """SIGINT/SIGTERM: a checkpoint was saved; ``resume`` continues from it."""
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Trainer:
             self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     def _init_weights_source(self) -> Any:
-        """``--init-from``: read the weights first (they may need a learned position table)."""
+        """``init_from``: read the weights first (they may need a learned position table)."""
         cfg = self.config
         if not cfg.init_from or cfg.resume:  # a resumed run's checkpoint already holds them
             return None
@@ -234,7 +234,7 @@ class Trainer:
                             "checkpoint": found.path.name})
         if changes:
             listed = ", ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items())
-            self._say(f"--allow-config-change: from step {self.global_step} on, {listed}")
+            self._say(f"`allow_config_change`: from step {self.global_step} on, {listed}")
             self.metrics.write({"type": "config_change", "epoch": self.epoch, "step": self.global_step,
                                 "changes": changes})
         self.history = list(ckpt.get("history") or start_history(run_settings(ckpt["config"])))

@@ -58,7 +58,7 @@ def parse_patch(value: object) -> tuple[int, int]:
 
 @dataclass
 class AudioConfig:
-    """Audio options (CLI ``--sample-rate``, ``--num-frames``, ``--patch-size``, ``--modality-opt k=v``).
+    """Audio options (settings ``sample_rate``, ``num_frames``, ``patch_size``; others through ``modality_options``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 8 kHz, 64 mels, 96 frames, 8x8 patches) or
     ``audiomae`` (16 kHz, 128 mels, 1024 frames, 16x16 patches).
@@ -147,7 +147,7 @@ class AudioModality(Modality):
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: AudioConfig
+    config: AudioConfig
 
     def __init__(self, options: AudioConfig | None = None) -> None:
         super().__init__(options if options is not None else AudioConfig())

@@ -48,7 +48,7 @@ def parse_image_size(value: object) -> tuple[int, int]:
 
 @dataclass
 class ImageConfig:
-    """Image options (CLI ``--image-size`` etc.; TOML ``[modality_options]``)."""
+    """Image options (settings ``image_size`` etc.; TOML ``[modality_options]``)."""
 
     #: side in pixels, or "HxW" for non-square pictures
     image_size: int | str = 32
@@ -112,7 +112,7 @@ class ImageModality(Modality):
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: ImageConfig
+    config: ImageConfig
 
     def __init__(self, options: ImageConfig | None = None) -> None:
         super().__init__(options if options is not None else ImageConfig())

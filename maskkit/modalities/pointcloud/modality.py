@@ -62,7 +62,7 @@ class PointCloudModality(Modality):
                   "of 1024 points",
     }
 
-    options: PointCloudConfig
+    config: PointCloudConfig
 
     def __init__(self, options: PointCloudConfig | None = None) -> None:
         super().__init__(options if options is not None else PointCloudConfig())

@@ -53,7 +53,7 @@ def parse_frame_size(value: object, option: str = "`image_size`") -> tuple[int, 
 
 @dataclass
 class VideoConfig:
-    """Video options (CLI ``--num-frames`` etc., ``--modality-opt key=value``; TOML ``[modality_options]``).
+    """Video options (settings ``num_frames`` etc., others through ``modality_options``; TOML ``[modality_options]``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 16 frames of 32x32, tubelets 2x8x8, stride 2)
     or ``videomae`` (16 frames of 224x224, tubelets 2x16x16, stride 4).
@@ -120,7 +120,7 @@ class VideoModality(Modality):
     default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: VideoConfig
+    config: VideoConfig
 
     def __init__(self, options: VideoConfig | None = None) -> None:
         super().__init__(options if options is not None else VideoConfig())
