@@ -22,7 +22,7 @@ from maskkit.modality import Modality
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.train.callbacks import Callback
 from maskkit.train.checkpoint import load_run_model
-from maskkit.train.config import TrainConfig
+from maskkit.train.config import TrainConfig, layered_config
 from maskkit.train.trainer import RunResult
 
 
@@ -48,7 +48,12 @@ def _config(kind: type, config: Any, settings: dict[str, Any]) -> Any:
 
 def train(config: TrainConfig | None = None, /, *, callbacks: list[Callback] | None = None,
           **settings: Any) -> RunResult:
-    """Pretrain as ``maskkit train`` does: ``maskkit.train(epochs=5, out="runs/x")`` or with a TrainConfig."""
+    """Pretrain as ``maskkit train`` does: ``maskkit.train(epochs=5, out="runs/x")`` or with a TrainConfig.
+
+    Keyword settings follow the CLI's precedence: ``maskkit.train(out="runs/x", resume=True, epochs=20)``
+    starts from the run's saved settings and changes only what is given."""
+    if config is None:
+        return train_with_callbacks(layered_config(settings), callbacks=callbacks)
     return train_with_callbacks(_config(TrainConfig, config, settings), callbacks=callbacks)
 
 

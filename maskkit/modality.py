@@ -97,7 +97,6 @@ class Modality:
     default_mask_ratio: ClassVar[float] = 0.75
     default_data: ClassVar[str] = ""
     default_model: ClassVar[str] = "tiny"
-    default_masker: ClassVar[str] = "random"
     #: the embedded datasets ("builtin:NAME") with one-line descriptions
     builtin_datasets: ClassVar[dict[str, str]] = {}
 

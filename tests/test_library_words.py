@@ -71,3 +71,24 @@ def test_options_settings_read_as_their_opt_flags():
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 2
     assert "error: --modality-opt image_size=4 does not fit; --mask-ratio 2 is out of range" in result.output
+
+
+def test_no_function_body_over_80_lines():
+    """Every function reads in one screen: at most 80 lines from its first statement (docstring included)
+    to its end. A typer command's signature is its option list, so signatures are not counted."""
+    long = []
+    for path in sorted((ROOT / "maskkit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.body[0].lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
+
+
+def test_the_trainer_reads_in_one_sitting():
+    trainer = ROOT / "maskkit" / "train" / "trainer.py"
+    assert len(trainer.read_text().splitlines()) < 300
+    tree = ast.parse(trainer.read_text())
+    epoch = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_train_epoch")
+    assert epoch.end_lineno - epoch.lineno + 1 <= 60

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.interop import keys as K
 from maskkit.interop.onnx_export import export_onnx
 from maskkit.interop.resize import load_resized
+from maskkit.model import keys as K
 from maskkit.model.mae import ModelConfig
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError

@@ -256,16 +256,10 @@ class Masker(nn.Module):
         """Hook before the optimiser and DDP are built: shape the masker's own layers from the model's
         width (learned maskers). Default does nothing."""
 
-    def on_epoch_start(self, progress: TrainingProgress) -> None:
-        """Hook for schedules; default does nothing."""
-
     def all_parameters_used(self) -> bool:
         """True when every trainable parameter gets a gradient every step (DDP can then skip its
         unused-parameter search). Maskers whose loss can be switched off override this."""
         return True
-
-    def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
-        """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -150,6 +151,26 @@ def merge_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> Tra
         else:
             merged[key] = value
     return TrainConfig.from_dict(merged)
+
+
+def layered_config(given: dict[str, Any], file_values: dict[str, Any] | None = None) -> TrainConfig:
+    """A run's settings in one order of precedence, for ``maskkit train`` and ``maskkit.train`` alike:
+    with ``resume``, the run's own saved settings (``OUT/config.json``) first, then the file's, then what
+    was given (None = not given; option tables merge key by key). A masker other than the saved or
+    file one drops that one's options, which would not fit it."""
+    lower = dict(file_values or {})
+    if given.get("resume") or lower.get("resume"):
+        saved = Path(given.get("out") or lower.get("out") or TrainConfig.out) / "config.json"
+        if saved.is_file():
+            try:
+                base = json.loads(saved.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"`resume`: cannot read {saved} ({exc})") from None
+            lower = {**{k: v for k, v in base.items() if k not in SAVED_ONLY_KEYS}, **lower}
+    masker = given.get("masker")
+    if lower.get("masker") and masker and masker != lower["masker"]:
+        lower.pop("masker_options", None)
+    return merge_config(lower, given)
 
 
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]

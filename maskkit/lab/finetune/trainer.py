@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from maskkit.interop.resize import load_resized
-from maskkit.interop.weights import init_model_options, load_into, read_weights
 from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.lab.finetune.data import split_indices
 from maskkit.lab.finetune.recipe import (
@@ -37,6 +36,7 @@ from maskkit.lab.finetune.recipe import (
     soft_targets,
 )
 from maskkit.modality import MaskkitDataset, collate_samples
+from maskkit.model.weights import init_model_options, load_into, read_weights
 from maskkit.train.build import build_dataset, build_model
 from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
 from maskkit.train.data import EpochOrderSampler, build_loader

@@ -144,7 +144,6 @@ class AudioModality(Modality):
     default_mask_ratio = 0.8
     default_data = "builtin:spoken-digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
     config: AudioConfig

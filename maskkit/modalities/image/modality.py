@@ -109,7 +109,6 @@ class ImageModality(Modality):
     default_mask_ratio = 0.75
     default_data = "builtin:digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
     config: ImageConfig

@@ -117,7 +117,6 @@ class VideoModality(Modality):
     default_mask_ratio = 0.9
     default_data = "builtin:moving-digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
     config: VideoConfig
