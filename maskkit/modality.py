@@ -159,6 +159,21 @@ class Modality:
         return dataclass_to_dict(self.config)
 
 
+#: names under which a ``.npz`` file may hold its labels array, tried in this order
+ARRAY_LABEL_KEYS = ("labels", "y", "Y", "label", "targets")
+
+
+def folder_labels(paths: Sequence[Path], root: Path) -> tuple[np.ndarray, list[str] | None]:
+    """ImageFolder rule, for every modality: when every item sits in a folder under ``root``, that first
+    folder is its class (sorted names -> indices); otherwise every label is -1 and there are no names."""
+    parts = [Path(p).relative_to(root).parts for p in paths]
+    if not parts or any(len(p) < 2 for p in parts):
+        return np.full(len(paths), -1, np.int64), None
+    names = sorted({p[0] for p in parts})
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[p[0]] for p in parts], dtype=np.int64), names
+
+
 def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,
                label: str, noun: str = "files", *, index: tuple[Path, str] | None = None
                ) -> tuple[list[T], list[R], list[tuple[str, str]]]:
