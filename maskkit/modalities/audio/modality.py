@@ -15,7 +15,7 @@ from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
-from .datasets import AudioDataset, Augmentation, normalisation_stats
+from .data import AudioDataset, Augmentation, normalisation_stats
 from .draw import render_spectrogram_batch
 from .features import LogMel
 from .records import record_waves

@@ -1,7 +1,7 @@
 """Where waveforms come from: a clip bank (npz), a folder of audio files, or generated tones.
 
 A source only hands out ``(mono float32 samples, sample_rate)`` per index plus labels; framing,
-augmentation and features live in :mod:`maskkit.modalities.audio.datasets`.
+augmentation and features live in :mod:`maskkit.modalities.audio.data`.
 """
 
 from __future__ import annotations

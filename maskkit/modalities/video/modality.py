@@ -15,7 +15,7 @@ from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
-from .datasets import VideoDataset, open_video_dataset
+from .data import VideoDataset, open_video_dataset
 from .draw import render_video_batch
 from .records import record_videos
 from .tokenizer import TubeletTokenizer
