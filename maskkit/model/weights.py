@@ -105,7 +105,7 @@ class InitReport:
             if not names:
                 return "0"
             return f"{len(names)} ({', '.join(groups[:6])}{', ...' if len(groups) > 6 else ''})"
-        text = (f"`init_from` {self.path} ({self.kind}): loaded {len(self.loaded)} tensors, missing "
+        text = (f"weights from {self.path} ({self.kind}): loaded {len(self.loaded)} tensors, missing "
                 f"{short(self.missing)}, unexpected {short(self.unexpected)}")
         return text + "".join(f"; {n}" for n in self.notes)
 
