@@ -216,7 +216,7 @@ def test_optional_packages_are_imported_only_when_used():
 
 
 def test_export_errors_are_one_line(image_run, tmp_path, monkeypatch):
-    result = runner.invoke(app, ["export", str(image_run), "--format", "onnx"])
+    result = runner.invoke(app, ["export", str(image_run), "--format", "tflite"])
     assert result.exit_code == 2 and "--format must be one of" in result.output
     result = runner.invoke(app, ["export", str(image_run), "--format", "timm", "--decoder"])
     assert result.exit_code == 2 and "--decoder applies to --format hf" in result.output

@@ -1,4 +1,4 @@
-"""``maskkit export --format onnx``: the encoder as one ONNX graph with a dynamic batch dimension.
+"""ONNX export (``maskkit.export(run, "onnx", out)``): the encoder as one ONNX graph with a dynamic batch.
 
 The graph computes ``model.encode``: samples ``(batch, *sample_shape)`` -> features ``(batch, prefix + N, D)``
 (CLS first when the model has one, final LayerNorm applied), traced with ``torch.onnx.export(dynamo=True)``

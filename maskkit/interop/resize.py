@@ -16,6 +16,7 @@ import torch
 from maskkit.config_utils import ConfigError, build_dataclass
 from maskkit.model.mae import ModelConfig
 from maskkit.model.weights import fit_state_to_grid
+from maskkit.model.weights import resize_table as resize_table  # its home was here
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError, load_checkpoint, load_run_model
 from maskkit.train.config import TrainConfig

@@ -57,8 +57,6 @@ def apply_hints(plan: MaskPlan | Tensor, hint_ratio: float, ctx: MaskContext,
         visible = torch.cat([pool[:, n_hint:], hints], dim=1)
     out = MaskPlan.from_shuffle(torch.cat([visible, still_hidden, rehidden], dim=1), n_keep)
     out.logs.update(plan.logs)
-    out.aux_loss = plan.aux_loss
-    out.loss_weight = plan.loss_weight
     return out
 
 

@@ -1,4 +1,7 @@
-"""The optimiser: AdamW parameter groups as MAE sets them, and one guarded optimiser step."""
+"""The optimiser: AdamW parameter groups as MAE sets them, and one guarded optimiser step.
+
+``optimizer_step(t)`` takes the ``Trainer`` (typed ``Any``: importing it here would close an import cycle).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from maskkit.train.schedule import lr_at
 
 if TYPE_CHECKING:
     from maskkit.train.config import TrainConfig
-    from maskkit.train.trainer import Trainer
 
 
 class TrainingStopped(RuntimeError):
@@ -43,7 +45,7 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig, lr: float, device: torc
     return optimizer, scaler
 
 
-def optimizer_step(t: Trainer) -> None:
+def optimizer_step(t: Any) -> None:
     """Schedule, unscale, clip, then step unless the loss or gradient is non-finite (``on_nonfinite``)."""
     cfg = t.config
     lr = lr_at(t.opt_step, t.total_opt_steps, t.warmup_opt_steps, t.peak_lr, cfg.min_lr)
@@ -75,7 +77,7 @@ def optimizer_step(t: Trainer) -> None:
     t.opt_step += 1
 
 
-def _skip_nonfinite(t: Trainer) -> None:
+def _skip_nonfinite(t: Any) -> None:
     cfg = t.config
     t.metrics.write({"type": "nonfinite", "epoch": t.epoch, "step": t.global_step, "policy": cfg.on_nonfinite})
     t.optimizer.zero_grad(set_to_none=True)

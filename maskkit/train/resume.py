@@ -1,9 +1,10 @@
 """A trainer's state in a checkpoint: what ``capture`` holds, ``write_checkpoint`` saves, and ``resume``,
-which continues a run from its newest intact checkpoint exactly where it stopped."""
+which continues a run from its newest intact checkpoint exactly where it stopped. Each takes the ``Trainer``
+(typed ``Any``: importing it here would close an import cycle)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -22,11 +23,8 @@ from maskkit.train.checkpoint import (
 from maskkit.train.compat import check_resume, resume_entry, run_settings, start_history
 from maskkit.train.optim import TrainingStopped
 
-if TYPE_CHECKING:
-    from maskkit.train.trainer import Trainer
 
-
-def capture(t: Trainer, wall: float) -> dict[str, Any]:
+def capture(t: Any, wall: float) -> dict[str, Any]:
     """Everything needed to continue bit-for-bit: weights, masker, optimiser, scaler, position, RNG, history
     (a collective under FSDP: every rank calls it; only the main rank's dict is complete)."""
     main = t.dist.is_main
@@ -45,7 +43,7 @@ def capture(t: Trainer, wall: float) -> dict[str, Any]:
     }
 
 
-def write_checkpoint(t: Trainer, wall: float, periodic: bool = False) -> None:
+def write_checkpoint(t: Any, wall: float, periodic: bool = False) -> None:
     """``last.pt`` (and ``epoch_NNNN.pt`` when ``periodic``, pruned to ``keep_checkpoints``); never with
     non-finite weights. Every rank calls it (a collective under FSDP); the main rank writes."""
     state = capture(t, wall)
@@ -61,7 +59,7 @@ def write_checkpoint(t: Trainer, wall: float, periodic: bool = False) -> None:
         prune_checkpoints(t.out, t.config.keep_checkpoints)
 
 
-def resume(t: Trainer) -> None:
+def resume(t: Any) -> None:
     """Load model, masker, optimiser, scaler, position and RNG into the set-up trainer ``t``; record the
     resume (and any allowed setting change) in metrics.jsonl and the run's history."""
     if not candidates_newest_first(t.out):

@@ -1,13 +1,14 @@
 """The trainer's own per-step duties, as callbacks: windowed step logging, mask diagnostics, step checkpoints.
 
 They run on every rank (the logging window's all-reduce is a collective; so is a checkpoint under FSDP)
-and read the trainer they serve; the step loop itself only calls ``on_step_end``.
+and read the ``Trainer`` they serve (typed ``Any``: importing it here would close an import cycle); the
+step loop itself only calls ``on_step_end``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -17,16 +18,13 @@ from maskkit.train.callbacks import Callback, StepResult, TrainState
 from maskkit.train.metrics import to_float
 from maskkit.train.progress import TrainProgressBar
 
-if TYPE_CHECKING:
-    from maskkit.train.trainer import Trainer
-
 
 class StepLogging(Callback):
     """Every ``log_every`` batches (and at an epoch's last): a ``step`` line of metrics.jsonl with the window's
     loss and the masker's scalars averaged over every rank (one all-reduce: the logging sync), the mask
     statistics of the last batch, and the progress bar; over the epoch, the masker's scalar means."""
 
-    def __init__(self, trainer: Trainer, bar: TrainProgressBar) -> None:
+    def __init__(self, trainer: Any, bar: TrainProgressBar) -> None:
         self.trainer, self.bar = trainer, bar
         self.log_sums: dict[str, torch.Tensor] = {}
         self.log_counts: dict[str, int] = {}  # keys logged on some steps only
@@ -72,7 +70,7 @@ class MaskDiagnostics(Callback):
     """How often each position is hidden over the epoch; warns when an informed masker's masks follow
     position rather than content (``mask/collapse``)."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.frequency = PositionFrequency(trainer.parts.model.tokenizer.layout.num_tokens)
 
@@ -103,7 +101,7 @@ class StepCheckpoints(Callback):
     """``save_every_steps``: a checkpoint after every n-th batch that closes an optimiser step (the epoch's
     end is saved by the loop itself)."""
 
-    def __init__(self, trainer: Trainer, start: float) -> None:
+    def __init__(self, trainer: Any, start: float) -> None:
         self.trainer, self.start = trainer, start
 
     def on_step_end(self, state: TrainState, step: StepResult) -> None:
