@@ -91,7 +91,7 @@ def oversubscription(threads: int | None = None) -> str | None:
     if load <= cpus:
         return None
     mine = threads if threads is not None else configured_threads()
-    advice = " (try `threads` = 1)" if mine > 1 else ""
+    advice = " (try setting `threads` to 1)" if mine > 1 else ""
     return (f"the machine is oversubscribed: load average {load:.1f} on {cpus} usable CPU(s); "
             f"{mine} thread(s) here compete with other processes, so timings will vary{advice}")
 
