@@ -3,7 +3,7 @@
 A *record* is one sample's fields: ``{"png": b"...", "cls": b"3"}`` for a WebDataset sample
 (``sample001.png`` + ``sample001.cls`` in a tar), or a ``datasets`` row whose image/audio columns are
 handed over undecoded. The core knows nothing about pixels or waveforms: each modality says which
-keys it reads and decodes them with its own decoders (``maskkit/modalities/*/records.py``).
+keys it reads and decodes them with its own decoders (``modalities/*/records.py``).
 
 Why indexed random access rather than a sequential stream: a shard is scanned once (tar headers
 give each member's byte offset and size; the scan also checks every record with the modality's

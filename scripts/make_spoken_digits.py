@@ -14,7 +14,7 @@ resampler, trimmed of leading/trailing silence and stored as int16 in one compre
 Needs espeak-ng (Debian/Ubuntu: ``apt-get install -y espeak-ng``). The output is deterministic:
 the same espeak-ng version, seed and arguments give byte-identical clips.
 
-    python scripts/make_spoken_digits.py            # 100 speakers x 10 digits -> maskkit/modalities/audio/data/
+    python scripts/make_spoken_digits.py            # 100 speakers x 10 digits -> modalities/audio/data/
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
             "klatt2", "klatt3", "klatt4", "whisper", "whisperf", "Alex", "Alicia", "Andy", "Annie", "adam",
             "anika", "aunty", "belinda", "benjamin", "david", "ed", "edward", "grandma", "grandpa", "john",
             "linda", "max", "michel", "paul", "quincy", "rob", "robert", "steph", "travis", "victor", "zac"]
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "maskkit" / "modalities" / "audio" / "data" / "spoken_digits.npz"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "modalities" / "audio" / "data" / "spoken_digits.npz"
 
 
 def espeak_info() -> tuple[str, Path]:

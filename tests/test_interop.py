@@ -206,7 +206,7 @@ def test_optional_packages_are_imported_only_when_used():
 
     root = Path(__file__).resolve().parents[1]
     offenders = []
-    for path in (root / "maskkit").rglob("*.py"):
+    for path in [*(root / "maskkit").rglob("*.py"), *(root / "cli").rglob("*.py")]:
         for node in ast.parse(path.read_text()).body:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])

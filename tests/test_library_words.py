@@ -19,9 +19,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 def test_no_string_below_the_cli_names_a_flag():
     hits = []
-    for path in sorted((ROOT / "maskkit").rglob("*.py")):
-        if path.relative_to(ROOT / "maskkit").parts[0] == "cli":
-            continue
+    for path in sorted([*(ROOT / "maskkit").rglob("*.py"), *(ROOT / "modalities").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and FLAG.search(node.value):
                 hits.append(f"{path.relative_to(ROOT)}:{node.lineno}: {FLAG.search(node.value).group()}")
@@ -77,7 +75,7 @@ def test_no_function_body_over_80_lines():
     """Every function reads in one screen: at most 80 lines from its first statement (docstring included)
     to its end. A typer command's signature is its option list, so signatures are not counted."""
     long = []
-    for path in sorted((ROOT / "maskkit").rglob("*.py")):
+    for path in sorted(p for top in ("maskkit", "modalities", "cli") for p in (ROOT / top).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.body[0].lineno + 1

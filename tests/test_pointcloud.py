@@ -210,7 +210,7 @@ def test_render_writes_png(tmp_path) -> None:
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("maskkit.cli.app") is None,
-                    reason="the maskkit CLI (maskkit/cli/app.py) is not available")
+                    reason="the maskkit CLI (cli/app.py) is not available")
 @pytest.mark.parametrize("masker", ["random", "point-block"])
 def test_cli_trains_one_epoch(tmp_path, masker: str) -> None:
     from typer.testing import CliRunner
