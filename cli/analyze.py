@@ -34,14 +34,14 @@ def analyze(
     Fourier high-frequency amplitude for every encoder and decoder layer, plus mask-token variance and
     exploitation rates per decoder layer; writes analysis.json and PNGs."""
     apply_threads(threads)
-    from maskkit.config_utils import ConfigError
+    from maskkit.errors import CheckpointError, ConfigError
     from maskkit.lab.analysis import analyze_run
     from maskkit.train.runtime import resolve_device
 
     if checkpoints not in ("last", "all"):
         raise ConfigError(f"--checkpoints must be last or all, got {checkpoints!r}")
     if not run.exists():
-        raise FileNotFoundError(f"{run}: no such run directory or checkpoint")
+        raise CheckpointError(f"{run}: no such run directory or checkpoint")
     result = analyze_run(run, checkpoints=checkpoints, batches=batches,  # type: ignore[arg-type]
                          batch_size=batch_size, out=out, device=resolve_device(device), seed=seed, data=data,
                          plots=plots)

@@ -39,11 +39,11 @@ def checkpoint_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def inspect(target: Path) -> dict[str, Any]:
     """{lock, runs: [{run, lock, checkpoints}]} for a run directory or a study directory."""
-    from maskkit.config_utils import ConfigError
+    from maskkit.errors import CheckpointError, ConfigError
     from maskkit.train.rundir import lock_state
 
     if not target.is_dir():
-        raise FileNotFoundError(f"{target}: no such run or study directory")
+        raise CheckpointError(f"{target}: no such run or study directory")
     if (target / "checkpoints").is_dir():
         runs = [target]
     elif (target / "study.json").is_file() or (target / "runs").is_dir():

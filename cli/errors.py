@@ -14,13 +14,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from maskkit.config_utils import ConfigError
-    from maskkit.modality import DataError
-    from maskkit.registry import RegistryError
-    from maskkit.safe_io import UnsafePath
-    from maskkit.train.checkpoint import CheckpointError
+    """What the user can fix: every ``MaskkitError`` (settings, data, checkpoints). Anything else is a bug
+    and keeps its traceback."""
+    from maskkit.errors import MaskkitError
 
-    return (ConfigError, DataError, RegistryError, CheckpointError, UnsafePath, FileNotFoundError)
+    return (MaskkitError,)
 
 
 _SETTING = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*)`")
@@ -48,6 +46,9 @@ def cli_words(message: str) -> str:
     """Library messages name settings as `name` (what a Python caller passed); a CLI user reads the flag
     of this command instead, or the bare name where the command has no flag for it."""
     flags = setting_flags()
+    for name, flag in list(flags.items()):  # `modality_options` is the setting behind --modality-opt
+        if name.endswith("_opt"):
+            flags.setdefault(name + "ions", flag)
     return _SETTING.sub(lambda m: flags.get(m.group(1), m.group(1)), message)
 
 
@@ -85,11 +86,6 @@ def handle_errors(func: F) -> F:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
-        except ValueError as exc:  # validation errors raised by dataclass __post_init__
-            if "MASKKIT_DEBUG" in __import__("os").environ:
-                raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            fail(message)
         finally:
             warnings.showwarning = previous
         return None

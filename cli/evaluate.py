@@ -39,32 +39,21 @@ def evaluate(
 ) -> None:
     """Linear-probe and k-NN accuracy of a pretrained encoder's frozen features."""
     apply_threads(threads)
-    import torch
-
     from maskkit.config_utils import parse_key_values
-    from maskkit.interop.resize import load_resized, size_overrides
-    from maskkit.lab.evaluate import evaluate_with_baselines
+    from maskkit.interop.resize import size_overrides
+    from maskkit.lab.evaluate_run import evaluate_run
     from maskkit.lab.gain_words import gain_sentences
-    from maskkit.lab.latents import evaluate_latents
-    from maskkit.train.build import build_dataset, build_model
     from maskkit.train.checkpoint import resolve_checkpoint_path
     from maskkit.train.runtime import resolve_device
 
-    dev = resolve_device(device)
     ckpt_path = resolve_checkpoint_path(run)
     target = json_out or (Path(run) / "eval.json" if Path(run).is_dir() else ckpt_path.with_suffix(".eval.json"))
     check_can_write(target)  # a read-only folder fails now, not after the probes
     overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
-    model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
-    dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
-    random_init = None
-    if baselines:
-        torch.manual_seed(config.seed)  # the same initial weights the run started from
-        random_init = build_model(modality, model.config).to(dev)
-    rows = evaluate_with_baselines(model, random_init, modality, dataset, dev, seed=config.seed,
-                                   max_samples=max_samples, k=k)
-    if not baselines:
-        rows = [r for r in rows if r.arm == "pretrained"]
+    result = evaluate_run(run, data=data, max_samples=max_samples, k=k, baselines=baselines, overrides=overrides,
+                          device=resolve_device(device))
+    rows, ckpt, config, modality, latents = (result.rows, result.checkpoint, result.config, result.modality,
+                                             result.latents)
     reference = {r.feature: r for r in rows if r.arm == "random-init"}
     table = Table(title=f"Frozen-feature evaluation of {ckpt_path} ({rows[0].num_samples} samples, "
                         f"{rows[0].num_classes} classes, stratified CV)")
@@ -78,8 +67,6 @@ def evaluate(
     Console().print(table)
     for sentence in gain_sentences(rows):
         typer.echo(sentence)
-    latents = evaluate_latents({"pretrained": model, "random-init": random_init}, modality if baselines else None,
-                               dataset, dev, seed=config.seed, max_samples=max_samples)
     if latents:
         Console().print(latent_table(latents))
     position = ckpt.get("position", {})

@@ -114,16 +114,10 @@ def train(
     arguments = dict(locals())
     from maskkit.config_utils import parse_key_values
     from maskkit.lab.training import train as train_run
-    from maskkit.train.cluster import is_main_process, resumes
-    from maskkit.train.config import TrainConfig, load_toml, merge_config, read_saved_settings
+    from maskkit.train.cluster import is_main_process
+    from maskkit.train.config import TrainConfig, layered_config, load_toml
 
     file_values = load_toml(config) if config is not None else {}
-    wanted = True if resume else "auto" if resume_auto else file_values.get("resume")
-    if resumes(wanted, out or file_values.get("out") or "runs/latest"):
-        run_dir = Path(out or file_values.get("out") or "runs/latest")
-        saved = run_dir / "config.json"
-        if saved.is_file():  # the run's own settings, then the file, then the command line
-            file_values = {**read_saved_settings(saved), **file_values}
     cli_values = given_fields(arguments, TrainConfig)
     cli_values.update({
         "resume": True if resume else "auto" if resume_auto else None,
@@ -134,9 +128,7 @@ def train(
                           **({"grad_checkpoint": grad_checkpoint} if grad_checkpoint is not None else {})} or None,
         "modality_options": modality_options({k: arguments[k] for k in SHAPE_FLAGS}, modality_opt) or None,
     })
-    if file_values.get("masker") and masker and masker != file_values.get("masker"):
-        file_values.pop("masker_options", None)  # options of another masker would not fit
-    cfg = merge_config(file_values, cli_values)
+    cfg = layered_config(cli_values, file_values)  # with resume: the run's saved settings, file, command line
     console = Console(stderr=True)
     result = train_run(cfg, console=console)
     if is_main_process():

@@ -9,11 +9,9 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
+from maskkit.errors import ConfigError as ConfigError  # importable from here as before maskkit.errors
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the option and what was expected."""
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
@@ -33,16 +31,16 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
                 return _coerce(value, arg, name)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"option {name!r}: cannot use {value!r}")
+        raise ConfigError(errors[0] if errors else f"option `{name}`: cannot use {value!r}")
     if origin is typing.Literal:
         if value in args:
             return value
-        raise ConfigError(f"option {name!r} must be one of {', '.join(map(str, args))}; got {value!r}")
+        raise ConfigError(f"option `{name}` must be one of {', '.join(map(str, args))}; got {value!r}")
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.replace(";", ",").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"option {name!r} expects a list, got {value!r}")
+            raise ConfigError(f"option `{name}` expects a list, got {value!r}")
         item_type = args[0] if args else Any
         items = [_coerce(v.strip() if isinstance(v, str) else v, item_type, name) for v in value]
         return tuple(items) if origin is tuple else items
@@ -53,31 +51,31 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"option {name!r} expects true/false, got {value!r}")
+        raise ConfigError(f"option `{name}` expects true/false, got {value!r}")
     if annotation is int:
         if isinstance(value, bool):
-            raise ConfigError(f"option {name!r} expects an integer, got {value!r}")
+            raise ConfigError(f"option `{name}` expects an integer, got {value!r}")
         try:
             as_float = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"option {name!r} expects an integer, got {value!r}") from None
+            raise ConfigError(f"option `{name}` expects an integer, got {value!r}") from None
         if not as_float.is_integer():
-            raise ConfigError(f"option {name!r} expects an integer, got {value!r}")
+            raise ConfigError(f"option `{name}` expects an integer, got {value!r}")
         return int(as_float)
     if annotation is float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"option {name!r} expects a number, got {value!r}") from None
+            raise ConfigError(f"option `{name}` expects a number, got {value!r}") from None
     if annotation is str:
         return str(value)
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"option {name!r} expects a table, got {value!r}")
+            raise ConfigError(f"option `{name}` expects a table, got {value!r}")
         return build_dataclass(annotation, value, prefix=f"{name}.")
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"option {name!r} expects a table, got {value!r}")
+            raise ConfigError(f"option `{name}` expects a table, got {value!r}")
         return dict(value)
     return value
 
@@ -96,8 +94,8 @@ def build_dataclass(cls: type[T], values: dict[str, Any], prefix: str = "", base
         key = raw_key.replace("-", "_")
         if key not in fields:
             valid = ", ".join(sorted(k.replace("_", "-") for k in fields))
-            raise ConfigError(f"unknown option {prefix}{raw_key!r}; valid options: {valid}")
-        kwargs[key] = _coerce(value, hints[key], prefix + key.replace("_", "-"))
+            raise ConfigError(f"unknown option `{prefix}{raw_key}`; valid options: {valid}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
     try:
         obj = cls(**kwargs)
     except ConfigError:

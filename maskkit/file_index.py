@@ -6,7 +6,7 @@ of the check results keyed by (path, size, mtime): a second start re-checks only
 
 - Where: ``<data folder>/.maskkit-index/<kind>.json`` when the folder is writable, else
   ``$MASKKIT_INDEX_DIR`` or ``~/.cache/maskkit/index/`` under a name derived from the folder path.
-- Parallel: items not in the cache are checked in a process pool (``--threads`` processes, default
+- Parallel: items not in the cache are checked in a process pool (``threads`` processes, default
   the usable CPUs); small lists are checked in-process (a pool costs more than it saves).
 - Distributed: under torchrun, rank 0 scans and writes the cache while the other ranks wait at a
   barrier, then read it (they scan themselves only what they cannot find, e.g. no shared disk).

@@ -29,7 +29,7 @@ class Loss(nn.Module):
 
 
 def masked_mean(per_token: Tensor, plan: MaskPlan) -> Tensor:
-    weight = plan.loss_weight if plan.loss_weight is not None else plan.mask.to(per_token.dtype)
+    weight = plan.mask.to(per_token.dtype)
     return (per_token * weight).sum() / weight.sum().clamp_min(1.0)
 
 

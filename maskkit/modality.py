@@ -6,6 +6,7 @@ A third-party package adds a modality by subclassing ``Modality`` and exposing i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from maskkit.config_utils import dataclass_to_dict
+from maskkit.contract import adopt_renamed, require_members, warn_renamed
 from maskkit.errors import DataError
 from maskkit.file_index import cached_check
 from maskkit.losses import Loss, ReconstructionMSE
@@ -127,12 +129,31 @@ class Modality:
     default_mask_ratio: ClassVar[float] = 0.75
     default_data: ClassVar[str] = ""
     default_model: ClassVar[str] = "tiny"
-    default_masker: ClassVar[str] = "random"
     #: the embedded datasets ("builtin:NAME") with one-line descriptions
     builtin_datasets: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A plug-in is checked when its class is defined: renamed members are adopted with a warning, a
+        named (registrable) modality without its data, tokenizer or options dataclass is refused."""
+        super().__init_subclass__(**kwargs)
+        adopt_renamed(cls, {"Options": "Config"})
+        if cls.__dict__.get("name"):
+            require_members(cls, Modality, {"Config": "Options", "build_dataset": None, "build_tokenizer": None},
+                            fits={"Config": dataclasses.is_dataclass})
+
     def __init__(self, options: Any) -> None:
         self.config = options
+
+    @property
+    def options(self) -> Any:
+        """Deprecated name of ``config`` (renamed in 0.2.0)."""
+        warn_renamed(type(self), "options", "config")
+        return self.config
+
+    @options.setter
+    def options(self, value: Any) -> None:
+        warn_renamed(type(self), "options", "config")
+        self.config = value
 
     # --- data ---------------------------------------------------------------------------------
     def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:
@@ -168,6 +189,21 @@ class Modality:
     def options_dict(self) -> dict[str, Any]:
 
         return dataclass_to_dict(self.config)
+
+
+#: names under which a ``.npz`` file may hold its labels array, tried in this order
+ARRAY_LABEL_KEYS = ("labels", "y", "Y", "label", "targets")
+
+
+def folder_labels(paths: Sequence[Path], root: Path) -> tuple[np.ndarray, list[str] | None]:
+    """ImageFolder rule, for every modality: when every item sits in a folder under ``root``, that first
+    folder is its class (sorted names -> indices); otherwise every label is -1 and there are no names."""
+    parts = [Path(p).relative_to(root).parts for p in paths]
+    if not parts or any(len(p) < 2 for p in parts):
+        return np.full(len(paths), -1, np.int64), None
+    names = sorted({p[0] for p in parts})
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[p[0]] for p in parts], dtype=np.int64), names
 
 
 def scan_files(items: Sequence[T], check: Callable[[T], R], on_bad_file: str,

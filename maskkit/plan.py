@@ -35,8 +35,6 @@ class MaskPlan:
     ids_restore: Tensor  # (B, N) long: position of each token in cat([ids_keep, ids_mask])
     mask: Tensor  # (B, N) bool
     logs: dict[str, Tensor | float] = field(default_factory=dict)
-    aux_loss: Tensor | None = None
-    loss_weight: Tensor | None = None  # (B, N) optional per-token weight (default: mask)
     #: (B, N) log-probability of each token under a learned sampler that drew this plan (REINFORCE)
     log_prob: Tensor | None = None
 

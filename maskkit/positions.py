@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
+
 
 def sincos_1d(positions: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
     """(N,) positions -> (N, dim) embedding; half sines, half cosines (Transformer convention)."""
@@ -25,7 +27,7 @@ def sincos_grid(grid_coords: Tensor, dim: int) -> Tensor:
     n, axes = grid_coords.shape
     share = (dim // axes) // 2 * 2
     if share == 0:
-        raise ValueError(f"embedding dim {dim} is too small for a {axes}-D grid")
+        raise ConfigError(f"embedding width `embed_dim` {dim} is too small for a {axes}-D grid")
     parts = [sincos_1d(grid_coords[:, a], share) for a in range(axes)]
     out = torch.cat(parts, dim=1)
     if out.shape[1] < dim:

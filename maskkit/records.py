@@ -62,7 +62,7 @@ def expand_braces(pattern: str) -> list[str]:
     if ".." in body:
         lo, hi = body.split("..", 1)
         if not (lo.isdigit() and hi.isdigit()):
-            raise DataError(f"--data {pattern}: a brace range must be {{N..M}} with digits, got {{{body}}}")
+            raise DataError(f"`data` {pattern}: a brace range must be {{N..M}} with digits, got {{{body}}}")
         width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
         if int(hi) - int(lo) + 1 > MAX_SHARDS:
             raise DataError(f"--data {pattern}: the range {{{body}}} names {int(hi) - int(lo) + 1} shards, "
@@ -90,10 +90,10 @@ def is_shard_spec(data: str) -> bool:
 
 def shard_paths(data: str) -> list[Path]:
     if "://" in data or data.startswith("pipe:"):
-        raise DataError(f"--data {data}: only local (or mounted) .tar shards are supported, not URLs or "
+        raise DataError(f"`data` {data}: only local (or mounted) .tar shards are supported, not URLs or "
                         "pipes; copy or mount them first")
     if re.search(r"\.tar\.(gz|bz2|xz|zst)$", data.replace("}", "")):
-        raise DataError(f"--data {data}: compressed shards cannot be read by offset; use plain .tar "
+        raise DataError(f"`data` {data}: compressed shards cannot be read by offset; use plain .tar "
                         "(maskkit data shard writes them)")
     path = Path(data).expanduser()
     if path.is_dir():
@@ -103,10 +103,10 @@ def shard_paths(data: str) -> list[Path]:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"--data {data}: {len(missing)} of {len(paths)} shard(s) missing: "
+        raise DataError(f"`data` {data}: {len(missing)} of {len(paths)} shard(s) missing: "
                         f"{', '.join(missing[:3])}{more}")
     if not paths:
-        raise DataError(f"--data {data}: no .tar shards found")
+        raise DataError(f"`data` {data}: no .tar shards found")
     return paths
 
 
@@ -276,7 +276,7 @@ class TarShards(RecordSource):
                 names.append(name)
                 results.append(value)
                 self.keys.append(key)
-        report_bad(total, len(spans), self.skipped, on_bad_file, f"--data {data}", noun="records")
+        report_bad(total, len(spans), self.skipped, on_bad_file, f"`data` {data}", noun="records")
         self.shard_of = np.asarray(shard_of, dtype=np.int32)
         self.spans = spans
         self.results = results
@@ -321,7 +321,7 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
-        raise DataError("--data hf:...: reading Hugging Face datasets needs the datasets package; "
+        raise DataError("`data` hf:...: reading Hugging Face datasets needs the datasets package; "
                         "install it with: pip install 'maskkit[shards]'") from None
     return datasets
 
@@ -332,7 +332,7 @@ def open_hf(path: str) -> Any:
     datasets = _datasets()
     root = Path(path).expanduser()
     if not root.exists():
-        raise DataError(f"--data hf:{path}: no such file or folder")
+        raise DataError(f"`data` hf:{path}: no such file or folder")
     parquet = [root] if root.suffix == ".parquet" else sorted(root.rglob("*.parquet")) if root.is_dir() else []
     try:
         if root.is_dir() and ((root / "dataset_dict.json").is_file() or (root / "state.json").is_file()):
@@ -340,16 +340,16 @@ def open_hf(path: str) -> Any:
         elif parquet:
             ds = datasets.Dataset.from_parquet([str(p) for p in parquet])
         else:
-            raise DataError(f"--data hf:{path}: expected a folder written by Dataset.save_to_disk or "
+            raise DataError(f"`data` hf:{path}: expected a folder written by Dataset.save_to_disk or "
                             ".parquet files")
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - datasets/pyarrow raise many types
-        raise DataError(f"--data hf:{path}: cannot open ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"`data` hf:{path}: cannot open ({type(exc).__name__}: {exc})") from None
     if isinstance(ds, datasets.DatasetDict):
         split = "train" if "train" in ds else next(iter(ds)) if len(ds) == 1 else None
         if split is None:
-            raise DataError(f"--data hf:{path}: several splits ({', '.join(ds)}) and none named train")
+            raise DataError(f"`data` hf:{path}: several splits ({', '.join(ds)}) and none named train")
         ds = ds[split]
     return ds
 
@@ -435,7 +435,7 @@ class HFRecords(RecordSource):
         outcomes = self._check_all(check)
         keep = [i for i, (ok, _) in enumerate(outcomes) if ok]
         self.skipped = [(self.where(i), str(v)) for i, (ok, v) in enumerate(outcomes) if not ok]
-        report_bad(len(outcomes), len(keep), self.skipped, on_bad_file, f"--data {self.source}", noun="records")
+        report_bad(len(outcomes), len(keep), self.skipped, on_bad_file, f"`data` {self.source}", noun="records")
         self.rows = np.asarray(keep, dtype=np.int64)
         self.results = [outcomes[i][1] for i in keep]
         self.labels = self.labels[self.rows]
@@ -457,7 +457,7 @@ class HFRecords(RecordSource):
         for name in features:
             if name.lower() in wanted:
                 return name, name.lower()
-        raise DataError(f"--data {self.source}: no column this modality reads (wanted a "
+        raise DataError(f"`data` {self.source}: no column this modality reads (wanted a "
                         f"{'/'.join(wanted)} column or feature; found {', '.join(features)})")
 
     def _labels(self, features: Any) -> tuple[np.ndarray, list[str] | None]:
@@ -500,7 +500,7 @@ def open_records(data: str, wanted: Sequence[str], check: Callable[[dict[str, by
                  on_bad_file: str, kind: str) -> RecordSource:
     """``hf:PATH`` or tar shards -> a record source (the caller checks ``is_record_spec`` first)."""
     if on_bad_file not in ("error", "skip"):
-        raise DataError(f"--on-bad-file must be error or skip, got {on_bad_file!r}")
+        raise DataError(f"`on_bad_file` must be error or skip, got {on_bad_file!r}")
     if data.startswith("hf:"):
         return HFRecords(data[3:], wanted, check, on_bad_file)
     return TarShards(data, wanted, check, on_bad_file, kind)

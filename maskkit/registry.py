@@ -27,7 +27,7 @@ _LOAD_ERRORS: dict[str, str] = {}
 M = TypeVar("M")
 
 
-class RegistryError(ValueError):
+class RegistryError(ConfigError):
     """Unknown name; the message lists what is known."""
 
 

@@ -19,14 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from maskkit.errors import MaskkitError
+
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-class UnsafePath(ValueError):
-    """A link or a special file sits where maskkit would write (CLI exit code 2, like a bad setting).
-
-    The lowest module of the kernel (every layer writes files), so it cannot share ``ConfigError``.
-    """
+class UnsafePath(MaskkitError, ValueError):
+    """A link or a special file sits where maskkit would write (CLI exit code 2, like a bad setting)."""
 
 
 def _describe(path: Path, st: os.stat_result, in_place: bool = True) -> str | None:

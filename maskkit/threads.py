@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from maskkit.errors import ConfigError
+
 _configured: int | None = None
 
 
@@ -61,9 +63,9 @@ def _env_threads(name: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        raise ConfigError(f"{name} must be an integer, got {text!r}") from None
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        raise ConfigError(f"{name} must be >= 1, got {value}")
     return value
 
 
@@ -97,7 +99,7 @@ def configure_threads(threads: int | None = None) -> int:
     """
     global _configured
     if threads is not None and threads < 1:
-        raise ValueError(f"`threads` must be >= 1, got {threads}")
+        raise ConfigError(f"`threads` must be >= 1, got {threads}")
     count = int(threads) if threads is not None else default_threads()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
@@ -120,7 +122,7 @@ def oversubscription(threads: int | None = None) -> str | None:
     if load <= cpus:
         return None
     mine = threads if threads is not None else configured_threads()
-    advice = " (try --threads 1)" if mine > 1 else ""
+    advice = " (try setting `threads` to 1)" if mine > 1 else ""
     return (f"the machine is oversubscribed: load average {load:.1f} on {cpus} usable CPU(s); "
             f"{mine} thread(s) here compete with other processes, so timings will vary{advice}")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
+from maskkit.contract import adopt_renamed, require_members
 from maskkit.tokens import TokenBatch, TokenLayout
 
 
@@ -20,6 +23,12 @@ class Tokenizer(nn.Module):
     embed_dim: int
     target_dim: int
     layout: TokenLayout
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Checked when the plug-in's class is defined (see maskkit.contract)."""
+        super().__init_subclass__(**kwargs)
+        adopt_renamed(cls, {"make_position_embedding": "build_position_embedding"})
+        require_members(cls, Tokenizer, {"tokenize": None, "build_position_embedding": "make_position_embedding"})
 
     def tokenize(self, x: Tensor) -> TokenBatch:
         raise NotImplementedError

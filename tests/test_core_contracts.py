@@ -117,9 +117,9 @@ def test_config_parsing_errors():
         c: bool = False
 
     assert build_dataclass(C, {"a": "3", "b": "0.25", "c": "true"}) == C(3, 0.25, True)
-    with pytest.raises(ConfigError, match="unknown option 'z'.*valid options: a, b, c"):
+    with pytest.raises(ConfigError, match="unknown option `z`.*valid options: a, b, c"):
         build_dataclass(C, {"z": 1})
-    with pytest.raises(ConfigError, match="'a' expects an integer"):
+    with pytest.raises(ConfigError, match="`a` expects an integer"):
         build_dataclass(C, {"a": "x"})
     with pytest.raises(ConfigError, match="key=value"):
         parse_key_values(["novalue"], "--masker-opt")

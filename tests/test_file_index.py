@@ -152,7 +152,7 @@ def test_oversubscription_warning(monkeypatch):
     monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (9.5, 8.0, 7.0))
     message = threads.oversubscription(threads=2)
-    assert "load average 9.5 on 2 usable CPU(s)" in message and "--threads 1" in message
+    assert "load average 9.5 on 2 usable CPU(s)" in message and "(try setting `threads` to 1)" in message
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     assert threads.oversubscription(threads=2) is None
 

@@ -233,5 +233,5 @@ def test_finetune_init_from_outside_weights(toy_run, tmp_path):
     trainer = FinetuneTrainer(ft_config(toy_run, tmp_path / "ft", epochs=1, max_steps_per_epoch=1,
                                         init_from=str(tmp_path / "vit.pth")))
     result = trainer.train()
-    assert result.init_report.startswith(f"--init-from {tmp_path / 'vit.pth'} (timm): loaded 54 tensors")
+    assert result.init_report.startswith(f"weights from {tmp_path / 'vit.pth'} (timm): loaded 54 tensors")
     assert trainer.classifier.model.config.pos_embed == "learned"

@@ -216,7 +216,7 @@ def test_optional_packages_are_imported_only_when_used():
 
 
 def test_export_errors_are_one_line(image_run, tmp_path, monkeypatch):
-    result = runner.invoke(app, ["export", str(image_run), "--format", "onnx"])
+    result = runner.invoke(app, ["export", str(image_run), "--format", "tflite"])
     assert result.exit_code == 2 and "--format must be one of" in result.output
     result = runner.invoke(app, ["export", str(image_run), "--format", "timm", "--decoder"])
     assert result.exit_code == 2 and "--decoder applies to --format hf" in result.output
@@ -451,3 +451,28 @@ def test_init_from_an_mae_checkpoint_in_timm_layout_loads_the_decoder(image_run,
     plan = MaskPlan.from_shuffle(torch.randperm(16).expand(3, -1), 4)
     with torch.no_grad():
         assert torch.allclose(fresh(model.tokenize(x), plan).pred, model(model.tokenize(x), plan).pred, atol=1e-6)
+
+
+def test_onnx_export_runs_in_onnxruntime_at_any_batch(image_run, tmp_path):
+    """`maskkit export RUN --format onnx --out D`: onnxruntime matches model.encode at batch 1 and 3."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import numpy as np
+
+    import maskkit
+
+    out = tmp_path / "onnx"
+    result = runner.invoke(app, ["export", str(image_run), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["input"] == {"name": "samples", "shape": ["batch", 1, 16, 16]}
+    assert config["output"]["shape"] == ["batch", 17, 64] and config["output"]["prefix_tokens"] == 1
+    model, _, _ = maskkit.load(image_run)
+    session = ort.InferenceSession(str(out / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        x = torch.randn(batch, 1, 16, 16, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model.encode(x).numpy()
+        got = session.run(["features"], {"samples": x.numpy()})[0]
+        assert got.shape == expected.shape == (batch, 17, 64)
+        assert np.abs(got - expected).max() < 1e-4

@@ -121,7 +121,7 @@ def test_noise_needs_a_grid_and_checks_options():
         masker(ctx)
     with pytest.raises(ConfigError, match="sigma"):
         build_masker("noise-red", {"sigma": "-1"})
-    with pytest.raises(ConfigError, match="`sigma_low` < `sigma_high`"):
+    with pytest.raises(ConfigError, match="`masker.sigma_low` < `masker.sigma_high`"):
         build_masker("noise-green", {"sigma_low": 3, "sigma_high": 1})
     with pytest.raises(ConfigError, match="axis_scale"):
         build_masker("noise-red", {"axis_scale": "1,1,1"}).check_layout(make_ctx().layout)

@@ -66,7 +66,7 @@ def test_presets_and_validation():
     assert (base.embed_dim, base.depth, base.decoder_dim, base.decoder_depth) == (768, 12, 512, 8)
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(embed_dim=10, num_heads=3)
-    with pytest.raises(ValueError, match="unknown model preset"):
+    with pytest.raises(ValueError, match="unknown `model` preset"):
         model_preset("gigantic")
 
 

@@ -147,7 +147,7 @@ def test_point_block_registry_and_seeds_option() -> None:
     plan = masker(make_ctx(clouds(4, 40, seed=6), 0.5, seed=2))
     plan.validate(40)
     assert (plan.mask.sum(1) == 20).all()
-    with pytest.raises(ConfigError, match="`num_seeds`"):
+    with pytest.raises(ConfigError, match="`masker.num_seeds`"):
         build_masker("point-block", {"num-seeds": "0"})
 
 

@@ -57,7 +57,7 @@ def test_report_and_paired_statistics_cover_finetuning(finished):
 
 
 def test_eval_option_is_validated():
-    with pytest.raises(ConfigError, match="--eval takes probe and/or finetune"):
+    with pytest.raises(ConfigError, match="`eval` takes probe and/or finetune"):
         StudyConfig(eval=["probe", "linear"])
     with pytest.raises(ConfigError, match="the study sets this itself"):
         StudyConfig(eval=["finetune"], finetune_options={"epochs": 3})

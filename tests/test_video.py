@@ -13,7 +13,7 @@ from PIL import Image
 from maskkit.config_utils import ConfigError, build_dataclass
 from maskkit.maskers.base import MaskContext, MaskPlan, num_visible
 from maskkit.modalities.video import TubeletTokenizer, VideoConfig, VideoModality, tubeletify, untubeletify
-from maskkit.modalities.video.datasets import frame_indices
+from maskkit.modalities.video.data import frame_indices
 from maskkit.modalities.video.io import write_video
 from maskkit.modalities.video.maskers import FrameMasker, TubeMasker
 from maskkit.modalities.video.synthetic import MOTIONS

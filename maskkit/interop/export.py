@@ -1,4 +1,4 @@
-"""``maskkit export``: a run's encoder as timm, Hugging Face or plain safetensors files.
+"""``maskkit export``: a run's encoder as timm, Hugging Face, plain safetensors or ONNX files.
 
 - ``timm``: ``model.safetensors`` with timm ``VisionTransformer`` keys and ``config.json`` whose
   ``timm_kwargs`` rebuild it: ``VisionTransformer(**timm_kwargs)`` then ``load_state_dict``. Needs
@@ -7,7 +7,8 @@
   ``decoder=True`` a ``ViTMAEForPreTraining`` checkpoint (``AutoModel`` gives the ``ViTMAEModel``
   encoder; ``ViTMAEForPreTraining`` adds the decoder). Includes ``preprocessor_config.json``.
 - ``safetensors``: every modality; maskkit's own keys plus ``config.json`` with the run's resolved
-  configuration, which ``--init-from`` and ``maskkit.interop.load_exported`` read back.
+  configuration, which ``init_from`` and ``maskkit.interop.load_exported`` read back.
+- ``onnx``: the encoder as ``encoder.onnx`` with a dynamic batch (see ``maskkit.interop.onnx_export``).
 
 Every format writes the input normalisation the encoder expects (``normalization`` in config.json).
 """
@@ -22,14 +23,15 @@ from typing import Any
 import torch
 
 from maskkit.config_utils import ConfigError, build_dataclass
-from maskkit.interop import keys as K
+from maskkit.interop.onnx_export import export_onnx
 from maskkit.interop.resize import load_resized
+from maskkit.model import keys as K
 from maskkit.model.mae import ModelConfig
 from maskkit.safe_io import write_text
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError
 
-FORMATS = ("timm", "hf", "safetensors")
+FORMATS = ("timm", "hf", "safetensors", "onnx")
 
 
 def _need(package: str, fmt: str) -> Any:
@@ -38,7 +40,7 @@ def _need(package: str, fmt: str) -> Any:
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ConfigError(f"--format {fmt} needs the {package} package: pip install 'maskkit[interop]' "
+        raise ConfigError(f"`format` {fmt} needs the {package} package: pip install 'maskkit[interop]' "
                           f"(or pip install {package})") from None
 
 
@@ -66,8 +68,8 @@ def normalization(modality: Any) -> dict[str, Any]:
 def _image_shape(model: Any, modality: Any) -> tuple[int, int, int, int]:
     tok = model.tokenizer
     if not hasattr(tok, "image_size") or tok.layout.axes != ("h", "w") or not isinstance(tok.patch_size, int):
-        raise ConfigError(f"--format timm/hf exports image encoders (ViT); modality {modality.name!r} can be "
-                          f"exported with --format safetensors")
+        raise ConfigError(f"`format` timm/hf exports image encoders (ViT); modality {modality.name!r} can be "
+                          f"exported with `format` safetensors")
     h, w = tok.image_size
     return h, w, int(tok.patch_size), int(tok.channels)
 
@@ -102,8 +104,8 @@ def export_timm(model: Any, modality: Any, out: Path, source: dict[str, Any]) ->
 def hf_config(model: Any, modality: Any, decoder: bool, mask_ratio: float) -> dict[str, Any]:
     h, w, p, c = _image_shape(model, modality)
     if not model.num_prefix:
-        raise ConfigError("--format hf: Hugging Face ViT always has a CLS token, but this model was built "
-                          "with use_cls_token=false; use --format timm or safetensors")
+        raise ConfigError("`format` hf: Hugging Face ViT always has a CLS token, but this model was built "
+                          "with use_cls_token=false; use `format` timm or safetensors")
     cfg = model.config
     out = {"hidden_size": cfg.embed_dim, "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.num_heads,
            "intermediate_size": int(cfg.embed_dim * cfg.mlp_ratio), "hidden_act": "gelu",
@@ -170,7 +172,7 @@ def export_run(run: str | Path, fmt: str, out: str | Path, overrides: dict[str, 
                decoder: bool = False) -> list[Path]:
     """Export the run (directory or checkpoint) in ``fmt``, optionally at another input size."""
     if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ConfigError(f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}")
     check_export_target(Path(out))
     model, modality, config, ckpt = load_resized(run, overrides, "cpu")
     model = model.float().eval()
@@ -181,11 +183,13 @@ def export_run(run: str | Path, fmt: str, out: str | Path, overrides: dict[str, 
     if fmt == "hf":
         return export_hf(model, modality, target, source, decoder=decoder,
                          mask_ratio=float(source.get("mask_ratio") or 0.75))
+    if fmt == "onnx":
+        return export_onnx(model, modality, target, source, normalization(modality))
     return export_safetensors(model, modality, target, source)
 
 
 def load_exported(directory: str | Path, device: str | torch.device = "cpu"):
-    """A model from ``export --format safetensors``: (model, modality)."""
+    """A model from ``export_run(..., "safetensors", ...)``: (model, modality)."""
     d = Path(directory)
     try:
         meta = json.loads((d / "config.json").read_text())["config"]

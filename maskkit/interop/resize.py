@@ -8,57 +8,21 @@ centres, so another ``num_groups`` just works.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from maskkit.config_utils import ConfigError, build_dataclass
 from maskkit.model.mae import ModelConfig
+from maskkit.model.weights import fit_state_to_grid
+from maskkit.model.weights import resize_table as resize_table  # its home was here
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError, load_checkpoint, load_run_model
 from maskkit.train.config import TrainConfig
 
 #: options that change the input size; other overrides would change what the weights mean
 SIZE_OPTIONS = ("image_size", "num_frames", "num_points", "num_groups")
-
-
-def resize_table(table: Tensor, old_grid: tuple[int, ...] | None, new_grid: tuple[int, ...] | None,
-                 label: str = "position table") -> Tensor:
-    """(1, N, D) table over ``old_grid`` -> (1, prod(new_grid), D). ``old_grid=None``: a square (or cube)
-    grid of the same rank as ``new_grid``, as timm / Hugging Face square checkpoints have."""
-    if new_grid is None:
-        raise CheckpointError(f"{label}: cannot resize a position table for unordered tokens")
-    n, d = table.shape[1], table.shape[-1]
-    if old_grid is None:
-        side = round(n ** (1.0 / len(new_grid)))
-        if side ** len(new_grid) != n:
-            raise CheckpointError(f"{label}: a table of {n} positions is not a square {len(new_grid)}-D grid; "
-                                  f"cannot fit it to the model's grid {new_grid}")
-        old_grid = (side,) * len(new_grid)
-    if math.prod(old_grid) != n:
-        raise CheckpointError(f"{label}: {n} positions do not form the grid {old_grid}")
-    if tuple(old_grid) == tuple(new_grid):
-        return table
-    mode = {1: "linear", 2: "bicubic", 3: "trilinear"}.get(len(new_grid))
-    if mode is None:
-        raise CheckpointError(f"{label}: cannot interpolate a {len(new_grid)}-D grid")
-    grid = table.float().reshape(1, *old_grid, d).movedim(-1, 1)
-    out = F.interpolate(grid, size=tuple(new_grid), mode=mode, align_corners=False)
-    return out.movedim(1, -1).reshape(1, -1, d).to(table.dtype)
-
-
-def fit_state_to_grid(state: dict[str, Tensor], old_grid: tuple[int, ...] | None,
-                      new_grid: tuple[int, ...] | None) -> dict[str, Tensor]:
-    """Interpolate the learned position tables of a maskkit state dict from one grid to another."""
-    out = dict(state)
-    for key in ("encoder_pos.table", "decoder_pos.table"):
-        if key in out and old_grid != new_grid:
-            out[key] = resize_table(out[key], old_grid, new_grid, key)
-    return out
 
 
 def check_size_overrides(overrides: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ Three layers, each usable on its own:
 - metric functions on tensors (features (B, N, D), attention (B, H, L, L), masks (B, N)), each
   returning one value per sample (or per layer), batched, on any device;
 - ``probe_metrics``: a cheap set of them on a fixed handful of samples, which the trainer logs every
-  ``--probe-every`` epochs;
+  ``probe_every`` epochs;
 - ``analyze_run``: every metric per layer for one or all checkpoints of a run, written to
   ``analysis.json`` plus plots (``maskkit analyze``).
 
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from maskkit.config_utils import ConfigError
+from maskkit.errors import DataError
 from maskkit.lab.analysis_plots import plot_analysis
 from maskkit.lab.visualize import pick_samples
 from maskkit.maskers import graph
@@ -321,7 +322,7 @@ def probe_inputs(data: Any, num_samples: int) -> Tensor:
         if total >= num_samples:
             break
     if not chunks:
-        raise ValueError("cannot probe: no batches")
+        raise DataError("cannot probe: no batches")
     return torch.cat(chunks)[:num_samples]
 
 
@@ -442,6 +443,32 @@ def _epoch_of(ckpt: dict[str, Any]) -> int:
 
 
 @torch.no_grad()
+def _layer_metrics(model: MaskedAutoencoder, x_all: Tensor, batch_size: int, dev: torch.device, ratio: float,
+                   seed: int, settings: graph.PartitionSettings) -> tuple[dict, dict, list[Tensor], list[Tensor]]:
+    """Mean per-layer encoder and decoder metrics over ``x_all``, and each layer's features (for the KL)."""
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device and checkpoint
+    enc: dict[str, list[Tensor]] = {}
+    dec: dict[str, list[Tensor]] = {}
+    feats: list[list[Tensor]] = []
+    dfeats: list[list[Tensor]] = []
+    for x in _batches(x_all, batch_size):
+        tokens = model.tokenize(x.to(dev))
+        e, f = encoder_metrics(model, tokens, keep_features=True, settings=settings)
+        plan = random_plan(build_context(model, tokens, ratio, generator, TrainingProgress()))
+        d, df = decoder_metrics(model, tokens, plan, keep_features=True, settings=settings)
+        for k, v in e.items():
+            enc.setdefault(k, []).append(v)
+        for k, v in d.items():
+            dec.setdefault(k, []).append(v)
+        feats.append(f)
+        dfeats.append(df)
+    enc_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in enc.items()}
+    dec_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in dec.items()}
+    per_layer = [torch.cat([fb[i] for fb in feats]) for i in range(len(feats[0]))]
+    dec_layer = [torch.cat([fb[i] for fb in dfeats]) for i in range(len(dfeats[0]))]
+    return enc_mean, dec_mean, per_layer, dec_layer
+
+
 def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", batches: int = 2,
                 batch_size: int = 16, out: str | Path | None = None, device: str | torch.device = "cpu",
                 seed: int = 0, data: str | None = None, plots: bool = True,
@@ -477,27 +504,7 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
     settings = partition if partition is not None else _run_partition(config)
 
     def run_model(model: MaskedAutoencoder) -> tuple[dict, dict, list[Tensor], list[Tensor]]:
-        generator = torch.Generator().manual_seed(seed)  # CPU: the same masks on every device and checkpoint
-        enc: dict[str, list[Tensor]] = {}
-        dec: dict[str, list[Tensor]] = {}
-        feats: list[list[Tensor]] = []
-        dfeats: list[list[Tensor]] = []
-        for x in _batches(x_all, batch_size):
-            tokens = model.tokenize(x.to(dev))
-            e, f = encoder_metrics(model, tokens, keep_features=True, settings=settings)
-            plan = random_plan(build_context(model, tokens, ratio, generator, TrainingProgress()))
-            d, df = decoder_metrics(model, tokens, plan, keep_features=True, settings=settings)
-            for k, v in e.items():
-                enc.setdefault(k, []).append(v)
-            for k, v in d.items():
-                dec.setdefault(k, []).append(v)
-            feats.append(f)
-            dfeats.append(df)
-        enc_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in enc.items()}
-        dec_mean = {k: torch.cat(v, dim=1).nanmean(1).tolist() for k, v in dec.items()}
-        per_layer = [torch.cat([fb[i] for fb in feats]) for i in range(len(feats[0]))]
-        dec_layer = [torch.cat([fb[i] for fb in dfeats]) for i in range(len(dfeats[0]))]
-        return enc_mean, dec_mean, per_layer, dec_layer
+        return _layer_metrics(model, x_all, batch_size, dev, ratio, seed, settings)
 
     final_enc, final_dec, final_feats, final_dfeats = run_model(final_model)
     results = []
@@ -526,6 +533,11 @@ def analyze_run(run: str | Path, checkpoints: Literal["last", "all"] = "last", b
         "checkpoints": results,
         "clusters": _cluster_pictures(final_model, config, final_ckpt, x_all[:8].to(dev), ratio, seed, settings),
     }
+    return _write_analysis(result, run_path, out, plots)
+
+
+def _write_analysis(result: dict[str, Any], run_path: Path, out: str | Path | None, plots: bool) -> dict[str, Any]:
+    """``analysis.json`` (and the plots) in ``out``, default ``RUN/analysis``."""
     base = run_path if run_path.is_dir() else run_path.parent
     if base.name == "checkpoints":
         base = base.parent

@@ -1,6 +1,6 @@
 """Data-pipeline benchmark: how many samples/s the loader delivers, beside the training step.
 
-``maskkit bench --data PATH`` times the loader alone (decode, augment, collate; ``--num-workers N``
+Benchmarking a data source times the loader alone (decode, augment, collate; ``num_workers`` = N
 DataLoader processes, the same loader training uses) and the training step on the same data, and
 says which bounds the run: training runs at roughly the slower of the two.
 """
@@ -64,7 +64,7 @@ def bound_by(loader_samples_per_s: float, step_samples_per_s: float) -> str:
     """Which part limits training, in words."""
     if loader_samples_per_s < step_samples_per_s:
         return (f"data loading bounds the run ({loader_samples_per_s:.0f} < {step_samples_per_s:.0f} samples/s): "
-                "add --num-workers or use cheaper decoding")
+                "add `num_workers` or use cheaper decoding")
     return (f"the training step bounds the run ({step_samples_per_s:.0f} <= {loader_samples_per_s:.0f} "
             "samples/s from the loader)")
 

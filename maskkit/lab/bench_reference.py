@@ -2,7 +2,7 @@
 
 It is what one writes first: manual softmax attention, masking inside the model, one class. Only
 the tokenizer is maskkit's (the run's own, so the yardstick serves every modality).
-`maskkit bench --reference` times it beside maskkit's step on the same shapes, so the benchmark
+`maskkit bench `reference`` times it beside maskkit's step on the same shapes, so the benchmark
 shows that the modular design costs nothing (or what it costs).
 """
 

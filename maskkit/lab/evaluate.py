@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from maskkit.config_utils import ConfigError
+from maskkit.errors import ConfigError, DataError
 from maskkit.modality import MaskkitDataset, Modality, collate_samples
 from maskkit.model.mae import MaskedAutoencoder
 from maskkit.train.runtime import autocast
@@ -35,7 +35,7 @@ class ProbeResult:
         return asdict(self)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DataError):
     """The data cannot be evaluated (e.g. it has no labels)."""
 
 

@@ -1,4 +1,4 @@
-"""Write WebDataset tar shards from a folder: ``maskkit data shard PATH --out DIR``.
+"""Write WebDataset tar shards from a folder: ``maskkit data shard PATH `out` DIR``.
 
 Each file becomes one sample ``<key>.<ext>``; with class sub-folders (``root/CLASS/file``, the rule
 every maskkit loader uses) it also gets ``<key>.cls`` (the class index in sorted order, as text) and
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskkit.config_utils import ConfigError
+from maskkit.errors import ConfigError
 from maskkit.safe_io import ensure_dir, replacing
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from maskkit.errors import DataError
 from maskkit.losses import Loss
 from maskkit.maskers.base import Masker, TrainingProgress
 from maskkit.modality import MaskkitDataset, Modality, VisualBatch
@@ -19,7 +20,7 @@ def pick_samples(dataset: MaskkitDataset, num_samples: int) -> torch.Tensor:
     batch; augmentation is drawn as in epoch 0, so pictures and probes compare across checkpoints."""
     n = len(dataset)
     if n == 0:
-        raise ValueError("cannot pick samples from an empty dataset")
+        raise DataError("cannot pick samples from an empty dataset")
     idx = torch.linspace(0, n - 1, min(num_samples, n)).round().long().tolist()
     saved = getattr(dataset, "epoch", None)
     if saved is not None:

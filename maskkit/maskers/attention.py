@@ -52,7 +52,7 @@ def attention_scores(attn: Tensor, num_tokens: int, score: str = "auto") -> Tens
     attn = attn.float().mean(dim=1)  # heads
     if score == "cls":
         if prefix == 0:
-            raise ValueError("score 'cls' needs a CLS token, but the model has none")
+            raise ConfigError("`masker.score` cls needs a CLS token, but the model has none")
         return attn[:, 0, prefix:]
     return attn[:, prefix:, prefix:].mean(dim=1)
 

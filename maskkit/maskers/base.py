@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.model.shape import ModelShape
 from maskkit.plan import MaskPlan, num_visible
 from maskkit.sync_guard import deliberate_sync
@@ -229,7 +230,7 @@ class Masker(nn.Module):
         if self.Config is not None:
             self.config = config if config is not None else self.Config()
         elif config not in (None, {}):
-            raise ValueError(f"masker {self.name!r} takes no options")
+            raise ConfigError(f"masker {self.name!r} takes no options")
 
     def forward(self, ctx: MaskContext) -> MaskPlan:  # noqa: D401 - nn.Module entry point
         self.check_layout(ctx.layout)
@@ -240,9 +241,9 @@ class Masker(nn.Module):
 
     def check_layout(self, layout: TokenLayout) -> None:
         if self.needs_grid and not layout.has_grid:
-            raise ValueError(f"masker {self.name!r} needs a token grid, but these tokens have none")
+            raise ConfigError(f"masker {self.name!r} needs a token grid, but these tokens have none")
         if self.needs_grid and self.grid_ranks is not None and len(layout.grid or ()) not in self.grid_ranks:
-            raise ValueError(
+            raise ConfigError(
                 f"masker {self.name!r} needs a grid of rank {self.grid_ranks}, got {layout.axes}"
             )
 
@@ -256,16 +257,10 @@ class Masker(nn.Module):
         """Hook before the optimiser and DDP are built: shape the masker's own layers from the model's
         width (learned maskers). Default does nothing."""
 
-    def on_epoch_start(self, progress: TrainingProgress) -> None:
-        """Hook for schedules; default does nothing."""
-
     def all_parameters_used(self) -> bool:
         """True when every trainable parameter gets a gradient every step (DDP can then skip its
         unused-parameter search). Maskers whose loss can be switched off override this."""
         return True
-
-    def on_step_end(self, ctx: MaskContext, per_token_loss: Tensor | None) -> None:
-        """Hook after the optimiser step (e.g. EMA updates); default does nothing."""
 
     def forget_feature_state(self) -> None:
         """Drop what the masker has measured of the model's features (running means), keeping its

@@ -34,7 +34,7 @@ _TIME_AXES = ("t", "time", "frame", "frames")
 
 @dataclass
 class BlockMaskConfig:
-    """Options of the ``block`` masker (``--masker-opt key=value``)."""
+    """Options of the ``block`` masker (``masker_options``, ``masker.<name>``)."""
 
     #: ``beit``: random rectangles; ``simmim``: random square cells of mask_patch_size tokens a side
     mode: Literal["beit", "simmim"] = "beit"
@@ -53,19 +53,19 @@ class BlockMaskConfig:
 
     def __post_init__(self) -> None:
         if self.min_block_tokens is not None and self.min_block_tokens < 1:
-            raise ConfigError(f"masker option `min_block_tokens` must be >= 1, got {self.min_block_tokens}")
+            raise ConfigError(f"`masker.min_block_tokens` must be >= 1, got {self.min_block_tokens}")
         if self.max_block_tokens is not None and self.max_block_tokens < 1:
-            raise ConfigError(f"masker option `max_block_tokens` must be >= 1, got {self.max_block_tokens}")
+            raise ConfigError(f"`masker.max_block_tokens` must be >= 1, got {self.max_block_tokens}")
         if (self.min_block_tokens is not None and self.max_block_tokens is not None
                 and self.max_block_tokens < self.min_block_tokens):
-            raise ConfigError(f"masker option `max_block_tokens` ({self.max_block_tokens}) must be >= "
+            raise ConfigError(f"`masker.max_block_tokens` ({self.max_block_tokens}) must be >= "
                               f"`min_block_tokens` ({self.min_block_tokens})")
         if not 0.0 < self.aspect_min <= 1.0:
-            raise ConfigError(f"masker option `aspect_min` must be in (0, 1], got {self.aspect_min}")
+            raise ConfigError(f"`masker.aspect_min` must be in (0, 1], got {self.aspect_min}")
         if self.mask_patch_size < 1:
-            raise ConfigError(f"masker option `mask_patch_size` must be >= 1, got {self.mask_patch_size}")
+            raise ConfigError(f"`masker.mask_patch_size` must be >= 1, got {self.mask_patch_size}")
         if self.max_rounds is not None and self.max_rounds < 1:
-            raise ConfigError(f"masker option `max_rounds` must be >= 1, got {self.max_rounds}")
+            raise ConfigError(f"`masker.max_rounds` must be >= 1, got {self.max_rounds}")
 
 
 def plane_of(layout: TokenLayout) -> tuple[tuple[int, int], int, int]:

@@ -57,8 +57,6 @@ def apply_hints(plan: MaskPlan | Tensor, hint_ratio: float, ctx: MaskContext,
         visible = torch.cat([pool[:, n_hint:], hints], dim=1)
     out = MaskPlan.from_shuffle(torch.cat([visible, still_hidden, rehidden], dim=1), n_keep)
     out.logs.update(plan.logs)
-    out.aux_loss = plan.aux_loss
-    out.loss_weight = plan.loss_weight
     return out
 
 
@@ -129,8 +127,12 @@ class CompositeMasker(Masker):
         """The child that made the latest plan."""
         return self._active
 
-    def on_step_end(self, ctx: MaskContext | None, per_token_loss: Tensor | None) -> None:
-        self.children_maskers()[self._active].on_step_end(ctx, per_token_loss)  # type: ignore[arg-type]
+    def pop_events(self) -> list[dict[str, Any]]:
+        return [event for child in self.children_maskers() for event in child.pop_events()]
+
+    def forget_feature_state(self) -> None:
+        for child in self.children_maskers():
+            child.forget_feature_state()
 
     def auxiliary_loss(self, ctx: MaskContext, plan: MaskPlan, output: Any,
                        per_token_loss: Tensor) -> Tensor | None:
@@ -211,13 +213,13 @@ class MixtureConfig:
 
     def __post_init__(self) -> None:
         if not self.maskers:
-            raise ConfigError("masker.maskers must name at least one masker")
+            raise ConfigError("`masker.maskers` must name at least one masker")
         if self.probabilities:
             if len(self.probabilities) != len(self.maskers):
-                raise ConfigError(f"masker.probabilities has {len(self.probabilities)} values for "
+                raise ConfigError(f"`masker.probabilities` has {len(self.probabilities)} values for "
                                   f"{len(self.maskers)} maskers")
             if any(p < 0 for p in self.probabilities) or sum(self.probabilities) <= 0:
-                raise ConfigError(f"masker.probabilities must be >= 0 with a positive sum, "
+                raise ConfigError(f"`masker.probabilities` must be >= 0 with a positive sum, "
                                   f"got {self.probabilities}")
 
 
@@ -230,7 +232,7 @@ def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | s
             return [int(key)]
         hits = [i for i, name in enumerate(maskers) if name == key]
         if not hits:
-            raise ConfigError(f"masker.options names {key!r}, which is neither a listed masker "
+            raise ConfigError(f"`masker.options` names {key!r}, which is neither a listed masker "
                               f"({', '.join(maskers)}) nor an index")
         return hits
 
@@ -240,7 +242,7 @@ def _mixture_child_options(maskers: tuple[str, ...], options: dict[str, Any] | s
                 per_child[i].update(value)
             continue
         if "." not in key:
-            raise ConfigError(f"masker.options key {key!r} must look like 'masker-name.option'")
+            raise ConfigError(f"`masker.options` key {key!r} must look like 'masker-name.option'")
         who, opt = key.rsplit(".", 1)
         for i in targets(who):
             per_child[i][opt] = value

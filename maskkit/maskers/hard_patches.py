@@ -91,7 +91,7 @@ class HardPatchesConfig:
         if not 0.0 <= self.alpha_max <= 1.0:
             raise ConfigError(f"`masker.alpha_max` must be in [0, 1], got {self.alpha_max}")
         if self.hidden < 1:
-            raise ConfigError(f"masker.hidden must be >= 1, got {self.hidden}")
+            raise ConfigError(f"`masker.hidden` must be >= 1, got {self.hidden}")
         if self.max_pairs < 1:
             raise ConfigError(f"`masker.max_pairs` must be >= 1, got {self.max_pairs}")
         if self.loss_weight < 0:

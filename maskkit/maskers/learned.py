@@ -78,10 +78,10 @@ class LearnedConfig:
 
     def __post_init__(self) -> None:
         if self.hidden < 2 or self.heads < 1 or self.hidden % self.heads:
-            raise ConfigError(f"masker.hidden ({self.hidden}) must be >= 2 and divisible by "
-                              f"masker.heads ({self.heads})")
+            raise ConfigError(f"`masker.hidden` ({self.hidden}) must be >= 2 and divisible by "
+                              f"`masker.heads` ({self.heads})")
         if self.temperature <= 0:
-            raise ConfigError(f"masker.temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"`masker.temperature` must be > 0, got {self.temperature}")
         if self.loss_weight < 0:
             raise ConfigError(f"`masker.loss_weight` must be >= 0, got {self.loss_weight}")
 

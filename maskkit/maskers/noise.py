@@ -39,7 +39,7 @@ class SingleSigmaConfig:
 
     def __post_init__(self) -> None:
         if self.sigma <= 0:
-            raise ConfigError(f"masker.sigma must be > 0, got {self.sigma}")
+            raise ConfigError(f"`masker.sigma` must be > 0, got {self.sigma}")
         _check_axis_scale(self.axis_scale)
 
     def sigmas(self) -> tuple[float, ...]:
@@ -64,7 +64,7 @@ class BandConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.sigma_low < self.sigma_high:
-            raise ConfigError(f"masker options need 0 < `sigma_low` < `sigma_high`, got "
+            raise ConfigError(f"masker options need 0 < `masker.sigma_low` < `masker.sigma_high`, got "
                               f"`sigma_low`={self.sigma_low}, `sigma_high`={self.sigma_high}")
         _check_axis_scale(self.axis_scale)
 

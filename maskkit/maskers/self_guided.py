@@ -115,7 +115,7 @@ class SelfGuidedConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
-            raise ConfigError(f"option masker.preset must be one of {', '.join(PRESETS)}; "
+            raise ConfigError(f"`masker.preset` must be one of {', '.join(PRESETS)}; "
                               f"got {self.preset!r}")
         for f in fields(self):
             if f.name != "preset" and getattr(self, f.name) is None:
@@ -124,7 +124,7 @@ class SelfGuidedConfig:
 
     def validate(self) -> None:
         def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(f"option masker.{name.replace('_', '-')} must be {expected}; "
+            return ConfigError(f"`masker.{name}` must be {expected}; "
                                f"got {getattr(self, name)!r}")
 
         for name in ("hint_ratio", "hint_min", "start_fraction", "exploit_deadline", "exploit_min_fraction",

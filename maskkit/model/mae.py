@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.model.shape import ModelShape
 from maskkit.model.vit import Block, run_blocks
 from maskkit.plan import MaskPlan
@@ -39,14 +40,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("embed_dim", "depth", "num_heads", "decoder_dim", "decoder_depth", "decoder_heads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"model {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"`embed_dim` {self.embed_dim} must be divisible by `num_heads` {self.num_heads}")
         if self.pos_embed not in ("sincos", "learned"):
-            raise ValueError(f"pos_embed must be sincos or learned, got {self.pos_embed!r}")
+            raise ConfigError(f"`pos_embed` must be sincos or learned, got {self.pos_embed!r}")
         if self.decoder_dim % self.decoder_heads:
-            raise ValueError(
-                f"decoder_dim {self.decoder_dim} must be divisible by decoder_heads {self.decoder_heads}")
+            raise ConfigError(
+                f"`decoder_dim` {self.decoder_dim} must be divisible by `decoder_heads` {self.decoder_heads}")
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -66,7 +67,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 
 def model_preset(name: str, **overrides: object) -> ModelConfig:
     if name not in MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose from {', '.join(MODEL_PRESETS)}")
+        raise ConfigError(f"unknown `model` preset {name!r}; choose from {', '.join(MODEL_PRESETS)}")
     return replace(MODEL_PRESETS[name], **overrides)  # type: ignore[arg-type]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from maskkit.config_utils import build_dataclass
+from maskkit.errors import CheckpointError as CheckpointError  # importable from here as before
 from maskkit.model.mae import ModelConfig
 from maskkit.safe_io import UnsafePath, create_new, ensure_dir, refuse_planted
 from maskkit.train.build import build_modality, build_model
@@ -35,10 +36,6 @@ from maskkit.train.integrity import (
 
 FORMAT = "maskkit-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, foreign or incompatible; the message says which and why."""
 
 
 def rng_state() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from maskkit.config_utils import ConfigError, build_dataclass, dataclass_to_dict, read_toml
 from maskkit.plan import check_mask_ratio
+from maskkit.train.integrity import candidates_newest_first
 from maskkit.train.loggers import parse_loggers
 
 
@@ -192,6 +193,23 @@ def merge_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> Tra
         else:
             merged[key] = value
     return TrainConfig.from_dict(merged)
+
+
+def layered_config(given: dict[str, Any], file_values: dict[str, Any] | None = None) -> TrainConfig:
+    """A run's settings in one order of precedence, for ``maskkit train`` and ``maskkit.train`` alike:
+    with ``resume``, the run's own saved settings (``OUT/config.json``) first, then the file's, then what
+    was given (None = not given; option tables merge key by key). A masker other than the saved or
+    file one drops that one's options, which would not fit it."""
+    lower = dict(file_values or {})
+    wanted = given.get("resume") if given.get("resume") is not None else lower.get("resume")
+    out = Path(given.get("out") or lower.get("out") or TrainConfig.out)
+    continues = bool(candidates_newest_first(out)) if wanted == "auto" else bool(wanted)  # auto: a checkpoint?
+    if continues and (out / "config.json").is_file():
+        lower = {**read_saved_settings(out / "config.json"), **lower}
+    masker = given.get("masker")
+    if lower.get("masker") and masker and masker != lower["masker"]:
+        lower.pop("masker_options", None)
+    return merge_config(lower, given)
 
 
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,6 +13,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maskkit.config_utils import ConfigError
 from maskkit.modality import MaskkitDataset, collate_samples
+from maskkit.safe_io import write_text
+
+if TYPE_CHECKING:
+    from maskkit.train.config import TrainConfig
+    from maskkit.train.runtime import DistInfo
 
 HOLDOUT_SEED = 20_241_123  # fixed: every seed and every masker of a study holds out the same samples
 
@@ -110,3 +118,17 @@ def build_loader(dataset: MaskkitDataset, sampler: EpochOrderSampler, num_worker
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
                       collate_fn=collate_samples, persistent_workers=num_workers > 0,
                       prefetch_factor=4 if num_workers > 0 else None)
+
+
+def build_train_sampler(cfg: TrainConfig, num_samples: int, dist: DistInfo, out: Path) -> EpochOrderSampler:
+    """This rank's sampler over the training indices; with ``holdout_fraction`` the held-out indices are
+    recorded in ``holdout.json`` (rank 0), where evaluation and fine-tuning find them."""
+    train_idx, held = holdout_split(num_samples, cfg.holdout_fraction)
+    check_batch_fits(cfg.batch_size, len(train_idx), dist.world_size)
+    sampler = EpochOrderSampler(num_samples, cfg.batch_size, cfg.seed, dist.rank, dist.world_size,
+                                cfg.max_steps_per_epoch, indices=train_idx if len(held) else None)
+    if len(held) and dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "holdout.json", json.dumps(
+            {"num_samples": num_samples, "fraction": cfg.holdout_fraction, "indices": held.tolist()}))
+    return sampler

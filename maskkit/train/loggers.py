@@ -1,14 +1,14 @@
 """Experiment trackers beside metrics.jsonl: TensorBoard, Weights & Biases (offline), MLflow (local).
 
-``--logger tensorboard,wandb,mlflow`` (any combination). ``metrics.jsonl`` is always written; each
+``logger`` = tensorboard,wandb,mlflow (any combination). ``metrics.jsonl`` is always written; each
 tracker receives the same numbers: every numeric field of the step and epoch records (loss, lr,
 throughput, ``mask/*`` diagnostics, ``masker/*`` and ``probe/*`` values) under ``step/<name>`` and
 ``epoch/<name>``, at the record's global step, plus reconstruction pictures. Nothing needs a network:
 
-- TensorBoard: event files in ``<run>/tensorboard`` (``tensorboard --logdir <run>``).
+- TensorBoard: event files in ``<run>/tensorboard`` (``tensorboard `logdir` <run>``).
 - W&B: ``<run>/wandb``, offline unless ``WANDB_MODE`` says otherwise (``wandb sync`` uploads later).
 - MLflow: a local SQLite store ``<run>/mlflow.db`` with artifacts in ``<run>/mlartifacts`` unless
-  ``MLFLOW_TRACKING_URI`` is set (``mlflow ui --backend-store-uri sqlite:///<run>/mlflow.db``).
+  ``MLFLOW_TRACKING_URI`` is set (point ``mlflow ui`` at the backend store ``sqlite:///<run>/mlflow.db``).
   MLflow 3 put its plain-folder store (``./mlruns``) in maintenance mode and refuses new runs there
   by default; SQLite is its recommended local store, still one file and no server.
 
@@ -49,7 +49,7 @@ def parse_loggers(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
         if not item or item == "jsonl":
             continue
         if item not in LOGGERS:
-            raise ConfigError(f"--logger: unknown tracker {item!r}; choose from {', '.join(LOGGERS)} "
+            raise ConfigError(f"`logger`: unknown tracker {item!r}; choose from {', '.join(LOGGERS)} "
                               "(comma-separated)")
         if item not in names:
             names.append(item)
@@ -60,7 +60,7 @@ def _require(name: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(PACKAGES[name]) is None:
-        raise ConfigError(f"--logger {name} needs the {PACKAGES[name]} package; install it with: "
+        raise ConfigError(f"`logger` {name} needs the {PACKAGES[name]} package; install it with: "
                           "pip install 'maskkit[track]'")
 
 

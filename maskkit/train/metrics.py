@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from maskkit.safe_io import append_text
-from maskkit.train.loggers import scalars_of
+from maskkit.threads import oversubscription
+from maskkit.train.loggers import build_loggers, scalars_of
+
+if TYPE_CHECKING:
+    from maskkit.train.config import TrainConfig
 
 
 def to_float(value: Any) -> Any:
@@ -75,3 +79,16 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue  # a line cut by a crash; the rest is still valid
     return rows
+
+
+def open_run_metrics(cfg: TrainConfig, out: Path, resolved: dict[str, Any], is_main: bool,
+                     console: Any = None) -> MetricsLog:
+    """metrics.jsonl and the trackers (written by rank 0); a crowded CPU is the first warning."""
+    sinks = build_loggers(cfg.logger, out, resolved) if is_main and cfg.logger else []
+    metrics = MetricsLog(out / "metrics.jsonl", enabled=is_main, sinks=sinks)
+    crowded = oversubscription()
+    if crowded and is_main:
+        metrics.write({"type": "warning", "message": crowded})
+        if console is not None:
+            console.print(f"[yellow]warning:[/] {crowded}")
+    return metrics

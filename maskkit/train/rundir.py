@@ -2,7 +2,7 @@
 
 Ownership is an exclusive ``fcntl.flock`` on ``DIR/.maskkit.lock``. The kernel drops the lock when
 its process ends in any way (exit, exception, ``SIGKILL``), so a crashed run never blocks its own
-``--resume``. The file also holds a JSON *holder record* (pid, host, process start time, command)
+``resume``. The file also holds a JSON *holder record* (pid, host, process start time, command)
 so a refused process can say who holds the directory. Where ``flock`` is not supported (some
 network file systems) the record alone decides: a record of a process that no longer runs on this
 host (pid gone, or pid reused by a process that started later) is stale and taken over.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.config_utils import ConfigError
-from maskkit.safe_io import NOFOLLOW, open_fd
+from maskkit.safe_io import NOFOLLOW, create_new, open_fd
 
 LOCK_NAME = ".maskkit.lock"
 #: files whose presence means the directory already holds (part of) a training run
@@ -292,7 +292,7 @@ def move_aside(directory: str | Path) -> Path:
 
 
 def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool) -> Path | None:
-    """Refuse to start a new run over an existing one unless asked; returns where ``--overwrite``
+    """Refuse to start a new run over an existing one unless asked; returns where ``overwrite``
     moved the old run (None when nothing was moved)."""
     d = Path(directory)
     if resume or not holds_run(d):
@@ -305,6 +305,16 @@ def prepare_run_dir(directory: str | Path, resume: bool, overwrite: bool) -> Pat
     raise ConfigError(f"`out` {d} already holds a run; use {hint}, or another `out`")
 
 
-__all__ = ["DirectoryBusy", "DirectoryLock", "LockState", "check_out_location", "data_folder", "holds_run",
-           "lock_state", "move_aside", "owned",
-           "prepare_run_dir"]
+def check_writable(out: Path) -> None:
+    """Fail early, with one line, where the run directory cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        os.close(create_new(probe))  # O_EXCL | O_NOFOLLOW: a planted link is refused, never written through
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"`out` {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+__all__ = ["DirectoryBusy", "DirectoryLock", "LockState", "check_out_location", "check_writable", "data_folder",
+           "holds_run", "lock_state", "move_aside", "owned", "prepare_run_dir"]

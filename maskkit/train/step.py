@@ -78,13 +78,10 @@ class TrainingModule(nn.Module):
         plan = self.masker(ctx)
         # only the tensors the reconstruction reads (the plan's logs stay out of compiled code)
         bare = MaskPlan(ids_keep=plan.ids_keep, ids_mask=plan.ids_mask, ids_restore=plan.ids_restore,
-                        mask=plan.mask, loss_weight=plan.loss_weight)
+                        mask=plan.mask)
         out, recon = self._reconstruct(tokens, bare)
         total = recon.loss
         logs: dict[str, Tensor | float] = dict(plan.logs)
-        if plan.aux_loss is not None:
-            total = total + plan.aux_loss
-            logs["masker_aux_loss"] = plan.aux_loss.detach()
         extra = self.masker.auxiliary_loss(ctx, plan, out, recon.per_token)
         if extra is not None:
             total = total + extra

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from maskkit.errors import ConfigError
 from maskkit.maskers.base import MaskContext, Masker, MaskPlan
 
 
@@ -32,9 +33,9 @@ class TimeFreqConfig:
         for name in ("time_prob", "freq_prob"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
+                raise ConfigError(f"`masker.{name}` must be in [0, 1], got {value}")
         if self.time_prob == 0.0 and self.freq_prob == 0.0:
-            raise ValueError("`time_prob` and `freq_prob` cannot both be 0")
+            raise ConfigError("`masker.time_prob` and `masker.freq_prob` cannot both be 0")
 
 
 class TimeFreqMasker(Masker):

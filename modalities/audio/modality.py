@@ -15,7 +15,7 @@ from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
-from .datasets import AudioDataset, Augmentation, normalisation_stats
+from .data import AudioDataset, Augmentation, normalisation_stats
 from .draw import render_spectrogram_batch
 from .features import LogMel
 from .records import record_waves
@@ -58,7 +58,7 @@ def parse_patch(value: object) -> tuple[int, int]:
 
 @dataclass
 class AudioConfig:
-    """Audio options (CLI ``--sample-rate``, ``--num-frames``, ``--patch-size``, ``--modality-opt k=v``).
+    """Audio options (settings ``sample_rate``, ``num_frames``, ``patch_size``; others through ``modality_options``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 8 kHz, 64 mels, 96 frames, 8x8 patches) or
     ``audiomae`` (16 kHz, 128 mels, 1024 frames, 16x16 patches).
@@ -144,10 +144,9 @@ class AudioModality(Modality):
     default_mask_ratio = 0.8
     default_data = "builtin:spoken-digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: AudioConfig
+    config: AudioConfig
 
     def __init__(self, options: AudioConfig | None = None) -> None:
         super().__init__(options if options is not None else AudioConfig())

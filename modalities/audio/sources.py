@@ -1,7 +1,7 @@
 """Where waveforms come from: a clip bank (npz), a folder of audio files, or generated tones.
 
 A source only hands out ``(mono float32 samples, sample_rate)`` per index plus labels; framing,
-augmentation and features live in :mod:`maskkit.modalities.audio.datasets`.
+augmentation and features live in :mod:`maskkit.modalities.audio.data`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskkit.modality import DataError, scan_files
+from maskkit.modality import DataError, folder_labels, scan_files
 
 from .io import AUDIO_EXTENSIONS, probe_audio, read_audio
 
@@ -82,16 +82,6 @@ class ClipBank(WaveSource):
 def audio_length(path: Path) -> int:
     """Module-level (picklable) check for the cached, parallel scan: the header's sample count."""
     return probe_audio(path).num_samples
-
-
-def folder_labels(paths: list[Path], root: Path) -> tuple[np.ndarray, list[str] | None]:
-    """ImageFolder rule: labels are the first folder under ``root`` when every item sits in one."""
-    parts = [p.relative_to(root).parts for p in paths]
-    if not parts or any(len(p) < 2 for p in parts):
-        return np.full(len(paths), -1, np.int64), None
-    names = sorted({p[0] for p in parts})
-    index = {n: i for i, n in enumerate(names)}
-    return np.array([index[p[0]] for p in parts], dtype=np.int64), names
 
 
 class AudioFiles(WaveSource):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.positions import FixedGridPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
@@ -37,8 +38,8 @@ class SpectrogramPatchTokenizer(Tokenizer):
         super().__init__()
         pt, pf = patch_size
         if num_frames % pt or n_mels % pf:
-            raise ValueError(f"spectrogram {num_frames}x{n_mels} (time x mel) is not divisible by "
-                             f"patch {pt}x{pf}")
+            raise ConfigError(f"spectrogram {num_frames}x{n_mels} (`num_frames` x `n_mels`) is not divisible by "
+                              f"`patch_size` {pt}x{pf}")
         self.input_size = (num_frames, n_mels)
         self.patch_size = (pt, pf)
         self.channels = channels

@@ -21,14 +21,14 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from maskkit.file_index import bulk
-from maskkit.modality import DataError, MaskkitDataset, scan_files
+from maskkit.modality import ARRAY_LABEL_KEYS, DataError, MaskkitDataset, scan_files
 
 from .transforms import Policy, match_channels, to_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_KEYS = ("images", "x", "X", "data", "arr_0")
-LABEL_KEYS = ("labels", "y", "Y", "label", "targets")
+LABEL_KEYS = ARRAY_LABEL_KEYS
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 BUILTIN = {
     "digits": "1797 handwritten digits, 8x8 grey, 10 classes (UCI via scikit-learn), resized",

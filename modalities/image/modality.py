@@ -53,7 +53,7 @@ MAX_TOKENS = 1 << 16
 
 @dataclass
 class ImageConfig:
-    """Image options (CLI ``--image-size`` etc.; TOML ``[modality_options]``)."""
+    """Image options (settings ``image_size`` etc.; TOML ``[modality_options]``)."""
 
     #: side in pixels, or "HxW" for non-square pictures
     image_size: int | str = 32
@@ -118,10 +118,9 @@ class ImageModality(Modality):
     default_mask_ratio = 0.75
     default_data = "builtin:digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: ImageConfig
+    config: ImageConfig
 
     def __init__(self, options: ImageConfig | None = None) -> None:
         super().__init__(options if options is not None else ImageConfig())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.positions import FixedGridPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
@@ -32,7 +33,7 @@ class ImagePatchTokenizer(Tokenizer):
         super().__init__()
         h, w = image_size
         if h % patch_size or w % patch_size:
-            raise ValueError(f"image size {h}x{w} is not divisible by patch size {patch_size}")
+            raise ConfigError(f"`image_size` {h}x{w} is not divisible by `patch_size` {patch_size}")
         self.image_size = (h, w)
         self.patch_size = patch_size
         self.channels = channels

@@ -1,4 +1,4 @@
-"""Point-cloud modality (``--modality pointcloud``); its ``point-block`` masker registers through the
+"""Point-cloud modality (``modality="pointcloud"``); its ``point-block`` masker registers through the
 ``maskkit.maskers`` entry points."""
 
 from .modality import PointCloudConfig, PointCloudModality

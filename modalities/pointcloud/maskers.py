@@ -20,7 +20,7 @@ class PointBlockConfig:
 
     def __post_init__(self) -> None:
         if self.num_seeds < 1:
-            raise ConfigError(f"masker option `num_seeds` must be >= 1, got {self.num_seeds}")
+            raise ConfigError(f"`masker.num_seeds` must be >= 1, got {self.num_seeds}")
 
 
 class PointBlockMasker(Masker):

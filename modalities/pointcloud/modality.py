@@ -55,14 +55,13 @@ class PointCloudModality(Modality):
     default_mask_ratio = 0.6
     default_data = "builtin:shapes"
     default_model = "tiny"
-    default_masker = "random"
     builtin_datasets = {
         "shapes": "9 primitive shape classes (sphere, cube, cylinder, cone, torus, capsule, pyramid, "
                   "octahedron, disk), randomly rotated and scaled; 720 train / 180 test clouds "
                   "of 1024 points",
     }
 
-    options: PointCloudConfig
+    config: PointCloudConfig
 
     def __init__(self, options: PointCloudConfig | None = None) -> None:
         super().__init__(options if options is not None else PointCloudConfig())

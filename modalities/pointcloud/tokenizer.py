@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from maskkit.errors import ConfigError
 from maskkit.positions import MLPPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
@@ -54,7 +55,8 @@ class PointGroupTokenizer(Tokenizer):
                  fps_start: int = 0) -> None:
         super().__init__()
         if num_groups > num_points or group_size > num_points:
-            raise ValueError(f"{num_groups} groups of {group_size} points need at most {num_points} points")
+            raise ConfigError(f"`num_groups` {num_groups} groups of `group_size` {group_size} points need at most "
+                              f"`num_points` {num_points} points")
         self.num_points = num_points
         self.num_groups = num_groups
         self.group_size = group_size

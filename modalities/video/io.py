@@ -12,13 +12,13 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from maskkit.modality import DataError
+from maskkit.modality import ARRAY_LABEL_KEYS, DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v"}
 FRAME_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 ARRAY_EXTENSIONS = {".npy", ".npz"}
 ARRAY_KEYS = ("videos", "clips", "x", "X", "data", "arr_0")
-LABEL_KEYS = ("labels", "y", "Y", "label", "targets")
+LABEL_KEYS = ARRAY_LABEL_KEYS
 
 
 def _av(path: Path) -> Any:

@@ -15,7 +15,7 @@ from maskkit.records import is_record_spec
 from maskkit.registry import register_modality
 from maskkit.tokenizer import Tokenizer
 
-from .datasets import VideoDataset, open_video_dataset
+from .data import VideoDataset, open_video_dataset
 from .draw import render_video_batch
 from .records import record_videos
 from .tokenizer import TubeletTokenizer
@@ -53,7 +53,7 @@ def parse_frame_size(value: object, option: str = "`image_size`") -> tuple[int, 
 
 @dataclass
 class VideoConfig:
-    """Video options (CLI ``--num-frames`` etc., ``--modality-opt key=value``; TOML ``[modality_options]``).
+    """Video options (settings ``num_frames`` etc., others through ``modality_options``; TOML ``[modality_options]``).
 
     Unset sizes come from ``preset``: ``small`` (CPU: 16 frames of 32x32, tubelets 2x8x8, stride 2)
     or ``videomae`` (16 frames of 224x224, tubelets 2x16x16, stride 4).
@@ -117,10 +117,9 @@ class VideoModality(Modality):
     default_mask_ratio = 0.9
     default_data = "builtin:moving-digits"
     default_model = "micro"
-    default_masker = "random"
     builtin_datasets = dict(BUILTIN)
 
-    options: VideoConfig
+    config: VideoConfig
 
     def __init__(self, options: VideoConfig | None = None) -> None:
         super().__init__(options if options is not None else VideoConfig())

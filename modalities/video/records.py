@@ -10,7 +10,7 @@ import numpy as np
 from maskkit.modality import DataError
 from maskkit.records import RecordSource, open_records
 
-from .datasets import VideoDataset
+from .data import VideoDataset
 from .io import probe_video, read_video
 
 VIDEO_KEYS = ("mp4", "avi", "webm", "mkv", "mov", "video")

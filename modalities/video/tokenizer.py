@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from maskkit.errors import ConfigError
 from maskkit.positions import FixedGridPositionEmbedding
 from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
@@ -40,9 +41,9 @@ class TubeletTokenizer(Tokenizer):
         super().__init__()
         h, w = image_size
         if num_frames % tubelet_size:
-            raise ValueError(f"{num_frames} frames are not divisible by tubelet size {tubelet_size}")
+            raise ConfigError(f"`num_frames` {num_frames} is not divisible by `tubelet_size` {tubelet_size}")
         if h % patch_size or w % patch_size:
-            raise ValueError(f"frame size {h}x{w} is not divisible by patch size {patch_size}")
+            raise ConfigError(f"frame size `image_size` {h}x{w} is not divisible by `patch_size` {patch_size}")
         self.input_size = (num_frames, h, w)
         self.tubelet_size = tubelet_size
         self.patch_size = patch_size

@@ -44,7 +44,7 @@ class TimeSeriesModality(Modality):
     builtin_datasets = {"signals": "8 waveform classes (sine, square, sawtooth, triangle, chirp, burst, "
                                    "damped, steps); 800 train / 200 test signals"}
 
-    options: TimeSeriesConfig
+    config: TimeSeriesConfig
 
     def __init__(self, options: TimeSeriesConfig | None = None) -> None:
         super().__init__(options if options is not None else TimeSeriesConfig())

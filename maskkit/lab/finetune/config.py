@@ -64,31 +64,31 @@ class FinetuneConfig:
     def validate(self) -> None:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "drop_path", "label_smoothing",
                      "mixup", "cutmix", "ema", "clip_grad"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+                raise ConfigError(f"`{name}` must be a finite number >= 0, got {value}")
         if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+            raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if not 0.0 < self.layer_decay <= 1.0:
-            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+            raise ConfigError(f"`layer_decay` must be in (0, 1], got {self.layer_decay}")
         if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
-            raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
+            raise ConfigError(f"`drop_path` must be in [0, 1), got {self.drop_path}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(f"`label_smoothing` must be in [0, 1), got {self.label_smoothing}")
         for name in ("mix_prob", "switch_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"--ema must be in [0, 1) (0 = off), got {self.ema}")
+            raise ConfigError(f"`ema` must be in [0, 1) (0 = off), got {self.ema}")
         if not 0.0 < self.test_fraction < 0.9:
-            raise ConfigError(f"--test-fraction must be in (0, 0.9), got {self.test_fraction}")
+            raise ConfigError(f"`test_fraction` must be in (0, 0.9), got {self.test_fraction}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ConfigError(f"--max-steps-per-epoch must be >= 1, got {self.max_steps_per_epoch}")
+            raise ConfigError(f"`max_steps_per_epoch` must be >= 1, got {self.max_steps_per_epoch}")
         if self.max_test_samples is not None and self.max_test_samples < 1:
-            raise ConfigError(f"--max-test-samples must be >= 1, got {self.max_test_samples}")
+            raise ConfigError(f"`max_test_samples` must be >= 1, got {self.max_test_samples}")
 
     # ------------------------------------------------------------------ derived values
     @property

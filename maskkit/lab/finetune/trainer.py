@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from maskkit.interop.resize import load_resized
-from maskkit.interop.weights import init_model_options, load_into, read_weights
 from maskkit.lab.finetune.budget import fit_recipe
 from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.lab.finetune.data import split_indices
@@ -38,6 +37,7 @@ from maskkit.lab.finetune.recipe import (
     soft_targets,
 )
 from maskkit.modality import MaskkitDataset, collate_samples
+from maskkit.model.weights import init_model_options, load_into, read_weights
 from maskkit.safe_io import write_text
 from maskkit.train.build import build_dataset, build_model
 from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
@@ -121,7 +121,7 @@ class FinetuneTrainer:
         self.device = resolve_device(config.device)
         self.amp_dtype = resolve_precision(config.precision, self.device)
         if not config.out:
-            raise CheckpointError("fine-tuning needs an output directory (--out)")
+            raise CheckpointError("fine-tuning needs an output directory (`out`)")
         self.out = Path(config.out)
         self._stop: int | None = None
 
@@ -197,7 +197,7 @@ class FinetuneTrainer:
     def _resume(self) -> None:
         path = self.out / "checkpoints" / "last.pt"
         if not path.is_file():
-            raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
+            raise CheckpointError(f"`resume`: {path} does not exist (nothing to resume in {self.out})")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -207,12 +207,12 @@ class FinetuneTrainer:
         saved = ckpt["config"]
         for key in ("run", "init", "freeze", "epochs", "batch_size", "pool"):
             if saved.get(key) != getattr(self.config, key):
-                raise CheckpointError(f"--resume: {path} was made with {key}={saved.get(key)!r}, this run asks for "
+                raise CheckpointError(f"`resume`: {path} was made with {key}={saved.get(key)!r}, this run asks for "
                                       f"{key}={getattr(self.config, key)!r}")
         try:
             self.classifier.load_state_dict(ckpt["classifier"])
         except RuntimeError as exc:
-            raise CheckpointError(f"--resume: {path} does not fit ({str(exc).splitlines()[0]})") from None
+            raise CheckpointError(f"`resume`: {path} does not fit ({str(exc).splitlines()[0]})") from None
         if self.ema is not None and ckpt.get("ema"):
             self.ema.module.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -330,7 +330,7 @@ class FinetuneTrainer:
             if self._stop is not None:
                 self.save(self.wall_before + time.perf_counter() - start)
                 raise FinetuneInterrupted(f"stopped by signal {self._stop} at epoch {self.epoch} step {self.step}; "
-                                          f"checkpoint saved, continue with --resume")
+                                          f"checkpoint saved, continue with `resume`")
         return float(total) / max(count, 1) if count else math.nan
 
 

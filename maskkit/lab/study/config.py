@@ -153,9 +153,9 @@ class StudyConfig:
     def _validate_eval(self) -> None:
         unknown = [e for e in self.eval if e not in ("probe", "finetune")]
         if unknown or not self.eval:
-            raise ConfigError(f"--eval takes probe and/or finetune (comma-separated), got {','.join(self.eval)}")
+            raise ConfigError(f"`eval` takes probe and/or finetune (comma-separated), got {','.join(self.eval)}")
         if self.finetune_epochs < 1:
-            raise ConfigError(f"--finetune-epochs must be >= 1, got {self.finetune_epochs}")
+            raise ConfigError(f"`finetune_epochs` must be >= 1, got {self.finetune_epochs}")
         controlled = {"run", "init", "init_from", "out", "resume", "epochs", "progress", "device", "data",
                       "modality_overrides"}
         bad = sorted(set(self.finetune_options) & controlled)

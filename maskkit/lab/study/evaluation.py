@@ -221,7 +221,6 @@ def evaluate_run(run_dir: Path, study: StudyConfig, device: torch.device) -> dic
         masker.load_state_dict(ckpt["masker"])
     masker.to(device)
     progress = final_progress(ckpt, config)
-    masker.on_epoch_start(progress)
     mask_ratio = float(ckpt["config"].get("mask_ratio", config.mask_ratio))
     loss_fn = modality.build_loss().to(device)
     idx, recon_on = reconstruction_indices(run_dir, dataset, study)

@@ -52,7 +52,7 @@ def write_outputs(study: StudyConfig, notes: list[str] | None = None) -> StudyOu
 def run_study(study: StudyConfig, console: Any = None, report_only: bool = False) -> StudyOutcome:
     """Train and evaluate what is missing (unless ``report_only``), then write the outputs.
 
-    The study directory is owned by this process throughout (a second ``compare --out`` on it is
+    The study directory is owned by this process throughout (a second study with the same ``out`` is
     refused); each run inside it is owned by its trainer as well.
     """
 

@@ -3,7 +3,7 @@
 Resuming is the default: a run whose ``summary.json`` exists (with the study's epochs) is not
 trained again, one with a checkpoint but no summary continues from it, and an evaluation is
 reused while its protocol matches. One device: runs go one after another in this process.
-Several (``--devices cuda:0,cuda:1``): one worker process per device, each running one job at a
+Several (``devices`` = cuda:0,cuda:1): one worker process per device, each running one job at a
 time.
 """
 
@@ -132,7 +132,7 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             wanted = expected_precision(expected)
             if have != wanted:
                 raise ConfigError(f"{directory} was trained in {have} but this study runs in {wanted} "
-                                  f"(precision={expected.precision!r} here); use another --out, or set "
+                                  f"(precision={expected.precision!r} here); use another `out`, or set "
                                   f"precision so that every run uses the same one")
             continue
         elif key == "model":

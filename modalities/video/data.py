@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskkit.modality import DataError, MaskkitDataset, scan_files
+from maskkit.modality import DataError, MaskkitDataset, folder_labels, scan_files
 from maskkit.threads import single_thread
 
 from .io import (
@@ -125,16 +125,6 @@ class VideoDataset(MaskkitDataset):
         return clip, int(self.labels[index])  # type: ignore[index]
 
 
-def _clip_labels(items: list[Path], root: Path) -> tuple[np.ndarray, list[str] | None]:
-    """ImageFolder rule: the first folder under ``root`` is the class when every clip sits in one."""
-    parts = [p.relative_to(root).parts for p in items]
-    if not parts or any(len(p) < 2 for p in parts):
-        return np.full(len(items), -1, np.int64), None
-    names = sorted({p[0] for p in parts})
-    index = {n: i for i, n in enumerate(names)}
-    return np.array([index[p[0]] for p in parts], dtype=np.int64), names
-
-
 def find_clips(root: Path) -> list[Path]:
     """Video files and frame folders (folders that directly hold frame images) under ``root``."""
     found: list[Path] = []
@@ -171,7 +161,7 @@ class VideoFolderDataset(VideoDataset):
         good, counts, self.skipped = scan_files(items, count_frames, on_bad_file, str(path), noun="clips",
                                                 index=(base, "video-clips"))
         self.items, self.counts = good, counts
-        self.labels, self.class_names = _clip_labels(good, base) if path.is_dir() else (np.full(1, -1), None)
+        self.labels, self.class_names = folder_labels(good, base) if path.is_dir() else (np.full(1, -1), None)
 
     def frame_count(self, index: int) -> int:
         return self.counts[index]
