@@ -27,7 +27,7 @@ from maskkit.interop.onnx_export import export_onnx
 from maskkit.interop.resize import load_resized
 from maskkit.model import keys as K
 from maskkit.model.mae import ModelConfig
-from maskkit.safe_io import write_text
+from maskkit.safe_io import write_bytes, write_text
 from maskkit.train.build import build_modality, build_model
 from maskkit.train.checkpoint import CheckpointError
 
@@ -46,10 +46,11 @@ def _need(package: str, fmt: str) -> Any:
 
 def _save(state: dict[str, torch.Tensor], path: Path, fmt: str, metadata: dict[str, str] | None = None) -> None:
     _need("safetensors", fmt)
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, str(path),
-              metadata=metadata or {"format": "pt"})
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
+    data = save(tensors, metadata=metadata or {"format": "pt"})
+    write_bytes(path, data)  # temp file + rename: a planted link at `path` is refused, never written through
 
 
 def normalization(modality: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from maskkit.config_utils import ConfigError
+from maskkit.safe_io import refuse_planted, write_text
 
 #: the ONNX operator set written (onnxruntime >= 1.17 runs it)
 OPSET = 18
@@ -77,6 +78,7 @@ def export_onnx(model: Any, modality: Any, out: Path, source: dict[str, Any],
     finally:
         exporter_log.setLevel(level)
     path = out / "encoder.onnx"
+    refuse_planted(path)  # the exporter writes the file itself: a planted link there is refused first
     program.save(str(path))
     with torch.no_grad():
         features = graph(example).shape
@@ -85,5 +87,5 @@ def export_onnx(model: Any, modality: Any, out: Path, source: dict[str, Any],
               "output": {"name": "features", "shape": ["batch", *features[1:]],
                          "prefix_tokens": int(getattr(model, "num_prefix", 0))},
               "normalization": normalization}
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    write_text(out / "config.json", json.dumps(config, indent=2, default=str))
     return [path, out / "config.json"]

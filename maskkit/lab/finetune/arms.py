@@ -9,6 +9,7 @@ from typing import Any
 
 from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.lab.finetune.trainer import FinetuneResult, run_finetune
+from maskkit.safe_io import write_text
 
 ARMS = ("pretrained", "random-init")
 
@@ -34,5 +35,5 @@ def finetune_arms(base: FinetuneConfig, baseline: bool = True, console: Any = No
     if "random-init" in results:
         summary["gain"] = results["pretrained"].accuracy - results["random-init"].accuracy
     Path(base.out).mkdir(parents=True, exist_ok=True)
-    (Path(base.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(Path(base.out) / "summary.json", json.dumps(summary, indent=2))
     return results
