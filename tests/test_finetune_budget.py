@@ -75,3 +75,19 @@ def test_eval_gain_in_words(lin, knn, verdict):
     (sentence,) = gain_sentences(rows)
     assert verdict in sentence and f"linear probe {lin:.3f} vs 0.900 ({lin - 0.9:+.3f})" in sentence
     assert sentence.startswith("mean features")
+
+
+def test_cli_eval_prints_the_gain_in_words(tmp_path):
+    from typer.testing import CliRunner
+
+    from maskkit.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "--modality", "toy", "--model", "nano", "--batch-size", "16", "--epochs",
+                                  "1", "--max-steps-per-epoch", "2", "--no-progress", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["eval", str(out), "--max-samples", "40"])
+    assert result.exit_code == 0, result.output
+    assert "mean features, pretrained vs random-init: linear probe" in result.output
+    assert "pretraining" in result.output.split("pretrained vs random-init:")[1]
