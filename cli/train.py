@@ -25,9 +25,9 @@ def _help_with_defaults() -> str:
     from dataclasses import fields
 
     from maskkit.train.config import TrainConfig
-    from maskkit.train.schedule import PRESET_BASE_LR
+    from maskkit.train.schedule import DEFAULT_BASE_LR, PRESET_BASE_LR
 
-    per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items())
+    per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items()) + f", others {DEFAULT_BASE_LR:g}"
     cfg = TrainConfig()
     skip = {"modality", "data", "masker_options", "modality_options", "model_options", "lr", "base_lr",
             "mask_ratio", "model", "resume", "betas", "progress", "visualize_samples", "min_lr"}
@@ -63,7 +63,7 @@ def train(
     batch_size: Annotated[int | None, Opt(help="Per-process batch size")] = None,
     lr: Annotated[float | None, Opt(help="Absolute peak lr [default: base-lr x batch/256]")] = None,
     base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule [default: per model: nano/micro "
-                                              "4e-3, tiny 2e-3, small 1e-3, base/large/huge 1.5e-4]")] = None,
+                                              "1.5e-4, tiny 2e-3, small 1e-3, base/large/huge 1.5e-4]")] = None,
     min_lr: Annotated[float | None, Opt(help="Floor of the cosine schedule")] = None,
     warmup_epochs: Annotated[float | None, Opt(help="Linear warmup epochs")] = None,
     accum_steps: Annotated[int | None, Opt(help="Gradient accumulation steps")] = None,

@@ -31,7 +31,7 @@ def test_strength_is_zero_for_short_runs_full_for_mae_budgets_and_log_linear_bet
 def test_a_short_run_switches_the_regularisers_off_and_says_so():
     fitted = fit_recipe(FinetuneConfig(epochs=3), total_steps=69, num_tokens=64)
     assert (fitted.mixup, fitted.cutmix, fitted.label_smoothing, fitted.drop_path) == (0.0, 0.0, 0.0, 0.0)
-    assert fitted.warmup_epochs == pytest.approx(0.15)
+    assert fitted.warmup_epochs == 1.0  # at least one epoch, at most a third of the run
     assert len(fitted.notes) == 1 and "69 fine-tuning steps" in fitted.notes[0]
 
 
@@ -55,6 +55,7 @@ def test_given_values_are_kept_and_a_probe_uses_no_regulariser():
 def test_too_few_steps_is_one_notice():
     fitted = fit_recipe(FinetuneConfig(epochs=1), total_steps=TOO_SHORT_STEPS - 1, num_tokens=64)
     assert any("too short to learn" in n for n in fitted.notes)
+    assert fitted.warmup_epochs == pytest.approx(1 / 3, abs=1e-3)
 
 
 def _row(arm, lin, knn, sd=0.01, feature="mean"):
@@ -74,3 +75,19 @@ def test_eval_gain_in_words(lin, knn, verdict):
     (sentence,) = gain_sentences(rows)
     assert verdict in sentence and f"linear probe {lin:.3f} vs 0.900 ({lin - 0.9:+.3f})" in sentence
     assert sentence.startswith("mean features")
+
+
+def test_cli_eval_prints_the_gain_in_words(tmp_path):
+    from typer.testing import CliRunner
+
+    from maskkit.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "--modality", "toy", "--model", "nano", "--batch-size", "16", "--epochs",
+                                  "1", "--max-steps-per-epoch", "2", "--no-progress", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["eval", str(out), "--max-samples", "40"])
+    assert result.exit_code == 0, result.output
+    assert "mean features, pretrained vs random-init: linear probe" in result.output
+    assert "pretraining" in result.output.split("pretrained vs random-init:")[1]

@@ -187,7 +187,7 @@ def test_a_run_with_the_preset_base_lr_matches_a_study_that_leaves_it_unset(tmp_
     from maskkit.train.config import TrainConfig
 
     want = TrainConfig(modality="image", model="micro", mask_ratio=0.75)
-    saved = {**want.to_dict(), "model": "micro", "base_lr": 4e-3}
+    saved = {**want.to_dict(), "model": "micro", "base_lr": 1.5e-4}
     (tmp_path / "config.json").write_text(json.dumps(saved))
     check_run_matches(tmp_path, want)
     (tmp_path / "config.json").write_text(json.dumps({**saved, "base_lr": 1e-3}))

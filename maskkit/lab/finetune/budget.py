@@ -26,7 +26,9 @@ REGULARISE_FROM_STEPS = 1_000
 FULL_RECIPE_STEPS = 100_000
 #: cutmix needs at least this many tokens per sample (ViT-B/16 at 224 px has 196)
 CUTMIX_MIN_TOKENS = 196
-#: warm-up as a fraction of the run when ``warmup_epochs`` is unset (MAE: 5 of 100 epochs)
+#: warm-up as a fraction of the run when ``warmup_epochs`` is unset (MAE: 5 of 100 epochs), but at
+#: least one epoch (a few optimiser steps of warm-up learned nothing in a 3-epoch run on the digits)
+#: and at most a third of the run
 WARMUP_FRACTION = 0.05
 #: below this many optimiser steps a fine-tune is announced as too short to learn reliably
 TOO_SHORT_STEPS = 30
@@ -77,7 +79,9 @@ def fit_recipe(cfg: FinetuneConfig, total_steps: int, num_tokens: int) -> Fitted
         values["cutmix"] = 0.0
         notes.append(f"cutmix off: {num_tokens} tokens per sample, so one box removes a large share of it "
                      f"(cutmix is used from {CUTMIX_MIN_TOKENS} tokens)")
-    warmup = cfg.warmup_epochs if cfg.warmup_epochs is not None else round(WARMUP_FRACTION * cfg.epochs, 4)
+    warmup = cfg.warmup_epochs
+    if warmup is None:
+        warmup = round(min(max(WARMUP_FRACTION * cfg.epochs, 1.0), cfg.epochs / 3), 4)
     if total_steps < TOO_SHORT_STEPS:
         notes.append(f"only {total_steps} optimiser steps: too short to learn reliably; give more "
                      f"`epochs` (at least {TOO_SHORT_STEPS} steps)")

@@ -20,7 +20,7 @@ from typing import Any
 
 from maskkit.config_utils import ConfigError
 from maskkit.lab.study.config import STUDY_CONTROLLED, StudyConfig
-from maskkit.lab.study.results import read_results
+from maskkit.lab.study.results import _finite, read_results
 from maskkit.lab.study.stats import mean_sd
 from maskkit.train.config import TRAIN_FIELDS
 
@@ -149,13 +149,6 @@ def _mean_sd_text(values: list[float], digits: int, signed: bool) -> str:
     sign = "+" if signed else ""
     text = f"{spread.mean:{sign}.{digits}f}"
     return text if len(values) < 2 else f"{text} ± {spread.sd:.{digits}f}"
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def write_sweep_outputs(study: StudyConfig) -> tuple[Path, Path]:
