@@ -65,7 +65,7 @@ def expand_braces(pattern: str) -> list[str]:
             raise DataError(f"`data` {pattern}: a brace range must be {{N..M}} with digits, got {{{body}}}")
         width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
         if int(hi) - int(lo) + 1 > MAX_SHARDS:
-            raise DataError(f"--data {pattern}: the range {{{body}}} names {int(hi) - int(lo) + 1} shards, "
+            raise DataError(f"`data` {pattern}: the range {{{body}}} names {int(hi) - int(lo) + 1} shards, "
                             f"more than {MAX_SHARDS}; check the pattern")
         parts = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
     else:

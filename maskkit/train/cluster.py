@@ -6,8 +6,8 @@ torchrun exports ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; ``srun`` without torchr
 tasks of this job step, which may be fewer than the allocation's). torchrun's win when both are
 present, so ``srun torchrun ...`` ranks by torchrun.
 
-SLURM sends SIGUSR1 ahead of the time limit or a pre-emption when asked (``#SBATCH
---signal=USR1@120``); it is handled as SIGTERM is: finish the optimiser step, save ``last.pt`` on
+SLURM sends SIGUSR1 ahead of the time limit or a pre-emption when asked (sbatch's ``signal=USR1@120``
+option); it is handled as SIGTERM is: finish the optimiser step, save ``last.pt`` on
 every rank's behalf, and exit. The exit code after SIGUSR1 is ``REQUEUE_EXIT_CODE`` (75,
 ``EX_TEMPFAIL``: try again later), which an sbatch script turns into ``scontrol requeue``.
 """

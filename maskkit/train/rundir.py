@@ -246,8 +246,8 @@ def data_folder(data: str | None) -> tuple[Path, bool] | None:
 
 
 def check_out_location(out: str | Path, data: str | None = None, option: str = "`out`") -> None:
-    """Refuse an output folder that is the working directory or above it (``--overwrite`` would move
-    the caller's own folder into itself), that is the data folder or holds it (``--overwrite`` would
+    """Refuse an output folder that is the working directory or above it (``overwrite`` would move
+    the caller's own folder into itself), that is the data folder or holds it (``overwrite`` would
     move the data set aside), or that lies inside a folder scanned for samples (pictures would
     become samples)."""
     o = Path(out).expanduser().resolve()

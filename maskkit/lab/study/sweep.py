@@ -11,6 +11,7 @@ losses sit beside them because a lower loss has not meant a better encoder on sm
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -22,6 +23,7 @@ from maskkit.config_utils import ConfigError
 from maskkit.lab.study.config import STUDY_CONTROLLED, StudyConfig
 from maskkit.lab.study.results import _finite, read_results
 from maskkit.lab.study.stats import mean_sd
+from maskkit.safe_io import ensure_dir, write_text
 from maskkit.train.config import TRAIN_FIELDS
 
 #: study fields a sweep may vary; any other key must be a training option (``[train]``)
@@ -110,13 +112,12 @@ def sweep_rows(study: StudyConfig) -> list[dict[str, Any]]:
 
 def write_sweep_csv(path: Path, keys: list[str], rows: list[dict[str, Any]]) -> None:
     columns = list(keys) + [c for c in dict.fromkeys(k for row in rows for k in row) if c not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _text(row.get(k)) for k in columns})
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _text(row.get(k)) for k in columns})
+    write_text(path, text.getvalue())  # temp file + rename, never through a planted link
 
 
 def _text(value: Any) -> str:
@@ -154,7 +155,7 @@ def _mean_sd_text(values: list[float], digits: int, signed: bool) -> str:
 def write_sweep_outputs(study: StudyConfig) -> tuple[Path, Path]:
     """OUT/sweep.csv and OUT/sweep.md from what the sub-studies hold."""
     out = Path(study.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     rows = sweep_rows(study)
     csv_path, md_path = out / "sweep.csv", out / "sweep.md"
     write_sweep_csv(csv_path, list(study.sweep), rows)
@@ -164,7 +165,7 @@ def write_sweep_outputs(study: StudyConfig) -> tuple[Path, Path]:
              f"{', '.join(str(s) for s in study.seed_list)}; each point is a full study in `sweep/<point>/` "
              f"(its own report.md). Gains are pretrained − random-init of the same seed; mean ± sd over seeds.",
              "", *summary_table(study, rows), ""]
-    md_path.write_text("\n".join(lines))
+    write_text(md_path, "\n".join(lines))
     return csv_path, md_path
 
 
@@ -174,8 +175,8 @@ def run_sweep(study: StudyConfig, console: Any = None, report_only: bool = False
 
     outcomes = []
     if not report_only:  # what `--report-only --out OUT` reads back
-        Path(study.out).mkdir(parents=True, exist_ok=True)
-        (Path(study.out) / "study.json").write_text(json.dumps(study.to_dict(), indent=2))
+        ensure_dir(study.out)
+        write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
     for point in sweep_points(study):
         if console is not None:
             console.print(f"[bold]sweep point[/]: {point.label}")
