@@ -282,6 +282,8 @@ def settings_section(study: StudyConfig, configs: dict[str, dict[str, Any]], row
         ("learning-curve probes", f"every {study.resolved_curve_every()} epochs" if study.resolved_curve_every()
          else "final model only"),
         ("interval", f"{study.confidence:.0%} " + ("Student t" if study.interval == "t" else "percentile bootstrap")),
+        ("verdicts", f"exact sign-flip p, Holm-adjusted across all comparisons of the study, below "
+                     f"{1 - study.confidence:.2g}"),
         ("versions", f"maskkit {maskkit_version}, torch {torch.__version__}"),
     ]
     lines = ["## Settings", ""] + _table(["setting", "value"], [[k, v] for k, v in items])
