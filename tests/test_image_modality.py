@@ -41,7 +41,7 @@ def test_registered_through_the_entry_point() -> None:
     cls = get_modality("image")
     assert cls.__name__ == "ImageModality" and cls.name == "image"
     assert cls.default_data == "builtin:digits" and cls.default_mask_ratio == 0.75
-    assert set(cls.builtin_datasets) == {"digits", "photos", "objects", "textures"}
+    assert set(cls.builtin_datasets) == {"digits", "photos", "objects", "textures", "hierarchy"}
 
 
 @pytest.mark.parametrize("size,expected", [("32", (32, 32)), (32, (32, 32)), ("24x32", (24, 32)),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from torch import Tensor, nn
+from toy import BlobDataset  # tests/ is on sys.path (conftest): one module, one registration
 
 from maskkit.errors import MaskkitDeprecationWarning, MaskkitError, PluginError
 from maskkit.modalities.image.tokenizer import patchify, unpatchify
@@ -18,7 +19,6 @@ from maskkit.tokenizer import Tokenizer
 from maskkit.tokens import TokenBatch, TokenLayout
 from maskkit.train.config import TrainConfig
 from maskkit.train.trainer import run_training
-from tests.toy import BlobDataset
 
 
 @dataclass

@@ -63,6 +63,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("tube", "video", {}),
     ("frame", "video", {}),
     ("point-block", "points", {"num_seeds": 2}),
+    ("saliency", "image", {}),
+    ("saliency", "points", {}),
     ("ts-span", "series", {}),
 ]
 

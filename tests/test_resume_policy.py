@@ -37,7 +37,7 @@ def test_another_masker_drops_the_saved_masker_options(saved_run):
 
 def test_an_unreadable_saved_config_is_a_config_error(saved_run):
     (saved_run / "config.json").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"`resume`: cannot read .*config.json"):
+    with pytest.raises(ConfigError, match=r"config.json: not a readable run config"):
         layered_config({"out": str(saved_run), "resume": True})
 
 

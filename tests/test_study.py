@@ -167,7 +167,7 @@ def test_cli_compare_report_only_and_errors(finished):
 
     _, outcome = finished
     runner = CliRunner()
-    result = runner.invoke(app, ["compare", "--report-only", "--out", str(outcome.out)])
+    result = runner.invoke(app, ["compare", "--report-only", "--out", str(outcome.out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "report:" in result.output and "fixed-test" in result.output
     bad = runner.invoke(app, ["compare", "--modality", "toy", "--maskers", "block,noise-green"])

@@ -146,8 +146,6 @@ class StudyConfig:
                 raise ConfigError(f"`devices`: {d!r} is not a device; use auto, cpu, cuda or cuda:N")
         self._validate_train_options()
         self._validate_eval()
-        from maskkit.lab.study.sweep import check_sweep  # sweep builds on this module
-
         check_sweep(self.sweep)
 
     def _validate_eval(self) -> None:
@@ -278,4 +276,22 @@ def parse_masker_options(items: list[str] | None) -> dict[str, dict[str, str]]:
     return out
 
 
-__all__ = ["STUDY_CONTROLLED", "StudyConfig", "load_study_toml", "merge_study", "parse_masker_options"]
+#: what a `sweep` may vary besides the training options a study does not set itself
+STUDY_AXES = ("model", "data", "epochs", "batch_size", "max_steps_per_epoch", "holdout")
+
+
+def check_sweep(sweep: dict[str, list[Any]]) -> None:
+    """Each key is a study axis or a training option the study does not set itself; values differ."""
+    for key, values in sweep.items():
+        name = key.replace("-", "_")
+        if name not in STUDY_AXES and (name not in TRAIN_FIELDS or name in STUDY_CONTROLLED):
+            raise ConfigError(f"`sweep` {key}: sweep one of {', '.join(STUDY_AXES)} or a training option "
+                              f"(base_lr, lr, warmup_epochs, weight_decay, ...)")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"`sweep` {key}: give a list of values")
+        if len({str(v) for v in values}) != len(values):
+            raise ConfigError(f"`sweep` {key} lists a value twice: {','.join(str(v) for v in values)}")
+
+
+__all__ = ["STUDY_AXES", "STUDY_CONTROLLED", "StudyConfig", "check_sweep", "load_study_toml", "merge_study",
+           "parse_masker_options"]

@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from maskkit.config_utils import ConfigError
-from maskkit.lab.study.config import STUDY_CONTROLLED, StudyConfig
+from maskkit.lab.study.config import STUDY_AXES, StudyConfig, check_sweep
 from maskkit.lab.study.results import _finite, read_results
 from maskkit.lab.study.stats import mean_sd
 from maskkit.safe_io import ensure_dir, write_text
-from maskkit.train.config import TRAIN_FIELDS
 
 #: study fields a sweep may vary; any other key must be a training option (``[train]``)
-STUDY_AXES = ("model", "data", "epochs", "batch_size", "max_steps_per_epoch", "holdout")
 #: columns of sweep.md, in order: (results.csv column, heading, digits)
 SUMMARY_COLUMNS = (("linear_acc", "linear probe", 3), ("gain_linear", "Δ linear vs random-init", 3),
                    ("knn_acc", "k-NN", 3), ("gain_knn", "Δ k-NN vs random-init", 3),
@@ -47,19 +45,6 @@ def parse_sweep(items: list[str] | None) -> dict[str, list[str]]:
             raise ConfigError(f"`sweep` expects KEY=v1,v2 (e.g. base_lr=1e-4,1e-3), got {item!r}")
         out[key] = listed
     return out
-
-
-def check_sweep(sweep: dict[str, list[Any]]) -> None:
-    """Each key is a study axis or a training option the study does not set itself; values differ."""
-    for key, values in sweep.items():
-        name = key.replace("-", "_")
-        if name not in STUDY_AXES and (name not in TRAIN_FIELDS or name in STUDY_CONTROLLED):
-            raise ConfigError(f"`sweep` {key}: sweep one of {', '.join(STUDY_AXES)} or a training option "
-                              f"(base_lr, lr, warmup_epochs, weight_decay, ...)")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"`sweep` {key}: give a list of values")
-        if len({str(v) for v in values}) != len(values):
-            raise ConfigError(f"`sweep` {key} lists a value twice: {','.join(str(v) for v in values)}")
 
 
 @dataclass(frozen=True)
