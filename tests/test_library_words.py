@@ -71,16 +71,19 @@ def test_options_settings_read_as_their_opt_flags():
     assert "error: --modality-opt image_size=4 does not fit; --mask-ratio 2 is out of range" in result.output
 
 
-def test_no_function_body_over_80_lines():
-    """Every function reads in one screen: at most 80 lines from its first statement (docstring included)
-    to its end. A typer command's signature is its option list, so signatures are not counted."""
+def test_no_function_over_80_lines():
+    """Every function reads in one screen: at most 80 lines, signature included, in the library
+    (`maskkit/`, `modalities/`). A typer command's signature is its option list, so in `cli/` only
+    the body counts (first statement, docstring included, to the end)."""
     long = []
-    for path in sorted(p for top in ("maskkit", "modalities", "cli") for p in (ROOT / top).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.body[0].lineno + 1
-                if lines > 80:
-                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    for top in ("maskkit", "modalities", "cli"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    first = node.body[0].lineno if top == "cli" else node.lineno
+                    lines = node.end_lineno - first + 1
+                    if lines > 80:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert long == []
 
 

@@ -44,16 +44,10 @@ def _curve(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
     return [(int(r["epoch"]) + 1, as_float(r.get(key))) for r in rows if key in r]
 
 
-def _cell_figures(study: StudyConfig, key: CellKey, rows: list[dict[str, Any]]) -> dict[str, Path]:
-    out = Path(study.out)
-    names = figure_names(key)
-    runs = _runs(study, rows)
-    metrics = {m: [epoch_rows(d) for _, d in runs[m]] for m in runs}
-    evals = {m: [read_json(d / EVAL_FILE) or {} for _, d in runs[m]] for m in runs}
-    made: dict[str, Path] = {}
-    title = cell_label(key)
-
-    # learning curves: training loss, probe accuracy at kept checkpoints (epoch 0 = random init)
+def _probe_curves(runs: dict[str, list], evals: dict[str, list[dict[str, Any]]],
+                  rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, list], dict[str, float]]]:
+    """Per probe: each masker's per-seed (epoch, accuracy) curve, starting at the random-init encoder of
+    the same seed (epoch 0), and the random-init / raw-input levels."""
     random_init = {int(r["seed"]): r for r in rows if r["method"] == "random-init"}
     probes: dict[str, tuple[dict[str, list], dict[str, float]]] = {}
     for column, label in (("linear_acc", "linear probe"), ("knn_acc", "k-NN")):
@@ -71,6 +65,20 @@ def _cell_figures(study: StudyConfig, key: CellKey, rows: list[dict[str, Any]]) 
         if any(curves.values()):
             baselines = {b: spread(rows, b, column).mean for b in ("random-init", "raw-input")}
             probes[label] = (curves, baselines)
+    return probes
+
+
+def _cell_figures(study: StudyConfig, key: CellKey, rows: list[dict[str, Any]]) -> dict[str, Path]:
+    out = Path(study.out)
+    names = figure_names(key)
+    runs = _runs(study, rows)
+    metrics = {m: [epoch_rows(d) for _, d in runs[m]] for m in runs}
+    evals = {m: [read_json(d / EVAL_FILE) or {} for _, d in runs[m]] for m in runs}
+    made: dict[str, Path] = {}
+    title = cell_label(key)
+
+    # learning curves: training loss, probe accuracy at kept checkpoints (epoch 0 = random init)
+    probes = _probe_curves(runs, evals, rows)
     loss = {m: [_curve(r, "loss") for r in metrics[m]] for m in runs}
     if runs:
         made["curves"] = plots.learning_curves(out / names["curves"], loss, probes, f"learning curves, {title}")
