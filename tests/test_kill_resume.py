@@ -104,7 +104,8 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_sigusr1_checkpoints_and_resume_auto_continues_bit_identical(tmp_path, reference):
     """SLURM's advance warning: SIGUSR1 saves and exits 75 (requeue); the same command with
-    ``--resume-auto`` first started the empty directory and then continues it exactly."""
+    ``--resume-auto`` (or ``--resume auto``) first started the empty directory and then continues it
+    exactly."""
     out = tmp_path / "run"
     proc = train(out, "--resume-auto", wait=False)  # nothing there yet: a fresh start
     wait_for_step(out, 5, proc)
@@ -113,7 +114,7 @@ def test_sigusr1_checkpoints_and_resume_auto_continues_bit_identical(tmp_path, r
     assert proc.returncode == 75, err[-2000:]
     position = load_checkpoint(out / "checkpoints/last.pt")["position"]
     assert 5 <= position["global_step"] < 50
-    train(out, "--resume-auto")  # the requeued job: same command, now it resumes
+    train(out, "--resume", "auto")  # the requeued job (spelt as requeue scripts do): now it resumes
     resumed = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"resume"' in x]
     assert [r["step"] for r in resumed] == [position["global_step"]]
     assert_same_params(reference, load_checkpoint(out / "checkpoints/last.pt"))

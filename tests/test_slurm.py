@@ -93,3 +93,13 @@ def test_compare_over_a_job_array_then_one_report(tmp_path):
     with open(out / "results.csv") as fh:
         assert {r["arm"] for r in csv.DictReader(fh)} == {"pretrained", "random-init", "raw-input"}
     assert json.loads((out / "runs/random__r0.75__s0/summary.json").read_text())["steps"] == 4
+
+
+def test_resume_auto_is_accepted_as_two_words():
+    """SLURM requeue scripts say ``--resume auto``; the command line reads it as ``--resume-auto``."""
+    from maskkit.cli.app import spell_resume_auto
+
+    assert spell_resume_auto(["train", "--out", "r", "--resume", "auto"]) == ["train", "--out", "r", "--resume-auto"]
+    assert spell_resume_auto(["train", "--resume=auto", "--epochs", "2"]) == ["train", "--resume-auto", "--epochs", "2"]
+    assert spell_resume_auto(["train", "--resume", "--epochs", "2"]) == ["train", "--resume", "--epochs", "2"]
+    assert spell_resume_auto(["train", "--resume"]) == ["train", "--resume"]
