@@ -8,8 +8,11 @@ name keeps working for one release, with a ``MaskkitDeprecationWarning`` naming 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from maskkit.errors import MaskkitDeprecationWarning, PluginError
 
@@ -30,6 +33,26 @@ def warn_renamed(cls: type, old: str, new: str, stacklevel: int = 3) -> None:
     """A renamed member was used under its old name (at the caller's caller)."""
     warnings.warn(f"{cls.__qualname__}.{old} was renamed `{new}` in maskkit {RENAMED_IN}; "
                   f"the old name works until the next release", MaskkitDeprecationWarning, stacklevel=stacklevel)
+
+
+def accept_parameter(cls: type, method: str, parameter: str, default: Any) -> None:
+    """A plug-in whose ``method`` predates ``parameter`` keeps working: it is wrapped to accept the
+    parameter (and ignore it, as it always did), with a ``MaskkitDeprecationWarning`` saying to add it."""
+    own = cls.__dict__.get(method)
+    if own is None or not callable(own):
+        return
+    params = inspect.signature(own).parameters
+    if parameter in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    warnings.warn(f"{cls.__qualname__}.{method} has no `{parameter}` parameter, part of the contract since "
+                  f"maskkit {RENAMED_IN}; it is ignored until you add it", MaskkitDeprecationWarning, stacklevel=3)
+
+    @functools.wraps(own)
+    def accepting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop(parameter, default)
+        return own(self, *args, **kwargs)
+
+    setattr(cls, method, accepting)
 
 
 def require_members(cls: type, base: type, members: dict[str, str | None],

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from maskkit.config_utils import dataclass_to_dict
-from maskkit.contract import adopt_renamed, require_members, warn_renamed
+from maskkit.contract import accept_parameter, adopt_renamed, require_members, warn_renamed
 from maskkit.errors import DataError
 from maskkit.file_index import cached_check
 from maskkit.losses import Loss, ReconstructionMSE
@@ -137,6 +137,7 @@ class Modality:
         named (registrable) modality without its data, tokenizer or options dataclass is refused."""
         super().__init_subclass__(**kwargs)
         adopt_renamed(cls, {"Options": "Config"})
+        accept_parameter(cls, "build_dataset", "on_bad_file", "error")
         if cls.__dict__.get("name"):
             require_members(cls, Modality, {"Config": "Options", "build_dataset": None, "build_tokenizer": None},
                             fits={"Config": dataclasses.is_dataclass})
@@ -156,8 +157,11 @@ class Modality:
         self.config = value
 
     # --- data ---------------------------------------------------------------------------------
-    def build_dataset(self, data: str | None, train: bool, seed: int = 0) -> MaskkitDataset:
-        """``data`` is a path or ``builtin:NAME`` (None: the default). ``train`` turns on augmentation."""
+    def build_dataset(self, data: str | None, train: bool, seed: int = 0,
+                      on_bad_file: str = "error") -> MaskkitDataset:
+        """``data`` is a path or ``builtin:NAME`` (None: the default). ``train`` turns on augmentation.
+        ``on_bad_file``: "error" stops on the first unreadable file (one line naming it), "skip" leaves
+        bad files out with a warning (``report_bad`` says both)."""
         raise NotImplementedError
 
     def adapt_to_dataset(self, dataset: MaskkitDataset) -> None:

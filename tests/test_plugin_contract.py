@@ -71,6 +71,7 @@ def test_a_plugin_written_before_the_renames_still_trains(tmp_path):
     assert any("OldModality.Options was renamed `Config`" in m for m in messages), messages
     assert any("OldTokenizer.make_position_embedding was renamed `build_position_embedding`" in m
                for m in messages), messages
+    assert any("OldModality.build_dataset has no `on_bad_file` parameter" in m for m in messages), messages
     assert all(w.filename == __file__ for w in caught)  # points at the plug-in's class statement
     with pytest.warns(MaskkitDeprecationWarning, match=r"OldModality.options was renamed `config`"):
         result = run_training(TrainConfig(modality="old-plugin-test", model="nano", epochs=1, batch_size=8,

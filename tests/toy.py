@@ -60,7 +60,7 @@ class ToyModality(Modality):
     default_model = "nano"
     builtin_datasets = {"blobs": "two classes of blobs"}
 
-    def build_dataset(self, data, train, seed=0):
+    def build_dataset(self, data, train, seed=0, on_bad_file="error"):
         return BlobDataset(seed=seed, augment=train)
 
     def build_tokenizer(self, embed_dim):

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from maskkit.maskers.base import MaskPlan, TrainingProgress, num_visible
+from maskkit.modality import MaskkitDataset
 from maskkit.train.step import build_context
 
 
@@ -49,7 +50,7 @@ class CoverageProbe:
 
 def coverage_probe(dataset: Any, modality: Any, tokenizer: Any, num_samples: int = 64) -> CoverageProbe | None:
     """Evenly spaced samples of a dataset with object masks, or None when it has none."""
-    if not getattr(dataset, "has_object_masks", False):
+    if not isinstance(dataset, MaskkitDataset) and dataset.has_object_masks:
         return None
     n = len(dataset)
     idx = torch.linspace(0, n - 1, min(num_samples, n)).round().long().tolist()

@@ -80,7 +80,7 @@ class ObjectCoverage(Callback):
         parts = state.parts
         if not self.checked:
             self.checked = True
-            if getattr(parts.dataset, "has_object_masks", False):
+            if parts.dataset is not None and parts.dataset.has_object_masks:
                 self.probe = coverage_probe(parts.dataset, parts.modality, parts.model.tokenizer)
         if self.probe is None:
             return {}

@@ -103,14 +103,9 @@ def build_run(config: TrainConfig, with_data: bool = True, train: bool = True,
 
 def build_dataset(modality: Modality, data: str | None, train: bool, seed: int,
                   on_bad_file: str = "error") -> MaskkitDataset:
-    """Call the modality's loader, passing ``on_bad_file`` when it supports it."""
-    import inspect
-
-    params = inspect.signature(modality.build_dataset).parameters
-    kwargs: dict[str, Any] = {}
-    if "on_bad_file" in params:
-        kwargs["on_bad_file"] = on_bad_file
-    dataset = modality.build_dataset(data, train=train, seed=seed, **kwargs)
+    """Call the modality's loader (``on_bad_file`` is part of the contract; an older plug-in without it is
+    adapted when its class is defined, see ``maskkit.contract.accept_parameter``)."""
+    dataset = modality.build_dataset(data, train=train, seed=seed, on_bad_file=on_bad_file)
     if len(dataset) == 0:
 
         raise DataError(f"`data` {data or modality.default_data}: the dataset is empty")
