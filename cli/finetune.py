@@ -9,6 +9,19 @@ from typing import Annotated
 import typer
 
 from maskkit.cli.errors import handle_errors
+from maskkit.cli.options import (
+    BatchSize,
+    ClipGrad,
+    Device,
+    MaxStepsPerEpoch,
+    MinLr,
+    NumWorkers,
+    OnBadFile,
+    PeakLr,
+    Progress,
+    WarmupEpochs,
+    WeightDecay,
+)
 
 Opt = typer.Option
 
@@ -22,13 +35,13 @@ def finetune(
     run: Annotated[Path, typer.Argument(help="Pretrained run directory or checkpoint file")],
     data: Annotated[str | None, Opt(help="Labelled data (default: the run's data)")] = None,
     epochs: Annotated[int | None, Opt(help="Fine-tuning epochs")] = None,
-    batch_size: Annotated[int | None, Opt(help="Batch size")] = None,
-    lr: Annotated[float | None, Opt(help="Absolute peak lr (default base-lr x batch/256)")] = None,
+    batch_size: BatchSize = None,
+    lr: PeakLr = None,
     base_lr: Annotated[float | None, Opt(help="Base lr (default 5e-3 fine-tune, 0.1 linear probe)")] = None,
-    min_lr: Annotated[float | None, Opt(help="Final lr of the cosine schedule")] = None,
-    weight_decay: Annotated[float | None, Opt(help="AdamW weight decay (default 0.05; probe 0)")] = None,
+    min_lr: MinLr = None,
+    weight_decay: WeightDecay = None,
     layer_decay: Annotated[float | None, Opt(help="Layer-wise lr decay (MAE: 0.75)")] = None,
-    warmup_epochs: Annotated[float | None, Opt(help="Linear warmup epochs")] = None,
+    warmup_epochs: WarmupEpochs = None,
     drop_path: Annotated[float | None, Opt(help="Stochastic depth rate of the last block")] = None,
     label_smoothing: Annotated[float | None, Opt(help="Label smoothing")] = None,
     mixup: Annotated[float | None, Opt(help="Mixup Beta alpha (0 = off)")] = None,
@@ -37,7 +50,7 @@ def finetune(
     ema: Annotated[float | None, Opt(help="Weight EMA decay, e.g. 0.999 (0 = off)")] = None,
     freeze: Annotated[bool, Opt("--freeze", help="Linear probe: frozen encoder, BatchNorm + linear head, SGD")] = False,
     pool: Annotated[str | None, Opt(help="mean | cls: feature the head reads")] = None,
-    clip_grad: Annotated[float | None, Opt(help="Clip gradient norm")] = None,
+    clip_grad: ClipGrad = None,
     baseline: Annotated[bool, Opt("--baseline/--no-baseline",
                                   help="Also run the recipe from the run's random initial weights")] = True,
     init_from: Annotated[str | None, Opt(help="Start the pretrained arm from these weights (timm / Hugging "
@@ -48,15 +61,15 @@ def finetune(
                                                                           "(num_points, num_groups)")] = None,
     test_fraction: Annotated[float | None, Opt(help="Held-out fraction when the run kept none")] = None,
     max_test_samples: Annotated[int | None, Opt(help="Cap on held-out samples")] = None,
-    max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
+    max_steps_per_epoch: MaxStepsPerEpoch = None,
     seed: Annotated[int | None, Opt(help="Seed of data order and mixing (default: the run's)")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
+    device: Device = None,
     precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")] = None,
-    num_workers: Annotated[int | None, Opt(help="DataLoader workers")] = None,
-    on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
+    num_workers: NumWorkers = None,
+    on_bad_file: OnBadFile = None,
     out: Annotated[Path | None, Opt(help="Output directory (default RUN/finetune or RUN/linprobe)")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue both arms from their last checkpoints")] = False,
-    progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Show progress bars")] = None,
+    progress: Progress = None,
 ) -> None:
     """Fine-tune a pretrained encoder end to end (MAE recipe) or linear-probe it with SGD (--freeze)."""
     from rich.console import Console

@@ -19,6 +19,21 @@ Threads = Annotated[int | None, typer.Option(
          "divided by the ranks on this node)")]
 
 
+# --- the optimisation and run options that `train` and `finetune` share (declared once, used by both) ---
+BatchSize = Annotated[int | None, typer.Option(help="Per-process batch size")]
+PeakLr = Annotated[float | None, typer.Option(help="Absolute peak lr [default: base-lr x batch/256]")]
+MinLr = Annotated[float | None, typer.Option(help="Floor of the cosine schedule")]
+WarmupEpochs = Annotated[float | None, typer.Option(help="Linear warmup epochs")]
+WeightDecay = Annotated[float | None, typer.Option(help="AdamW weight decay")]
+ClipGrad = Annotated[float | None, typer.Option(help="Clip gradient norm")]
+Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda")]
+MaxStepsPerEpoch = Annotated[int | None, typer.Option(help="Cap batches per epoch")]
+NumWorkers = Annotated[int | None, typer.Option(
+    help="DataLoader worker processes (default: 0 on CPU; on CUDA the rank's spare cores, at most 8)")]
+OnBadFile = Annotated[str | None, typer.Option(help="error | skip: stop on an unreadable file, or leave it out")]
+Progress = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show progress bars")]
+
+
 def given_fields(arguments: dict[str, Any], config_cls: type) -> dict[str, Any]:
     """The command's arguments named like fields of ``config_cls``, unchanged (None = not given).
 

@@ -9,7 +9,23 @@ import typer
 from rich.console import Console
 
 from maskkit.cli.errors import handle_errors
-from maskkit.cli.options import SHAPE_FLAGS, Threads, given_fields, modality_options
+from maskkit.cli.options import (
+    SHAPE_FLAGS,
+    BatchSize,
+    ClipGrad,
+    Device,
+    MaxStepsPerEpoch,
+    MinLr,
+    NumWorkers,
+    OnBadFile,
+    PeakLr,
+    Progress,
+    Threads,
+    WarmupEpochs,
+    WeightDecay,
+    given_fields,
+    modality_options,
+)
 
 Opt = typer.Option
 
@@ -60,16 +76,16 @@ def train(
     group_size: Annotated[int | None, Opt(help="Points per group")] = None,
     modality_opt: Annotated[list[str] | None, Opt("--modality-opt", help="Other modality option k=v")] = None,
     epochs: Annotated[int | None, Opt(help="Training epochs")] = None,
-    batch_size: Annotated[int | None, Opt(help="Per-process batch size")] = None,
-    lr: Annotated[float | None, Opt(help="Absolute peak lr [default: base-lr x batch/256]")] = None,
+    batch_size: BatchSize = None,
+    lr: PeakLr = None,
     base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule [default: per model: nano/micro "
                                               "1.5e-4, tiny 2e-3, small 1e-3, base/large/huge 1.5e-4]")] = None,
-    min_lr: Annotated[float | None, Opt(help="Floor of the cosine schedule")] = None,
-    warmup_epochs: Annotated[float | None, Opt(help="Linear warmup epochs")] = None,
+    min_lr: MinLr = None,
+    warmup_epochs: WarmupEpochs = None,
     accum_steps: Annotated[int | None, Opt(help="Gradient accumulation steps")] = None,
-    weight_decay: Annotated[float | None, Opt(help="AdamW weight decay")] = None,
-    clip_grad: Annotated[float | None, Opt(help="Clip gradient norm")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda")] = None,
+    weight_decay: WeightDecay = None,
+    clip_grad: ClipGrad = None,
+    device: Device = None,
     precision: Annotated[str | None, Opt(help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16")] = None,
     seed: Annotated[int | None, Opt(help="Seed: init, data order, augmentation and masks")] = None,
     out: Annotated[str | None, Opt(help="Run directory")] = None,
@@ -90,9 +106,8 @@ def train(
     keep_checkpoints: Annotated[int | None, Opt(help="How many periodic checkpoints to keep")] = None,
     log_every: Annotated[int | None, Opt(help="Steps between metric lines")] = None,
     probe_every: Annotated[int | None, Opt(help="Epochs between clustering-metric probes (0 = off)")] = None,
-    num_workers: Annotated[int | None, Opt(
-        help="DataLoader worker processes (default: 0 on CPU; on CUDA the rank's spare cores, at most 8)")] = None,
-    max_steps_per_epoch: Annotated[int | None, Opt(help="Cap batches per epoch")] = None,
+    num_workers: NumWorkers = None,
+    max_steps_per_epoch: MaxStepsPerEpoch = None,
     holdout_fraction: Annotated[float | None, Opt(help="Fixed share of samples never trained on (held-out "
                                                        "metrics); the same split for every seed")] = None,
     visualize_samples: Annotated[int | None, Opt(help="Samples in the final reconstruction.png")] = None,
@@ -102,8 +117,8 @@ def train(
                                                 help="Recompute block activations in backward (saves memory)")] = None,
     strategy: Annotated[str | None, Opt(help="auto | ddp | fsdp (under torchrun)")] = None,
     on_nonfinite: Annotated[str | None, Opt(help="skip | stop")] = None,
-    on_bad_file: Annotated[str | None, Opt(help="error | skip")] = None,
-    progress: Annotated[bool | None, Opt("--progress/--no-progress", help="Show the progress bar")] = None,
+    on_bad_file: OnBadFile = None,
+    progress: Progress = None,
     logger: Annotated[str | None, Opt(help="Trackers beside metrics.jsonl: tensorboard,wandb,mlflow "
                                            "(any combination; W&B offline, MLflow in RUN/mlruns)")] = None,
     picture_every: Annotated[int | None, Opt(help="Epochs between reconstruction pictures for the trackers "
