@@ -34,70 +34,16 @@ def visualize(
 ) -> None:
     """Draw reconstructions of a trained model."""
     apply_threads(threads)
-    from maskkit.config_utils import ConfigError, parse_key_values
-    from maskkit.interop.resize import load_resized, size_overrides
-    from maskkit.lab.coverage import (
-        coverage_probe,
-        masker_coverage,
-        object_coverage,
-        random_coverage,
-        untrained_baseline,
-    )
-    from maskkit.lab.visualize import build_visual_batch, pick_samples, render
-    from maskkit.maskers.base import TrainingProgress
-    from maskkit.registry import build_masker
-    from maskkit.safe_io import check_can_write
-    from maskkit.train.build import build_dataset
-    from maskkit.train.checkpoint import resolve_checkpoint_path
+    from maskkit.config_utils import parse_key_values
+    from maskkit.interop.resize import size_overrides
+    from maskkit.lab.visualize_run import visualize_run
     from maskkit.train.runtime import resolve_device
 
-    if num_samples < 1:
-        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
-    dev = resolve_device(device)
-    ckpt_path = resolve_checkpoint_path(run)
-    target = out or (Path(run) / "visualize.png" if Path(run).is_dir() else ckpt_path.with_suffix(".png"))
-    check_can_write(target)  # a read-only folder fails now, not after the pictures are drawn
     overrides = size_overrides(image_size, num_frames, parse_key_values(modality_opt, "--modality-opt"))
-    model, modality, config, ckpt = load_resized(ckpt_path, overrides or None, dev)
-    ratio = mask_ratio if mask_ratio is not None else config.mask_ratio
-    if ratio is None or not 0 < ratio < 1:
-        raise ConfigError(f"--mask-ratio must be in (0, 1), got {ratio}")
-    if masker is None or masker == config.masker:
-        options = {**config.masker_options, **parse_key_values(masker_opt, "--masker-opt")}
-        m = build_masker(config.masker, options)
-        if masker_opt is None and "masker" in ckpt:
-            m.load_state_dict(ckpt["masker"], strict=False)  # e.g. self-guided "started" state
-    else:
-        m = build_masker(masker, parse_key_values(masker_opt, "--masker-opt"))
-    m.to(dev)
-    dataset = build_dataset(modality, data if data is not None else config.data, train=False, seed=config.seed)
-    x = pick_samples(dataset, num_samples)
-    pos = ckpt.get("position", {})
-    steps_per_epoch = max(1, int(pos.get("global_step", 0)) // max(1, int(pos.get("epoch", 0)) or 1))
-    progress = TrainingProgress(epoch=int(pos.get("epoch", 0)), step=int(pos.get("global_step", 0)),
-                                epochs=max(config.epochs, 1), steps_per_epoch=steps_per_epoch)
-    if m.last_progress.step > 0:
-        progress = m.last_progress  # where the masker's own schedule stood when the checkpoint was written
-    loss = modality.build_loss()
-    probe = coverage_probe(dataset, modality, model.tokenizer, num_samples)  # None without object masks
-    if probe is not None:
-        x = probe.inputs  # the same evenly spaced samples, un-augmented, with their object masks
-    batch = build_visual_batch(model, loss, m, ratio, x, seed=seed, progress=progress)
-    title = f"{config.modality} · masker {m.name} · ratio {ratio:g}"
-    if probe is not None:
-        fractions = probe.fractions.to(batch.plan.mask.device)
-        batch.object_fraction = fractions
-        batch.extra_rows = {**(batch.extra_rows or {}), "object": fractions}
-        cov = object_coverage(batch.plan.mask, fractions)
-        expected = random_coverage(fractions.shape[1], ratio)
-        title += f" · object coverage {float(cov.nanmean()):.2f} (random {expected:.2f})"
-        typer.echo(f"object coverage (share of object tokens hidden): {float(cov.nanmean()):.3f} over "
-                   f"{int(cov.isfinite().sum())} samples; random masking: {expected:.3f}; per sample: "
-                   + " ".join(f"{v:.2f}" for v in cov.tolist()))
-        baseline = untrained_baseline(m, modality, model.config, config.seed, dev)
-        if baseline is not None:
-            untrained = masker_coverage(*baseline, probe, ratio, progress, seed=seed, device=dev)["coverage"]
-            title += f" · untrained model {untrained:.2f}"
-            typer.echo(f"the same masker on the untrained model of seed {config.seed}: {untrained:.3f}")
-    render(modality, batch, target, title=title)
-    typer.echo(f"wrote {target}")
+    result = visualize_run(run, out=out, num_samples=num_samples, masker=masker,
+                           masker_options=parse_key_values(masker_opt, "--masker-opt") if masker_opt is not None
+                           else None, mask_ratio=mask_ratio, data=data, seed=seed, overrides=overrides,
+                           device=resolve_device(device))
+    for line in result.lines:
+        typer.echo(line)
+    typer.echo(f"wrote {result.path}")

@@ -50,7 +50,7 @@ class CoverageProbe:
 
 def coverage_probe(dataset: Any, modality: Any, tokenizer: Any, num_samples: int = 64) -> CoverageProbe | None:
     """Evenly spaced samples of a dataset with object masks, or None when it has none."""
-    if not isinstance(dataset, MaskkitDataset) and dataset.has_object_masks:
+    if not (isinstance(dataset, MaskkitDataset) and dataset.has_object_masks):
         return None
     n = len(dataset)
     idx = torch.linspace(0, n - 1, min(num_samples, n)).round().long().tolist()
