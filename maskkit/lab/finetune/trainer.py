@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,11 +40,13 @@ from maskkit.model.weights import init_model_options, load_into, read_weights
 from maskkit.safe_io import write_text
 from maskkit.train.build import build_dataset, build_model
 from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
+from maskkit.train.cluster import interrupt_exit_code
 from maskkit.train.data import EpochOrderSampler, build_loader
 from maskkit.train.metrics import MetricsLog
 from maskkit.train.progress import TrainProgressBar
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision, seed_everything, step_seed
 from maskkit.train.schedule import lr_at, scaled_lr
+from maskkit.train.signals import catch_stop_signals, restore_signals
 from maskkit.train.trainer import TrainingInterrupted
 
 FORMAT = "maskkit-finetune"
@@ -237,15 +238,13 @@ class FinetuneTrainer:
         return int(correct) / len(self.test_idx)
 
     # ------------------------------------------------------------------ loop
+    def _on_stop_signal(self, signum: int) -> None:
+        self._stop = signum
+
     def train(self) -> FinetuneResult:
         self.setup()
         cfg = self.config
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, lambda s, f: setattr(self, "_stop", s))
-            except ValueError:  # not the main thread
-                pass
+        previous = catch_stop_signals(self._on_stop_signal)  # the pretraining loop's signals and exit codes
         bar = TrainProgressBar(enabled=cfg.progress, console=self.console, epochs=cfg.epochs,
                                steps_per_epoch=self.steps_per_epoch)
         start = time.perf_counter()
@@ -264,8 +263,7 @@ class FinetuneTrainer:
                     self.batch_in_epoch = 0
                     self.save(self.wall_before + time.perf_counter() - start)
         finally:
-            for sig, prev in previous.items():
-                signal.signal(sig, prev)
+            restore_signals(previous)
         wall = self.wall_before + time.perf_counter() - start
         final = self.history[-1] if self.history else {}
         result = FinetuneResult(
@@ -330,7 +328,8 @@ class FinetuneTrainer:
             if self._stop is not None:
                 self.save(self.wall_before + time.perf_counter() - start)
                 raise FinetuneInterrupted(f"stopped by signal {self._stop} at epoch {self.epoch} step {self.step}; "
-                                          f"checkpoint saved, continue with `resume`")
+                                          f"checkpoint saved, continue with `resume`",
+                                          exit_code=interrupt_exit_code(self._stop))
         return float(total) / max(count, 1) if count else math.nan
 
 
