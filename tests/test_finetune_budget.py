@@ -32,7 +32,17 @@ def test_a_short_run_switches_the_regularisers_off_and_says_so():
     fitted = fit_recipe(FinetuneConfig(epochs=3), total_steps=69, num_tokens=64)
     assert (fitted.mixup, fitted.cutmix, fitted.label_smoothing, fitted.drop_path) == (0.0, 0.0, 0.0, 0.0)
     assert fitted.warmup_epochs == 1.0  # at least one epoch, at most a third of the run
-    assert len(fitted.notes) == 1 and "69 fine-tuning steps" in fitted.notes[0]
+    assert len(fitted.notes) == 2 and "69 fine-tuning steps" in fitted.notes[0]
+    assert fitted.head_norm == "batch" and "BatchNorm" in fitted.notes[1]
+
+
+def test_the_head_norm_is_batchnorm_for_short_runs_maes_layernorm_for_long_ones_or_as_given():
+    assert fit_recipe(FinetuneConfig(), REGULARISE_FROM_STEPS, num_tokens=64).head_norm == "batch"
+    long = fit_recipe(FinetuneConfig(), REGULARISE_FROM_STEPS + 1, num_tokens=64)
+    assert long.head_norm == "layer" and not any("BatchNorm" in n for n in long.notes)
+    given = fit_recipe(FinetuneConfig(head_norm="layer"), total_steps=66, num_tokens=64)
+    assert given.head_norm == "layer" and not any("BatchNorm" in n for n in given.notes)
+    assert fit_recipe(FinetuneConfig(freeze=True), total_steps=66, num_tokens=64).head_norm == "layer"
 
 
 def test_a_full_budget_gets_maes_recipe_and_cutmix_only_on_a_fine_grid():

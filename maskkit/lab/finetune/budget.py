@@ -7,7 +7,11 @@ hundred steps, and there the regularisers keep both arms far from convergence (d
 left unset (None) is scaled: off up to ``REGULARISE_FROM_STEPS`` optimiser steps, MAE's value from
 ``FULL_RECIPE_STEPS`` on, log-linear in between. Cutmix is also off when the token grid is small,
 where one box removes whole tokens out of a few dozen and with them most of what identifies the
-sample. A value given explicitly is always used as given.
+sample. The head of a short fine-tune reads the pooled feature through a BatchNorm instead of
+MAE's LayerNorm (``fc_norm``): the LayerNorm keeps the component every sample shares, which on
+maskkit's small encoders is about ten times the part that differs between samples, so in a few
+dozen steps the head never gets the logits apart (docs/finetune.md: 3 epochs on the digits stayed
+at chance loss). A value given explicitly is always used as given.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ CUTMIX_MIN_TOKENS = 196
 #: least one epoch (a few optimiser steps of warm-up learned nothing in a 3-epoch run on the digits)
 #: and at most a third of the run
 WARMUP_FRACTION = 0.05
+#: up to this many optimiser steps the head standardises each feature over the batch (BatchNorm);
+#: from here on it uses MAE's LayerNorm (fc_norm)
+BATCH_NORM_HEAD_STEPS = REGULARISE_FROM_STEPS
 #: below this many optimiser steps a fine-tune is announced as too short to learn reliably
 TOO_SHORT_STEPS = 30
 
@@ -45,6 +52,7 @@ class FittedRecipe:
     warmup_epochs: float
     strength: float  # 0 = no regularisation, 1 = MAE's full recipe
     notes: list[str] = field(default_factory=list)
+    head_norm: str = "layer"  # "layer" (MAE's fc_norm) or "batch" (BatchNorm, no affine)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +87,13 @@ def fit_recipe(cfg: FinetuneConfig, total_steps: int, num_tokens: int) -> Fitted
         values["cutmix"] = 0.0
         notes.append(f"cutmix off: {num_tokens} tokens per sample, so one box removes a large share of it "
                      f"(cutmix is used from {CUTMIX_MIN_TOKENS} tokens)")
+    head_norm = cfg.head_norm
+    if head_norm is None:
+        head_norm = "batch" if total_steps <= BATCH_NORM_HEAD_STEPS and not cfg.freeze else "layer"
+        if head_norm == "batch":
+            notes.append(f"{total_steps} fine-tuning steps: the head reads the pooled feature through a "
+                         f"BatchNorm instead of MAE's LayerNorm (`head_norm`; LayerNorm from "
+                         f"{BATCH_NORM_HEAD_STEPS + 1:,} steps)")
     warmup = cfg.warmup_epochs
     if warmup is None:
         warmup = round(min(max(WARMUP_FRACTION * cfg.epochs, 1.0), cfg.epochs / 3), 4)
@@ -86,8 +101,9 @@ def fit_recipe(cfg: FinetuneConfig, total_steps: int, num_tokens: int) -> Fitted
         notes.append(f"only {total_steps} optimiser steps: too short to learn reliably; give more "
                      f"`epochs` (at least {TOO_SHORT_STEPS} steps)")
     return FittedRecipe(mixup=values["mixup"], cutmix=values["cutmix"], label_smoothing=values["label_smoothing"],
-                        drop_path=values["drop_path"], warmup_epochs=warmup, strength=strength, notes=notes)
+                        drop_path=values["drop_path"], warmup_epochs=warmup, strength=strength, notes=notes,
+                        head_norm=head_norm)
 
 
-__all__ = ["CUTMIX_MIN_TOKENS", "FULL_RECIPE_STEPS", "FittedRecipe", "MAE_RECIPE", "REGULARISE_FROM_STEPS",
-           "TOO_SHORT_STEPS", "WARMUP_FRACTION", "fit_recipe", "regularisation_strength"]
+__all__ = ["BATCH_NORM_HEAD_STEPS", "CUTMIX_MIN_TOKENS", "FULL_RECIPE_STEPS", "FittedRecipe", "MAE_RECIPE",
+           "REGULARISE_FROM_STEPS", "TOO_SHORT_STEPS", "WARMUP_FRACTION", "fit_recipe", "regularisation_strength"]

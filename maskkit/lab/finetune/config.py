@@ -44,6 +44,9 @@ class FinetuneConfig:
     ema: float = 0.0  # weight EMA decay (e.g. 0.999); 0 = off
     freeze: bool = False  # linear probe: encoder frozen, SGD
     pool: Literal["mean", "cls"] = "mean"
+    #: the norm between the pooled feature and the head: "layer" (MAE's fc_norm), "batch" (BatchNorm
+    #: without affine, as the linear probe); None = fitted to the run's steps (maskkit.lab.finetune.budget)
+    head_norm: Literal["layer", "batch"] | None = None
     clip_grad: float | None = None
     #: fraction of labelled samples held out for testing when the run kept no hold-out of its own
     test_fraction: float = 0.2

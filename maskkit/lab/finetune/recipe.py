@@ -24,11 +24,14 @@ class Classifier(nn.Module):
     Fine-tuning (MAE's recipe) averages the tokens and normalises the average again (``fc_norm``, a
     LayerNorm: the mean of many normed tokens is much smaller than one of them, which would slow the
     head down) or takes the normed CLS token, then a linear head initialised near zero. The linear
-    probe puts MAE's BatchNorm (no affine) before the head instead.
+    probe puts MAE's BatchNorm (no affine) before the head instead, and so does a short fine-tune
+    (``head_norm="batch"``, chosen by maskkit.lab.finetune.budget): the LayerNorm keeps the part of
+    the feature that every sample shares, which on small encoders is most of it, and the head then
+    needs many steps before the part that tells samples apart moves its logits.
     """
 
     def __init__(self, model: MaskedAutoencoder, num_classes: int, pool: str = "mean",
-                 probe: bool = False) -> None:
+                 probe: bool = False, head_norm: str = "layer") -> None:
         super().__init__()
         self.model = model
         self.pool = pool if model.num_prefix else "mean"
@@ -36,7 +39,7 @@ class Classifier(nn.Module):
         linear = nn.Linear(d, num_classes)
         nn.init.trunc_normal_(linear.weight, std=0.01 if probe else 2e-5)
         nn.init.zeros_(linear.bias)
-        if probe:
+        if probe or head_norm == "batch":
             self.head: nn.Module = nn.Sequential(nn.BatchNorm1d(d, affine=False, eps=1e-6), linear)
         elif self.pool == "mean":
             self.head = nn.Sequential(nn.LayerNorm(d, eps=1e-6), linear)

@@ -146,8 +146,14 @@ class FinetuneTrainer:
         if cfg.freeze:
             for p in model.parameters():
                 p.requires_grad_(False)
-        self.classifier = Classifier(model, self.num_classes, cfg.pool, probe=cfg.freeze).to(self.device)
         layout = model.tokenizer.layout
+        self.sampler = EpochOrderSampler(len(self.train_data), cfg.batch_size, self.seed,
+                                         max_batches=cfg.max_steps_per_epoch, indices=self.train_idx)
+        self.steps_per_epoch = self.sampler.batches_per_epoch
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.recipe = fit_recipe(cfg, self.total_steps, layout.num_tokens)
+        self.classifier = Classifier(model, self.num_classes, cfg.pool, probe=cfg.freeze,
+                                     head_norm=self.recipe.head_norm).to(self.device)
         sample_dims = self.train_data[int(self.train_idx[0])][0].dim() + 1
         self.axes = mix_axes(layout.axes, layout.has_grid, sample_dims)
         self.peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.peak_base_lr, cfg.batch_size)
@@ -159,11 +165,6 @@ class FinetuneTrainer:
             groups = layer_decay_groups(self.classifier, cfg.decay, cfg.layer_decay)
             self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))
         self.ema = WeightEMA(self.classifier, cfg.ema) if cfg.ema > 0 else None
-        self.sampler = EpochOrderSampler(len(self.train_data), cfg.batch_size, self.seed,
-                                         max_batches=cfg.max_steps_per_epoch, indices=self.train_idx)
-        self.steps_per_epoch = self.sampler.batches_per_epoch
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.recipe = fit_recipe(cfg, self.total_steps, layout.num_tokens)
         if not cfg.freeze:
             set_drop_path(model, self.recipe.drop_path)
         self.mixing = (not cfg.freeze and mixing_allowed(layout.has_grid)
