@@ -151,7 +151,7 @@ def test_interrupted_finetune_resumes_to_the_same_weights(toy_run, tmp_path):
 
     class StopAfterFirstEpoch(FinetuneTrainer):
         def accuracy(self, module):
-            self._stop = signal.SIGTERM  # as if a signal arrived during the first epoch's evaluation
+            self._stop_signal = signal.SIGTERM  # as if a signal arrived during the first epoch's evaluation
             return super().accuracy(module)
 
     with pytest.raises(FinetuneInterrupted):

@@ -88,7 +88,7 @@ def two_epochs_of_three(cfg):
     trainer = Trainer(cfg)
     trainer.setup()
     for _ in range(2):
-        trainer._train_epoch(TrainProgressBar(False, None, cfg.epochs, trainer.steps_per_epoch), 0.0)
+        trainer.train_epoch(TrainProgressBar(False, None, cfg.epochs, trainer.steps_per_epoch))
         trainer.epoch += 1
         trainer.batch_in_epoch = 0
         trainer.save(0.0, periodic=True)

@@ -91,5 +91,19 @@ def test_the_trainer_reads_in_one_sitting():
     trainer = ROOT / "maskkit" / "train" / "trainer.py"
     assert len(trainer.read_text().splitlines()) < 300
     tree = ast.parse(trainer.read_text())
-    epoch = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_train_epoch")
+    epoch = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "train_epoch")
     assert epoch.end_lineno - epoch.lineno + 1 <= 60
+
+
+def test_pretraining_and_finetuning_share_one_loop_skeleton():
+    """Signals, progress, per-epoch checkpoints and save-then-stop live in train.loop only."""
+    from maskkit.lab.finetune.trainer import FinetuneInterrupted, FinetuneTrainer
+    from maskkit.train.loop import EpochLoop, TrainingInterrupted
+    from maskkit.train.trainer import Trainer
+
+    assert issubclass(Trainer, EpochLoop) and issubclass(FinetuneTrainer, EpochLoop)
+    assert issubclass(FinetuneInterrupted, TrainingInterrupted)
+    for path in (ROOT / "maskkit" / "train" / "trainer.py", ROOT / "maskkit" / "lab" / "finetune" / "trainer.py"):
+        text = path.read_text()
+        for own_copy in ("catch_stop_signals", "TrainProgressBar(", "interrupt_exit_code", "perf_counter"):
+            assert own_copy not in text, f"{path.name} has its own {own_copy}"

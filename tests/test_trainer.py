@@ -48,7 +48,7 @@ def train_epochs_then_stop(cfg, epochs):
     trainer = Trainer(cfg)
     trainer.setup()
     for _ in range(epochs):
-        trainer._train_epoch(TrainProgressBar(False, None, cfg.epochs, trainer.steps_per_epoch), 0.0)
+        trainer.train_epoch(TrainProgressBar(False, None, cfg.epochs, trainer.steps_per_epoch))
         trainer.epoch += 1
         trainer.batch_in_epoch = 0
         trainer.save(0.0)
@@ -74,7 +74,7 @@ def test_resume_mid_epoch_is_bit_identical(toy_config, tmp_path):
     with pytest.raises(Exception, match="stopped by signal"):
         from maskkit.train.progress import TrainProgressBar
 
-        trainer._train_epoch(TrainProgressBar(False, None, 2, trainer.steps_per_epoch), 0.0)
+        trainer.train_epoch(TrainProgressBar(False, None, 2, trainer.steps_per_epoch))
     assert load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["position"]["batch_in_epoch"] == 1
     resumed = run_training(toy_config(epochs=2, out=str(tmp_path / "cut"), resume=True))
     assert resumed.steps == full.steps

@@ -123,11 +123,14 @@ def write_failure(exc: BaseException) -> str:
     return text[:200]
 
 
-def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, verify_checksum: bool = True, *, kind: str = FORMAT, version: int = VERSION,
+                    required: tuple[str, ...] = ("model", "config")) -> dict[str, Any]:
     """Load safely (no pickled code) and check it is a maskkit checkpoint of a known version.
 
     A file with a checksum record is verified first: a truncated or altered file is refused by name.
     A run directory means its newest intact checkpoint (see :func:`resolve_checkpoint_path`).
+    ``kind``/``version``/``required``: the format marker, version and keys expected (fine-tuning
+    checkpoints are read through here too, with their own marker).
     """
 
     p = Path(path)
@@ -148,12 +151,13 @@ def load_checkpoint(path: str | Path, verify_checksum: bool = True) -> dict[str,
                                   f"run code when loaded; maskkit loads with weights_only=True and never "
                                   f"unpickles them (open it yourself only if you trust its source)") from None
         raise CheckpointError(f"{p}: not a loadable maskkit checkpoint ({first[:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a maskkit checkpoint (missing format marker)")
-    version = ckpt.get("version")
-    if version != VERSION:
-        raise CheckpointError(f"{p}: checkpoint version {version} is not supported (this maskkit reads {VERSION})")
-    for key in ("model", "config"):
+    if not isinstance(ckpt, dict) or ckpt.get("format") != kind:
+        what = "maskkit" if kind == FORMAT else f"{kind!r}"
+        raise CheckpointError(f"{p}: not a {what} checkpoint (missing format marker)")
+    found = ckpt.get("version")
+    if found != version:
+        raise CheckpointError(f"{p}: checkpoint version {found} is not supported (this maskkit reads {version})")
+    for key in required:
         if key not in ckpt:
             raise CheckpointError(f"{p}: checkpoint is incomplete (no {key!r})")
     return ckpt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -43,3 +44,14 @@ class TrainProgressBar:
         if self.progress is None or self.task is None:
             return
         self.progress.update(self.task, completed=completed, loss=loss, lr=lr, rate=rate)
+
+
+class SampleRate:
+    """Samples per second since the epoch (re)started, for the progress bar."""
+
+    def __init__(self) -> None:
+        self.start, self.seen = time.perf_counter(), 0
+
+    def add(self, samples: int) -> float:
+        self.seen += samples
+        return self.seen / max(time.perf_counter() - self.start, 1e-9)

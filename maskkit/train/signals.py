@@ -1,5 +1,5 @@
 """SIGINT/SIGTERM/SIGUSR1 stop a run at the next optimiser step, with a checkpoint (see
-``Trainer._should_stop``); which signals, and the exit code each asks for, are ``maskkit.train.cluster``'s."""
+``EpochLoop.stop_requested``); which signals, and the exit code each asks for, are ``maskkit.train.cluster``'s."""
 
 from __future__ import annotations
 

@@ -114,12 +114,12 @@ class StepCheckpoints(Callback):
     """``save_every_steps``: a checkpoint after every n-th batch that closes an optimiser step (the epoch's
     end is saved by the loop itself)."""
 
-    def __init__(self, trainer: Any, start: float) -> None:
-        self.trainer, self.start = trainer, start
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
 
     def on_step_end(self, state: TrainState, step: StepResult) -> None:
         t = self.trainer
         every = t.config.save_every_steps
         if (every and t.global_step % every == 0 and t.batch_in_epoch < t.steps_per_epoch
                 and step.optimizer_stepped):
-            t.save(t.wall_time(self.start))
+            t.save(t.wall_time())

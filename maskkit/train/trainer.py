@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,12 @@ from maskkit.threads import configure_threads
 from maskkit.train import distributed as dist_utils
 from maskkit.train.build import RunParts, build_run
 from maskkit.train.callbacks import Callback, CallbackList, StepResult, TrainState
-from maskkit.train.cluster import interrupt_exit_code, settle_auto_resume
+from maskkit.train.cluster import settle_auto_resume
 from maskkit.train.compat import run_settings, start_history
 from maskkit.train.config import TrainConfig, check_min_lr
 from maskkit.train.data import build_loader, build_train_sampler
 from maskkit.train.init_weights import load_init_weights, read_init_weights
+from maskkit.train.loop import EpochLoop, TrainingInterrupted
 from maskkit.train.metrics import open_run_metrics
 from maskkit.train.optim import TrainingStopped, build_optimizer, optimizer_step, param_groups
 from maskkit.train.progress import TrainProgressBar
@@ -40,19 +40,10 @@ from maskkit.train.runtime import (
     tf32_for_fp32_runs,
 )
 from maskkit.train.schedule import scaled_lr
-from maskkit.train.signals import catch_stop_signals, restore_signals
 from maskkit.train.step import TrainingModule
 from maskkit.train.step_callbacks import MaskDiagnostics, MaskerEvents, StepCheckpoints, StepLogging
 
 __all__ = ["RunResult", "Trainer", "TrainingInterrupted", "TrainingStopped", "param_groups", "run_training"]
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT/SIGTERM/SIGUSR1: a checkpoint was saved; ``resume`` continues from it."""
-
-    def __init__(self, message: str, exit_code: int = 130) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # what the CLI exits with (75 after SIGUSR1: requeue me)
 
 
 @dataclass
@@ -65,7 +56,9 @@ class RunResult:
     samples_seen: int
 
 
-class Trainer:
+class Trainer(EpochLoop):
+    """Pretraining: the MAE step inside the loop skeleton it shares with fine-tuning (``train.loop``)."""
+
     def __init__(self, config: TrainConfig, console: Any = None,
                  callbacks: Sequence[Callback] = ()) -> None:
         settle_auto_resume(config)
@@ -76,7 +69,8 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist)
         self.amp_dtype = resolve_precision(config.precision, self.device)
         self.out = Path(config.out)
-        self._stop_signal: int | None = None
+        self.epochs = config.epochs
+        self.start_position()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -113,9 +107,9 @@ class Trainer:
         self.warmup_opt_steps = cfg.warmup_epochs * self.opt_steps_per_epoch
         self.loader = None
         self.metrics = open_run_metrics(cfg, self.out, self.resolved, self.dist.is_main, self.console)
-        self.epoch, self.batch_in_epoch = 0, 0
+        self.start_position()
         self.global_step, self.opt_step = 0, 0  # batches seen (one mask draw each), optimiser steps
-        self.samples_seen, self.wall_time_before = 0, 0.0
+        self.samples_seen = 0
         if cfg.resume:
             resume(self)
         if self.dist.is_main:
@@ -152,45 +146,33 @@ class Trainer:
         with owned(self.out, "train", enabled=self.dist.is_main):
             return self._train()
 
-    def wall_time(self, start: float) -> float:
-        """Seconds trained, this process's share since ``start`` plus what the resumed run had."""
-        return self.wall_time_before + time.perf_counter() - start
-
     def _train(self) -> RunResult:
         self.setup()
-        cfg = self.config
-        previous = catch_stop_signals(self._on_stop_signal)
-        bar = TrainProgressBar(enabled=cfg.progress and self.dist.is_main, console=self.console,
-                               epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
-        start = time.perf_counter()
-        last_loss = float("nan")
         try:
-            with bar:
-                while self.epoch < cfg.epochs:
-                    last_loss = self._train_epoch(bar, start)
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-                    self.save(self.wall_time(start),
-                              periodic=(self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs))
-                    self.callbacks.on_epoch_end(self.state(self.epoch), self.wrapped)
-            wall = self.wall_time(start)
+            last_loss = self.run_epochs(self.config.progress and self.dist.is_main, self.steps_per_epoch)
+            wall = self.wall_time()
             if self.dist.is_main:
                 self._finish(wall, last_loss)
             dist_utils.barrier(self.dist)
         finally:
-            restore_signals(previous)
             self.metrics.close()
             dist_utils.destroy_process_group()
         return RunResult(out_dir=self.out, epochs=self.epoch, steps=self.global_step, final_loss=last_loss,
                          wall_time=wall, samples_seen=self.samples_seen)
 
-    def _train_epoch(self, bar: TrainProgressBar, start: float) -> float:
+    def periodic_save(self) -> bool:
+        return self.epoch % self.config.save_every == 0 or self.epoch == self.config.epochs
+
+    def after_epoch(self) -> None:
+        self.callbacks.on_epoch_end(self.state(self.epoch), self.wrapped)
+
+    def train_epoch(self, bar: TrainProgressBar) -> float:
         """One epoch: the MAE step (mask, encode the visible tokens, decode, loss on the hidden ones) per
         batch, an optimiser step per accumulation group; logging, diagnostics and step checkpoints are
         the step callbacks'. Returns the epoch's mean reconstruction loss over every rank."""
         cfg = self.config
         loader = self._start_epoch()
-        own = [StepLogging(self, bar), MaskDiagnostics(self), MaskerEvents(self), StepCheckpoints(self, start)]
+        own = [StepLogging(self, bar), MaskDiagnostics(self), MaskerEvents(self), StepCheckpoints(self)]
         hooks = CallbackList([*own, *self.callbacks.callbacks], self.dist.is_main)
         hooks.on_epoch_start(self.state(self.epoch))
         generator = torch.Generator(device=self.device)
@@ -217,12 +199,12 @@ class Trainer:
             self.samples_seen += x.shape[0] * self.dist.world_size
             hooks.on_step_end(self.state(self.epoch), StepResult(out, x.shape[0], last_micro,
                                                                  self.optimizer.param_groups[0]["lr"]))
-            if last_micro and self._should_stop():
-                self._interrupt(start)
+            if last_micro:
+                self.stop_if_asked(self.global_step)
         mean = float(dist_utils.all_reduce_mean(loss_sum, self.dist)) / max(loss_count, 1)
         record = {"type": "epoch", "epoch": self.epoch, "step": self.global_step, "loss": mean,
                   "lr": self.optimizer.param_groups[0]["lr"], "samples_seen": self.samples_seen,
-                  "wall_time": self.wall_time(start)}
+                  "wall_time": self.wall_time()}
         for hook in own:  # the trainer's own: every rank, each its share
             record.update(hook.epoch_metrics(self.state(self.epoch)))
         record.update(self.callbacks.epoch_metrics(self.state(self.epoch + 1), self.wrapped))
@@ -256,22 +238,15 @@ class Trainer:
     def _optimizer_step(self) -> None:
         optimizer_step(self)
 
-    def _on_stop_signal(self, signum: int) -> None:
-        self._stop_signal = signum
-
-    def _should_stop(self) -> bool:
+    def stop_requested(self) -> bool:
         """Whether to stop after this optimiser step, decided together: under torchrun a signal
         reaches the ranks at different moments, and checkpointing is a collective under FSDP, so
         every rank must stop at the same step (one small all-reduce per optimiser step, next to
         the non-finite check's sync)."""
         return dist_utils.any_rank(self._stop_signal is not None, self.dist, self.device)
 
-    def _interrupt(self, start: float) -> None:
-        self.save(self.wall_time(start))
-        raise TrainingInterrupted(
-            f"stopped by signal {self._stop_signal or 'on another rank'} at epoch {self.epoch} "
-            f"step {self.global_step}; checkpoint saved, continue with `resume` `out` {self.out}",
-            exit_code=interrupt_exit_code(self._stop_signal))
+    def resume_hint(self) -> str:
+        return f"continue with `resume` `out` {self.out}"
 
     def state(self, epochs_done: int) -> TrainState:
         return TrainState(config=self.config, parts=self.parts, device=self.device, amp_dtype=self.amp_dtype,

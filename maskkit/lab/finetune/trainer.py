@@ -1,7 +1,9 @@
 """The fine-tuning loop: one arm (pretrained or random-init weights), checkpointed and resumable.
 
-Checkpoints (``OUT/checkpoints/last.pt``, atomic) hold the classifier, EMA, optimizer, RNG states
-and the position inside the epoch; SIGINT/SIGTERM save one and stop, ``resume`` continues from it.
+Checkpoints (``OUT/checkpoints/last.pt``, atomic, with a checksum record) hold the classifier, EMA,
+optimizer, RNG states and the position inside the epoch. The epochs, the stop signals (SIGINT/SIGTERM,
+SIGUSR1 with its requeue exit code), the progress bar and the save-then-stop are the skeleton it shares
+with pretraining (:class:`maskkit.train.loop.EpochLoop`); ``resume`` continues from the checkpoint.
 The data order, the mixing draws and drop-path depend on (seed, epoch, step) only, so a resumed run
 continues exactly as an uninterrupted one (tested on CPU).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,20 @@ from maskkit.modality import MaskkitDataset, collate_samples
 from maskkit.model.weights import init_model_options, load_into, read_weights
 from maskkit.safe_io import write_text
 from maskkit.train.build import build_dataset, build_model
-from maskkit.train.checkpoint import CheckpointError, atomic_save, resolve_checkpoint_path, rng_state, set_rng_state
-from maskkit.train.cluster import interrupt_exit_code
+from maskkit.train.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    resolve_checkpoint_path,
+    rng_state,
+    set_rng_state,
+)
 from maskkit.train.data import EpochOrderSampler, build_loader
+from maskkit.train.loop import EpochLoop, TrainingInterrupted
 from maskkit.train.metrics import MetricsLog
-from maskkit.train.progress import TrainProgressBar
+from maskkit.train.progress import SampleRate, TrainProgressBar
 from maskkit.train.runtime import autocast, resolve_device, resolve_precision, seed_everything, step_seed
 from maskkit.train.schedule import lr_at, scaled_lr
-from maskkit.train.signals import catch_stop_signals, restore_signals
-from maskkit.train.trainer import TrainingInterrupted
 
 FORMAT = "maskkit-finetune"
 VERSION = 1
@@ -114,7 +120,11 @@ def build_encoder(cfg: FinetuneConfig, device: torch.device, source: EncoderSour
     return model.to(device), modality, run_cfg, run_dir, report
 
 
-class FinetuneTrainer:
+class FinetuneTrainer(EpochLoop):
+    """Fine-tuning (or a linear probe): a classification step inside the loop skeleton of pretraining."""
+
+    interrupted = FinetuneInterrupted
+
     def __init__(self, config: FinetuneConfig, console: Any = None, source: EncoderSource | None = None) -> None:
         self.config = config
         self.source = source
@@ -124,7 +134,8 @@ class FinetuneTrainer:
         if not config.out:
             raise CheckpointError("fine-tuning needs an output directory (`out`)")
         self.out = Path(config.out)
-        self._stop: int | None = None
+        self.epochs = config.epochs
+        self.start_position()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -174,9 +185,9 @@ class FinetuneTrainer:
         if not cfg.resume:  # a fresh start replaces what an earlier run left in this folder
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
-        self.epoch = self.batch_in_epoch = self.step = 0
+        self.start_position()
+        self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.wall_before = 0.0
         if cfg.resume:
             self._resume()
         write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
@@ -190,22 +201,17 @@ class FinetuneTrainer:
                 "ema": self.ema.module.state_dict() if self.ema is not None else {},
                 "optimizer": self.optimizer.state_dict(), "config": self.config.to_dict(),
                 "position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                             "wall_time": wall},
+                             "global_step": self.step, "wall_time": wall},
                 "history": json.dumps(self.history), "rng": rng_state()}
 
-    def save(self, wall: float) -> None:
+    def save(self, wall: float, periodic: bool = False) -> None:  # noqa: ARG002 (one file: last.pt)
         atomic_save(self._state(wall), self.out / "checkpoints" / "last.pt")
 
     def _resume(self) -> None:
         path = self.out / "checkpoints" / "last.pt"
         if not path.is_file():
             raise CheckpointError(f"`resume`: {path} does not exist (nothing to resume in {self.out})")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a loadable fine-tuning checkpoint ({str(exc)[:200]})") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a maskkit fine-tuning checkpoint")
+        ckpt = load_checkpoint(path, kind=FORMAT, version=VERSION, required=("classifier", "config", "position"))
         saved = ckpt["config"]
         for key in ("run", "init", "freeze", "epochs", "batch_size", "pool"):
             if saved.get(key) != getattr(self.config, key):
@@ -220,7 +226,7 @@ class FinetuneTrainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         pos = ckpt["position"]
         self.epoch, self.batch_in_epoch, self.step = int(pos["epoch"]), int(pos["batch_in_epoch"]), int(pos["step"])
-        self.wall_before = float(pos.get("wall_time", 0.0))
+        self.wall_time_before = float(pos.get("wall_time", 0.0))
         self.history = json.loads(ckpt.get("history", "[]"))
         set_rng_state(ckpt["rng"])
         self.metrics.write({"type": "resume", "epoch": self.epoch, "step": self.step})
@@ -239,33 +245,11 @@ class FinetuneTrainer:
         return int(correct) / len(self.test_idx)
 
     # ------------------------------------------------------------------ loop
-    def _on_stop_signal(self, signum: int) -> None:
-        self._stop = signum
-
     def train(self) -> FinetuneResult:
         self.setup()
         cfg = self.config
-        previous = catch_stop_signals(self._on_stop_signal)  # the pretraining loop's signals and exit codes
-        bar = TrainProgressBar(enabled=cfg.progress, console=self.console, epochs=cfg.epochs,
-                               steps_per_epoch=self.steps_per_epoch)
-        start = time.perf_counter()
-        loss = float("nan")
-        try:
-            with bar:
-                while self.epoch < cfg.epochs:
-                    loss = self._epoch(bar, start)
-                    record = {"type": "epoch", "epoch": self.epoch, "step": self.step, "loss": loss,
-                              "test_acc": self.accuracy(self.classifier)}
-                    if self.ema is not None:
-                        record["test_acc_ema"] = self.accuracy(self.ema.module)
-                    self.metrics.write(record)
-                    self.history.append(record)
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-                    self.save(self.wall_before + time.perf_counter() - start)
-        finally:
-            restore_signals(previous)
-        wall = self.wall_before + time.perf_counter() - start
+        loss = self.run_epochs(cfg.progress, self.steps_per_epoch)
+        wall = self.wall_time()
         final = self.history[-1] if self.history else {}
         result = FinetuneResult(
             out=str(self.out), init=cfg.init if not cfg.init_from else f"init-from {cfg.init_from}",
@@ -277,7 +261,7 @@ class FinetuneTrainer:
         write_text(self.out / "finetune.json", json.dumps(result.to_dict(), indent=2))
         return result
 
-    def _epoch(self, bar: TrainProgressBar, start: float) -> float:
+    def train_epoch(self, bar: TrainProgressBar) -> float:
         cfg = self.config
         self.train_data.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
@@ -288,7 +272,7 @@ class FinetuneTrainer:
         total = torch.zeros((), device=self.device)
         count = 0
         bar.start_epoch(self.epoch, self.batch_in_epoch)
-        epoch_start, seen = time.perf_counter(), 0
+        rate = SampleRate()
         for x, y in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             targets = soft_targets(y, self.num_classes, 0.0 if cfg.freeze else self.recipe.label_smoothing)
@@ -323,15 +307,21 @@ class FinetuneTrainer:
             self.step += 1
             self.batch_in_epoch += 1
             if bar.enabled:
-                seen += x.shape[0]
-                bar.update(self.batch_in_epoch, loss=float(loss.detach()), lr=lr,
-                           rate=seen / max(time.perf_counter() - epoch_start, 1e-9))
-            if self._stop is not None:
-                self.save(self.wall_before + time.perf_counter() - start)
-                raise FinetuneInterrupted(f"stopped by signal {self._stop} at epoch {self.epoch} step {self.step}; "
-                                          f"checkpoint saved, continue with `resume`",
-                                          exit_code=interrupt_exit_code(self._stop))
-        return float(total) / max(count, 1) if count else math.nan
+                bar.update(self.batch_in_epoch, loss=float(loss.detach()), lr=lr, rate=rate.add(x.shape[0]))
+            self.stop_if_asked(self.step)
+        epoch_loss = float(total) / max(count, 1) if count else math.nan
+        self._record_epoch(epoch_loss)
+        return epoch_loss
+
+    def _record_epoch(self, loss: float) -> None:
+        """Held-out accuracy after the epoch (and of the EMA weights): logged, and kept in the history that
+        the epoch's checkpoint holds."""
+        record = {"type": "epoch", "epoch": self.epoch, "step": self.step, "loss": loss,
+                  "test_acc": self.accuracy(self.classifier)}
+        if self.ema is not None:
+            record["test_acc_ema"] = self.accuracy(self.ema.module)
+        self.metrics.write(record)
+        self.history.append(record)
 
 
 def run_finetune(config: FinetuneConfig, console: Any = None, source: EncoderSource | None = None) -> FinetuneResult:
