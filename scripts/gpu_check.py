@@ -19,7 +19,9 @@ error or timeout, with its seconds). The checks:
 - ``profile``: where a self-guided step's time goes (profiler, top operators);
 - ``modality_steps``: ms/step of every modality's default model;
 - ``fsdp_world_of_one``: FSDP2 with bf16 on a world of one: loss against the unwrapped module,
-  parameter and activation dtypes, compile, save and load;
+  parameter and activation dtypes, save and load;
+- ``fsdp_compile``: FSDP2 with bf16 and each compile policy (the whole reconstruction, then each
+  block alone, the trainer's choice under FSDP): graphs built per step, graph breaks, loss;
 - ``compile``: compiled against eager ms/step;
 - ``resume``: an fp32 run stopped and resumed equals the uninterrupted run bit for bit.
 """
@@ -286,21 +288,34 @@ class Checks:
                               "mfu": result.mfu}
         return {"modalities": rows}
 
-    def fsdp_world_of_one(self) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def world_of_one(self, name: str) -> Iterator[None]:
+        """A process group of this process alone: FSDP2 installs the same per-block hooks as on N ranks."""
         import torch.distributed as dist
 
-        from maskkit.train.distributed import fsdp_wrap, full_state_dict
-        from maskkit.train.step import TrainingModule
-
-        store = dist.FileStore(str(self.out / "fsdp-store"), 1)
+        store = dist.FileStore(str(self.out / f"{name}-store"), 1)
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, store=store, rank=0, world_size=1,
                                 device_id=self.device if self.device.type == "cuda" else None)
         try:
-            parts = build_run(self.config(model="nano" if self.quick else "small"), with_data=True)
-            plain = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(self.device)
-            sample = parts.dataset[0][0]
-            x = sample.unsqueeze(0).repeat(4, *([1] * sample.dim())).to(self.device)
+            yield
+        finally:
+            dist.destroy_process_group()
+
+    def fsdp_module(self) -> tuple[Any, torch.Tensor]:
+        """The FSDP checks' unwrapped training module (nano with --quick, else ViT-S) and a batch of 4."""
+        from maskkit.train.step import TrainingModule
+
+        parts = build_run(self.config(model="nano" if self.quick else "small"), with_data=True)
+        plain = TrainingModule(parts.model, parts.masker, parts.loss, parts.mask_ratio).to(self.device)
+        sample = parts.dataset[0][0]
+        return plain, sample.unsqueeze(0).repeat(4, *([1] * sample.dim())).to(self.device)
+
+    def fsdp_world_of_one(self) -> dict[str, Any]:
+        from maskkit.train.distributed import fsdp_wrap, full_state_dict
+
+        with self.world_of_one("fsdp"):
+            plain, x = self.fsdp_module()
             progress = TrainingProgress()
             sharded = fsdp_wrap(copy.deepcopy(plain), torch.bfloat16)
             dtypes: dict[str, str] = {}
@@ -326,15 +341,52 @@ class Checks:
             loaded = torch.load(path, weights_only=True)
             same = all(torch.equal(loaded[k], v) for k, v in state.items())
             params = {str(p.dtype) for p in sharded.parameters()}
-            compiled_loss = None
-            if self.device.type == "cuda":
-                compiled = fsdp_wrap(copy.deepcopy(plain), torch.bfloat16)
-                compiled.compile_reconstruction()  # type: ignore[operator]
-                compiled_loss = loss_of(compiled)
             return {"loss_unwrapped": ref, "loss_fsdp": got, "abs_diff": abs(ref - got), "dtypes": dtypes,
-                    "master_param_dtypes": sorted(params), "save_load_equal": same, "loss_compiled": compiled_loss}
-        finally:
-            dist.destroy_process_group()
+                    "master_param_dtypes": sorted(params), "save_load_equal": same}
+
+    def fsdp_compile(self) -> dict[str, Any]:
+        """Both compile policies under FSDP2 with bf16: the graphs dynamo builds in each of two steps,
+        its graph breaks, and the first-step loss against eager FSDP. Inductor on CUDA; on a CPU the
+        eager backend (dynamo's graphs alone, in seconds where inductor takes minutes)."""
+        import torch._dynamo
+        from torch._dynamo.utils import counters
+
+        from maskkit.train.distributed import compile_blocks, fsdp_wrap
+
+        inner = torch._dynamo.lookup_backend("inductor" if self.device.type == "cuda" else "eager")
+        with self.world_of_one("fsdp-compile"):
+            plain, x = self.fsdp_module()
+            row: dict[str, Any] = {"backend": "inductor" if self.device.type == "cuda" else "eager"}
+            for policy in ("eager", "reconstruction", "blocks"):
+                graphs: list[int] = []
+
+                def counting(gm: torch.fx.GraphModule, example_inputs: list[Any],
+                             graphs: list[int] = graphs) -> Callable[..., Any]:
+                    graphs.append(len(gm.graph.nodes))
+                    return inner(gm, example_inputs)
+
+                torch._dynamo.reset()
+                counters.clear()
+                module = copy.deepcopy(plain)
+                if policy == "reconstruction":  # as the trainer compiles for DDP and one process
+                    module.compile_reconstruction(backend=counting)
+                wrapped = fsdp_wrap(module, torch.bfloat16)
+                if policy == "blocks":  # as the trainer compiles under FSDP
+                    compile_blocks(wrapped, backend=counting)
+                losses, graphs_after = [], []
+                t0 = time.perf_counter()
+                for step in range(2):
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                        out = wrapped(x, torch.Generator(device=self.device).manual_seed(step), TrainingProgress())
+                    out.loss.backward()
+                    losses.append(float(out.loss.detach()))
+                    graphs_after.append(len(graphs))
+                row[policy] = {"loss": losses[0], "graphs_after_step": graphs_after, "graph_ops": graphs,
+                               "graph_breaks": sum(counters["graph_break"].values()),
+                               "seconds_two_steps": time.perf_counter() - t0}
+            for policy in ("reconstruction", "blocks"):
+                row[policy]["abs_diff_to_eager"] = abs(row[policy]["loss"] - row["eager"]["loss"])
+            return row
 
     def compile(self) -> dict[str, Any]:
         if self.device.type != "cuda" and self.quick:
@@ -367,7 +419,8 @@ QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "audio": {"num_frames": 64}, "pointcloud": {"num_points": 128, "num_groups": 8, "group_size": 16}}
 
 LIMITS = {"environment": 30, "bench": 150, "eigh_vs_power": 90, "sync_audit": 45, "profile": 30,
-          "modality_steps": 60, "fsdp_world_of_one": 60, "compile": 90, "resume": 45}
+          "modality_steps": 60, "fsdp_world_of_one": 60, "fsdp_compile": 150,
+          "compile": 90, "resume": 45}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ def test_gpu_check_quick_on_cpu_runs_twice_and_isolates_a_slow_check(tmp_path, m
     gpu_check = load_script()
     threads = torch.get_num_threads()
     try:
-        only = "environment,eigh_vs_power,fsdp_world_of_one,resume"
+        only = "environment,eigh_vs_power,fsdp_world_of_one,fsdp_compile,resume"
         # the second run in the same --out must not trip over the first (its checks write run folders)
         for checks in (only, "resume"):
             assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path), "--only", checks]) == 0
@@ -38,6 +38,10 @@ def test_gpu_check_quick_on_cpu_runs_twice_and_isolates_a_slow_check(tmp_path, m
             assert [r["check"] for r in got] == only.split(",") and {r["status"] for r in got} == {"ok"}
             by = {r["check"]: r for r in got}
             assert by["fsdp_world_of_one"]["abs_diff"] <= 1e-5 and by["fsdp_world_of_one"]["save_load_equal"]
+            # bf16: attention and MLP compiled per shape (encoder, decoder), norms eager in their FSDP groups
+            blocks = by["fsdp_compile"]["blocks"]
+            assert blocks["graphs_after_step"] == [4, 4] and blocks["graph_breaks"] == 0
+            assert blocks["abs_diff_to_eager"] <= 1e-6 and by["fsdp_compile"]["reconstruction"]["graph_breaks"] > 0
             assert by["resume"]["bit_identical"]
             for row in by["eigh_vs_power"]["rows"]:
                 assert row["power_4096"]["agreement_min"] >= 0.99 and row["power_4096"]["products"] < 4096

@@ -56,12 +56,13 @@ class TrainingModule(nn.Module):
         self.world_size = 1
         self._reconstruct: Callable[[TokenBatch, MaskPlan], tuple[MAEOutput, Any]] = self.reconstruct
 
-    def compile_reconstruction(self, backend: str = "inductor", **options: Any) -> None:
+    def compile_reconstruction(self, backend: str | Callable[..., Any] = "inductor", **options: Any) -> None:
         """``torch.compile`` the encoder, decoder and loss; the masker stays eager.
 
         Maskers draw from generators, branch on schedules and read Python floats (hint ratios) that
         change every step: compiled, they break the graph at every draw and recompile whenever a
         float changes. The reconstruction sees only tensors of fixed shapes, so it compiles once.
+        The policy of one process and DDP; FSDP's is ``maskkit.train.distributed.compile_blocks``.
         """
         self._reconstruct = torch.compile(self.reconstruct, backend=backend, **options)
 

@@ -123,9 +123,12 @@ class Trainer(EpochLoop):
         self.module = TrainingModule(self.parts.model, self.parts.masker, self.parts.loss,
                                      self.parts.mask_ratio).to(self.device)
         self.module.rank, self.module.world_size = self.dist.rank, self.dist.world_size
-        if cfg.compile:  # encoder + decoder + loss; the masker stays eager (see compile_reconstruction)
+        per_block = cfg.compile and dist_utils.compiles_per_block(cfg.strategy, self.dist)
+        if cfg.compile and not per_block:  # encoder + decoder + loss; the masker stays eager
             self.module.compile_reconstruction()
         self.wrapped = dist_utils.wrap(self.module, self.dist, self.device, cfg.strategy, self.amp_dtype)
+        if per_block:  # after wrapping: graphs end where FSDP's hooks begin (see compile_blocks)
+            dist_utils.compile_blocks(self.module)
         self.forward = self.wrapped
 
     def _say(self, message: str) -> None:
