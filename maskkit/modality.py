@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -144,6 +144,13 @@ class Modality:
 
     def __init__(self, options: Any) -> None:
         self.config = options
+
+    @classmethod
+    def data_defaults(cls, data: str, given: Collection[str]) -> dict[str, Any]:
+        """Option values that suit ``data`` (e.g. an embedded dataset's own resolution), used for options
+        set neither in a config file nor on the command line (``given`` names those that are). Default:
+        none, i.e. the ``Config`` dataclass's defaults for every data."""
+        return {}
 
     @property
     def options(self) -> Any:

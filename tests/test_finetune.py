@@ -235,3 +235,26 @@ def test_finetune_init_from_outside_weights(toy_run, tmp_path):
     result = trainer.train()
     assert result.init_report.startswith(f"weights from {tmp_path / 'vit.pth'} (timm): loaded 54 tensors")
     assert trainer.classifier.model.config.pos_embed == "learned"
+
+
+def test_batch_norm_head_gets_the_exact_statistics_of_the_current_features(toy_run, tmp_path):
+    """Before an evaluation the BatchNorm head's running mean/var are the features' own (PreciseBN),
+    not a momentum average of earlier weights; no random numbers are drawn doing it."""
+    from maskkit.lab.finetune.recipe import refresh_batch_norm
+
+    trainer = FinetuneTrainer(ft_config(toy_run, tmp_path / "bn", head_norm="batch"))
+    trainer.setup()
+    clf = trainer.classifier
+    norm = clf.head[0]
+    norm.running_mean.fill_(5.0)  # stale statistics, as after fast-moving steps
+    batches = [x for x, _ in trainer._samples(trainer.train_idx)]
+    with torch.no_grad():
+        clf.eval()
+        feats = torch.cat([clf.features(x) for x in batches])
+    clf.train()
+    rng = torch.get_rng_state()
+    assert refresh_batch_norm(clf, iter(batches))
+    assert torch.equal(torch.get_rng_state(), rng)
+    torch.testing.assert_close(norm.running_mean, feats.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norm.running_var, feats.var(0, unbiased=True), rtol=1e-4, atol=1e-6)
+    assert clf.training and norm.momentum == 0.1  # left as it was

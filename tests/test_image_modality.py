@@ -360,3 +360,31 @@ def test_one_training_step_with_block_masking() -> None:
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.plan.n_mask == 12
     assert model.tokenizer.proj.weight.grad is not None
+
+
+@pytest.mark.parametrize(("data", "given", "expected"), [
+    ("builtin:digits", {}, (8, 2, False)),  # the digits at their own 8x8 pixels, raw-pixel target
+    (None, {}, (8, 2, False)),  # no data: the default data, the digits
+    ("builtin:digits", {"norm_pix_loss": True}, (8, 2, True)),  # a given option wins, the rest still apply
+    ("builtin:digits", {"patch_size": 4}, (32, 4, True)),  # a given size or patch: no data default at all
+    ("builtin:digits", {"image_size": 16}, (16, 4, True)),
+    ("builtin:photos", {}, (32, 4, True)),  # other data: ImageConfig's defaults
+])
+def test_data_defaults_fill_only_what_is_not_given(data, given, expected) -> None:
+    from maskkit.train.build import build_modality
+
+    config = build_modality("image", dict(given), data).config
+    assert (config.image_size, config.patch_size, config.norm_pix_loss) == expected
+
+
+def test_a_run_records_the_data_defaults_it_used(tmp_path: Path) -> None:
+    """The resolved options are saved, so eval/finetune/resume rebuild exactly the trained geometry."""
+    import json
+
+    from maskkit.train.config import TrainConfig
+    from maskkit.train.trainer import run_training
+
+    run_training(TrainConfig(modality="image", model="nano", epochs=1, batch_size=32, max_steps_per_epoch=2,
+                             out=str(tmp_path / "run"), progress=False, device="cpu"))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["modality_options"]
+    assert (saved["image_size"], saved["patch_size"], saved["norm_pix_loss"]) == (8, 2, False)

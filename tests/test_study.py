@@ -215,3 +215,19 @@ def test_reconstruction_loss_is_measured_on_samples_no_run_trained_on(finished):
         assert evaluation["recon_on"] == "held-out samples never trained on"
         assert evaluation["recon_samples"] == len(info["indices"])
     assert len(held_sets) == 1  # one fixed split for every masker and seed
+
+
+def test_a_study_resumes_runs_whose_options_were_given_as_command_line_strings(tmp_path):
+    """`--modality-opt norm_pix_loss=false` is the run's saved False: adding seeds to such a study resumes it;
+    a different value is still refused."""
+    from maskkit.config_utils import ConfigError
+    from maskkit.lab.study.runner import check_run_matches
+    from maskkit.train.config import TrainConfig
+
+    saved = {"modality": "image", "masker": "random", "modality_options": {"image_size": 8, "norm_pix_loss": False}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    same = TrainConfig(modality="image", modality_options={"image_size": "8", "norm_pix_loss": "false"})
+    check_run_matches(tmp_path, same)
+    other = TrainConfig(modality="image", modality_options={"image_size": "8", "norm_pix_loss": "true"})
+    with pytest.raises(ConfigError, match="norm_pix_loss=False"):
+        check_run_matches(tmp_path, other)

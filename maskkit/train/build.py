@@ -20,8 +20,11 @@ from maskkit.train.config import TrainConfig
 from maskkit.train.schedule import default_base_lr
 
 
-def build_modality(name: str, options: dict[str, Any]) -> Modality:
+def build_modality(name: str, options: dict[str, Any], data: str | None = None) -> Modality:
+    """The modality with its options: ``options`` as given, then what the modality suggests for ``data``
+    (``Modality.data_defaults``), then its ``Config`` defaults."""
     cls = get_modality(name)
+    options = {**cls.data_defaults(data or cls.default_data, set(options)), **options}
     try:
         opts = build_dataclass(cls.Config, options, prefix="")
     except ConfigError as exc:
@@ -81,7 +84,7 @@ def build_model(modality: Modality, model_config: ModelConfig) -> MaskedAutoenco
 def build_run(config: TrainConfig, with_data: bool = True, train: bool = True,
               on_bad_file: str | None = None) -> RunParts:
     """Data first (it may fix options such as channels), then the model shaped to it."""
-    modality = build_modality(config.modality, config.modality_options)
+    modality = build_modality(config.modality, config.modality_options, config.data)
     dataset = None
     if with_data:
         dataset = build_dataset(modality, config.data, train=train, seed=config.seed,

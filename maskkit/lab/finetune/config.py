@@ -22,7 +22,9 @@ class FinetuneConfig:
     data: str | None = None  # labelled data; None = the run's data
     #: input-size overrides (image_size, num_frames, num_points, num_groups)
     modality_overrides: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
+    #: None: 10, or more on a small dataset, so the run gets MIN_DEFAULT_STEPS optimiser steps
+    #: (maskkit.lab.finetune.budget.default_epochs)
+    epochs: int | None = None
     batch_size: int = 64
     lr: float | None = None  # absolute peak lr; None = base_lr * batch / 256
     #: None: 5e-3 fine-tuning (MAE uses 5e-4..1e-3 for 100 ImageNet epochs; maskkit's runs are far
@@ -66,7 +68,7 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "drop_path", "label_smoothing",
                      "mixup", "cutmix", "ema", "clip_grad"):

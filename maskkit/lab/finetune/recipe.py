@@ -8,6 +8,7 @@ default), the partner of sample i is sample B-1-i, masks are built with tensor o
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,3 +181,36 @@ class WeightEMA:
         torch._foreach_lerp_(ema, live, 1.0 - self.decay)
         for b_ema, b in zip(self.module.buffers(), module.buffers(), strict=True):
             b_ema.copy_(b)
+
+
+#: samples whose features set a BatchNorm head's statistics before an evaluation (PreciseBN uses a few
+#: thousand; the embedded sets have fewer, and then all of them are used)
+PRECISE_BN_SAMPLES = 4096
+
+
+@torch.no_grad()
+def refresh_batch_norm(classifier: Classifier, batches: Iterable[Tensor]) -> bool:
+    """Set the head's BatchNorm statistics to the exact mean and variance of the current features.
+
+    The running averages (momentum 0.1) trail the features of an encoder that moves every step: after a
+    few dozen steps at the peak rate they describe earlier weights, and a held-out evaluation with them
+    scored 0.59 and 0.49 where the same weights score 0.77 and 0.74 (3 epochs on the digits, two seeds).
+    Recomputing them over training samples with the encoder in evaluation mode is "precise BN" (Wu &
+    Johnson, 2021). Consumes no random numbers, so a resumed run stays bit-identical. Returns whether
+    the head has a BatchNorm.
+    """
+    norms = [m for m in classifier.head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    was_training, momenta = classifier.training, [norm.momentum for norm in norms]
+    classifier.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over every batch below
+        norm.train()
+    for x in batches:
+        classifier(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    classifier.train(was_training)
+    return True

@@ -21,10 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from maskkit.interop.resize import load_resized
-from maskkit.lab.finetune.budget import fit_recipe
+from maskkit.lab.finetune.budget import DEFAULT_EPOCHS, default_epochs, fit_recipe
 from maskkit.lab.finetune.config import FinetuneConfig
 from maskkit.lab.finetune.data import split_indices
 from maskkit.lab.finetune.recipe import (
+    PRECISE_BN_SAMPLES,
     Classifier,
     WeightEMA,
     freeze_decoder,
@@ -32,6 +33,7 @@ from maskkit.lab.finetune.recipe import (
     mix_axes,
     mix_batch,
     mixing_allowed,
+    refresh_batch_norm,
     set_drop_path,
     soft_cross_entropy,
     soft_targets,
@@ -134,7 +136,7 @@ class FinetuneTrainer(EpochLoop):
         if not config.out:
             raise CheckpointError("fine-tuning needs an output directory (`out`)")
         self.out = Path(config.out)
-        self.epochs = config.epochs
+        self.epochs = config.epochs or 0  # unset: fitted to the data in setup()
         self.start_position()
 
     # ------------------------------------------------------------------ setup
@@ -161,8 +163,13 @@ class FinetuneTrainer(EpochLoop):
         self.sampler = EpochOrderSampler(len(self.train_data), cfg.batch_size, self.seed,
                                          max_batches=cfg.max_steps_per_epoch, indices=self.train_idx)
         self.steps_per_epoch = self.sampler.batches_per_epoch
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.recipe = fit_recipe(cfg, self.total_steps, layout.num_tokens)
+        self.epochs = cfg.epochs if cfg.epochs is not None else default_epochs(self.steps_per_epoch)
+        self.total_steps = self.steps_per_epoch * self.epochs
+        self.recipe = fit_recipe(cfg, self.total_steps, layout.num_tokens, self.epochs)
+        if cfg.epochs is None and self.epochs > DEFAULT_EPOCHS:
+            self.recipe.notes.append(f"{self.epochs} epochs ({self.total_steps} optimiser steps): on "
+                                     f"{len(self.train_idx)} training samples {DEFAULT_EPOCHS} epochs are too few "
+                                     f"steps to converge (`epochs` sets it)")
         self.classifier = Classifier(model, self.num_classes, cfg.pool, probe=cfg.freeze,
                                      head_norm=self.recipe.head_norm).to(self.device)
         sample_dims = self.train_data[int(self.train_idx[0])][0].dim() + 1
@@ -232,11 +239,21 @@ class FinetuneTrainer(EpochLoop):
         self.metrics.write({"type": "resume", "epoch": self.epoch, "step": self.step})
 
     # ------------------------------------------------------------------ evaluation
+    def _samples(self, indices: np.ndarray) -> DataLoader:
+        """Un-augmented samples (the evaluation view of the data), in order."""
+        return DataLoader(Subset(self.test_data, indices.tolist()), batch_size=256, shuffle=False,
+                          collate_fn=collate_samples)
+
     @torch.no_grad()
     def accuracy(self, module: torch.nn.Module) -> float:
+        """Held-out accuracy; a BatchNorm head first gets the statistics of the current features
+        (``refresh_batch_norm``), measured on training samples."""
+        if isinstance(module, Classifier):
+            batches = (x.to(self.device) for x, _ in self._samples(self.train_idx[:PRECISE_BN_SAMPLES]))
+            with autocast(self.device, self.amp_dtype):
+                refresh_batch_norm(module, batches)
         module.eval()
-        loader = DataLoader(Subset(self.test_data, self.test_idx.tolist()), batch_size=256, shuffle=False,
-                            collate_fn=collate_samples)
+        loader = self._samples(self.test_idx)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         for x, y in loader:
             with autocast(self.device, self.amp_dtype):

@@ -150,9 +150,13 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
     if json.dumps(mine, default=str, sort_keys=True) != json.dumps(theirs, default=str, sort_keys=True):
         raise ConfigError(f"{directory} was trained with masker options {theirs} but this study asks for {mine}; "
                           f"use another `out` for a different study")
+    # compared as the modality parses them: "false" on a command line is the run's saved False
+    parsed = build_modality(expected.modality, dict(expected.modality_options), expected.data).options_dict()
     for key, value in expected.modality_options.items():
-        if str(saved.get("modality_options", {}).get(key)) != str(value):
-            raise ConfigError(f"{directory} was trained with {key}={saved.get('modality_options', {}).get(key)!r} "
+        have = saved.get("modality_options", {}).get(key)
+        if json.dumps(have, sort_keys=True, default=str) != json.dumps(parsed.get(key, value), sort_keys=True,
+                                                                       default=str):
+            raise ConfigError(f"{directory} was trained with {key}={have!r} "
                               f"but this study asks for {key}={value!r}; use another `out`")
 
 
@@ -251,7 +255,7 @@ def validate_study(study: StudyConfig) -> None:
         opts = dict(study.modality_options)
         if patch is not None:
             opts["patch_size"] = patch
-        build_modality(study.modality, opts)
+        build_modality(study.modality, opts, study.data)
 
 
 def write_study_file(study: StudyConfig) -> None:
