@@ -40,19 +40,26 @@ def _help_with_defaults() -> str:
     import inspect
     from dataclasses import fields
 
+    from maskkit.registry import get_modality
     from maskkit.train.config import TrainConfig
     from maskkit.train.schedule import DEFAULT_BASE_LR, PRESET_BASE_LR
 
-    per_model = ", ".join(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items()) + f", others {DEFAULT_BASE_LR:g}"
+    per_model = ", ".join([*(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items()),
+                           f"{'others' if PRESET_BASE_LR else 'every preset'} {DEFAULT_BASE_LR:g}"])
     cfg = TrainConfig()
     skip = {"modality", "data", "masker_options", "modality_options", "model_options", "lr", "base_lr",
             "mask_ratio", "model", "resume", "betas", "progress", "visualize_samples", "min_lr"}
     options = inspect.signature(train).parameters
     shown = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}" for f in fields(cfg)
              if f.name in options and f.name not in skip and getattr(cfg, f.name) is not None]
+    image = get_modality("image")
+    plain, digits = image.Config(), image.data_defaults(image.default_data, set())
     return ("Pretrain a masked autoencoder.\n\nDefaults when an option is not given (command line, then "
             "--config): --modality image; --data, --model and --mask-ratio: the modality's (image: "
-            f"builtin:digits, micro, 0.75); --lr: base-lr x batch/256, --base-lr by model: {per_model}. "
+            f"{image.default_data}, {image.default_model}, {image.default_mask_ratio}); --image-size and "
+            f"--patch-size: {plain.image_size} and {plain.patch_size}, but for {image.default_data} "
+            f"{digits.get('image_size')} and {digits.get('patch_size')} (its own size) unless either is given; "
+            f"--lr: base-lr x batch/256, --base-lr by model: {per_model}. "
             + "; ".join(shown) + ".")
 
 
@@ -78,8 +85,8 @@ def train(
     epochs: Annotated[int | None, Opt(help="Training epochs")] = None,
     batch_size: BatchSize = None,
     lr: PeakLr = None,
-    base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule [default: per model: nano/micro "
-                                              "1.5e-4, tiny 2e-3, small 1e-3, base/large/huge 1.5e-4]")] = None,
+    base_lr: Annotated[float | None, Opt(help="Base lr for the batch/256 rule [default: by model preset, "
+                                              "see the defaults above]")] = None,
     min_lr: MinLr = None,
     warmup_epochs: WarmupEpochs = None,
     accum_steps: Annotated[int | None, Opt(help="Gradient accumulation steps")] = None,

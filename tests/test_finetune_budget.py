@@ -107,8 +107,8 @@ def test_unset_epochs_give_a_small_dataset_enough_steps():
     from maskkit.lab.finetune.budget import DEFAULT_EPOCHS, MIN_DEFAULT_STEPS, default_epochs
 
     assert default_epochs(1_000) == DEFAULT_EPOCHS  # a large dataset: MAE-style 10 epochs
-    assert default_epochs(23) == 27  # the digits' 1 438 training samples at batch 64
-    assert default_epochs(23) * 23 >= MIN_DEFAULT_STEPS > (default_epochs(23) - 1) * 23
+    assert default_epochs(22) == 28  # the digits' 1 438 training samples at batch 64 (22 full batches)
+    assert default_epochs(22) * 22 >= MIN_DEFAULT_STEPS > (default_epochs(22) - 1) * 22
     assert FinetuneConfig().epochs is None and FinetuneConfig(epochs=3).epochs == 3
     # warm-up follows the epochs actually run
-    assert fit_recipe(FinetuneConfig(), 27 * 23, num_tokens=16, epochs=27).warmup_epochs == 1.35
+    assert fit_recipe(FinetuneConfig(), 28 * 22, num_tokens=16, epochs=28).warmup_epochs == 1.4

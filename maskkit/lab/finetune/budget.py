@@ -40,7 +40,7 @@ BATCH_NORM_HEAD_STEPS = REGULARISE_FROM_STEPS
 #: below this many optimiser steps a fine-tune is announced as too short to learn reliably
 TOO_SHORT_STEPS = 30
 #: a fine-tune with ``epochs`` unset runs DEFAULT_EPOCHS epochs, or as many more as give it this many
-#: optimiser steps: on the digits (23 steps per epoch) 10 epochs left an 8-px encoder at 0.78 held-out
+#: optimiser steps: on the digits (22 steps per epoch) 10 epochs left an 8-px encoder at 0.78 held-out
 #: accuracy, still climbing, and 660 steps reached 0.93 (docs/finetune.md)
 MIN_DEFAULT_STEPS = 600
 DEFAULT_EPOCHS = 10
