@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 from maskkit.train.cluster import interrupt_exit_code
@@ -28,7 +29,7 @@ class TrainingInterrupted(RuntimeError):
         self.exit_code = exit_code  # what the CLI exits with (75 after SIGUSR1: requeue me)
 
 
-class EpochLoop:
+class EpochLoop(ABC):
     """Epochs of steps with a checkpoint after each epoch and a clean stop on a signal.
 
     A subclass sets ``console`` and ``epochs``, provides :meth:`train_epoch` (calling
@@ -51,19 +52,19 @@ class EpochLoop:
         self._start = time.perf_counter()
 
     # ------------------------------------------------------------------ what a loop provides
+    @abstractmethod
     def train_epoch(self, bar: TrainProgressBar) -> float:
         """One epoch from ``batch_in_epoch`` on; the epoch's mean loss."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save(self, wall: float, periodic: bool = False) -> None:
         """Write the loop's checkpoint (``periodic``: also keep a numbered copy)."""
-        raise NotImplementedError
 
     def periodic_save(self) -> bool:
         """Whether the checkpoint after the epoch just ended is also kept as a numbered copy."""
         return False
 
-    def after_epoch(self) -> None:
+    def after_epoch(self) -> None:  # noqa: B027 (an optional hook: most loops need nothing here)
         """After the epoch's checkpoint (callbacks, evaluation records)."""
 
     def stop_requested(self) -> bool:
