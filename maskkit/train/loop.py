@@ -94,9 +94,9 @@ class EpochLoop(ABC):
             restore_signals(previous)
         return last_loss
 
-    def wall_time(self, start: float | None = None) -> float:
+    def wall_time(self) -> float:
         """Seconds trained: this process's since the loop started, plus what the resumed run had."""
-        return self.wall_time_before + time.perf_counter() - (self._start if start is None else start)
+        return self.wall_time_before + time.perf_counter() - self._start
 
     def stop_if_asked(self, step: int) -> None:
         """After an optimiser step: if a stop signal came, save a checkpoint and raise ``interrupted``."""

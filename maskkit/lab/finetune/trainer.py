@@ -208,7 +208,8 @@ class FinetuneTrainer(EpochLoop):
                 "ema": self.ema.module.state_dict() if self.ema is not None else {},
                 "optimizer": self.optimizer.state_dict(), "config": self.config.to_dict(),
                 "position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                             "global_step": self.step, "wall_time": wall},
+                             "global_step": self.step,  # the name the checksum record reads (integrity)
+                             "wall_time": wall},
                 "history": json.dumps(self.history), "rng": rng_state()}
 
     def save(self, wall: float, periodic: bool = False) -> None:  # noqa: ARG002 (one file: last.pt)
