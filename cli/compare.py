@@ -66,7 +66,8 @@ def compare(
     report_only: Annotated[bool, Opt("--report-only", help="Rewrite results.csv, figures and report.md "
                                                            "from what the study directory holds")] = False,
     shard: Annotated[str | None, Opt(help="I/N: run only jobs I, I+N, I+2N... (task I of a job array of N; "
-                                           "no report: build it with --report-only once all tasks are done)")
+                                           "with --sweep, of every point's jobs; no report: build it with "
+                                           "--report-only once all tasks are done)")
                      ] = None,
     threads: Threads = None,
 ) -> None:
@@ -98,8 +99,6 @@ def compare(
     })
     study = merge_study(file_values, cli_values)
     console = Console(stderr=True)
-    if shard is not None and study.sweep:
-        fail("--shard runs one study's cells; run each --sweep point as its own study to spread it over a job array")
     if shard is not None:
         _run_shard(study, shard, console)
         return
@@ -119,14 +118,17 @@ def compare(
 
 
 def _run_shard(study, shard: str, console) -> None:
-    """``--shard I/N``: this task's share of the jobs, then a one-line account."""
+    """``--shard I/N``: this task's share of the jobs (of every sweep point's, with ``--sweep``), then
+    a one-line account."""
     from maskkit.lab.study.pipeline import run_study_shard
+    from maskkit.lab.study.sweep import run_sweep_shard
 
     try:
         index, count = (int(v) for v in shard.split("/"))
     except ValueError:
         fail(f"--shard must be I/N (e.g. 3/8), got {shard!r}")
-    progress = run_study_shard(study, (index, count), console=console)
+    run = run_sweep_shard if study.sweep else run_study_shard
+    progress = run(study, (index, count), console=console)
     console.print(f"[green]done[/]: shard {index}/{count}: {progress.trained} trained, {progress.evaluated} "
                   f"evaluated, {progress.skipped} already done")
     if progress.failures:

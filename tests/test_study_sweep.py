@@ -53,3 +53,39 @@ def test_cli_sweep_runs_every_point_and_writes_one_summary(tmp_path):
     again = CliRunner().invoke(app, ["compare", "--report-only", "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert (out / "sweep.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_shards_of_a_sweep_deal_out_the_points_jobs_laid_end_to_end():
+    from maskkit.lab.study.runner import shard_jobs
+
+    points = [list(range(0, 5)), list(range(5, 8)), list(range(8, 14))]  # three points' jobs, in order
+    for count in (1, 2, 3, 4):
+        for index in range(count):
+            offset, mine = 0, []
+            for jobs in points:
+                mine += shard_jobs(jobs, (index, count), offset)
+                offset += len(jobs)
+            assert mine == list(range(14))[index::count]
+
+
+def test_cli_sweep_split_over_shards_then_one_report(tmp_path):
+    out = tmp_path / "study"
+    args = ["compare", "--modality", "toy", "--model", "nano", "--maskers", "random", "--seeds", "1",
+            "--batch-size", "8", "--max-steps-per-epoch", "2", "--eval-max-samples", "40",
+            "--recon-max-samples", "16", "--curve-every", "0", "--no-analysis", "--no-progress",
+            "--train-opt", "warmup_epochs=0", "--sweep", "base_lr=1e-4,1e-3", "--epochs", "1",
+            "--out", str(out)]
+    runner = CliRunner()
+    for index in range(3):  # 3 tasks, and no point's job count is a multiple of 3
+        result = runner.invoke(app, [*args, "--shard", f"{index}/3"])
+        assert result.exit_code == 0, result.output
+        assert not (out / "sweep.md").exists()
+    again = runner.invoke(app, [*args, "--shard", "0/3"])
+    assert again.exit_code == 0 and " 0 trained" in again.output, again.output
+    report = runner.invoke(app, ["compare", "--report-only", "--out", str(out)])
+    assert report.exit_code == 0, report.output
+    with open(out / "sweep.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["base_lr"] for r in rows if r["arm"] == "pretrained") == ["1e-3", "1e-4"]
+    assert all((out / "sweep" / f"base_lr={lr}" / "report.md").is_file() for lr in ("1e-4", "1e-3"))
+    assert (out / "sweep.md").read_text().count("| `random` |") == 2

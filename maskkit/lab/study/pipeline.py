@@ -68,14 +68,20 @@ def run_study(study: StudyConfig, console: Any = None, report_only: bool = False
     return outcome
 
 
-def run_study_shard(study: StudyConfig, shard: tuple[int, int], console: Any = None) -> StudyProgress:
-    """Train and evaluate one task's share of the study's jobs (see ``runner.shard_jobs``) and write
-    no outputs: the tasks of a job array run side by side, so none holds the study directory (each
-    run is still held by its own trainer), and ``report_only`` builds the report once all are done."""
+def run_study_shard(study: StudyConfig, shard: tuple[int, int], console: Any = None,
+                    offset: int = 0) -> StudyProgress:
+    """Train and evaluate one task's share of the study's jobs (see ``runner.shard_jobs``; ``offset``:
+    where they start in a sweep's job list) and write no outputs: the tasks of a job array run side
+    by side, so none holds the study directory (each run is still held by its own trainer), and
+    ``report_only`` builds the report once all are done."""
+    check_shard(shard)
+    return run_jobs(study, console=console, shard=shard, offset=offset)
+
+
+def check_shard(shard: tuple[int, int]) -> None:
     index, count = shard
     if count < 1 or not 0 <= index < count:
         raise ConfigError(f"`shard` must be I/N with 0 <= I < N, got {index}/{count}")
-    return run_jobs(study, console=console, shard=shard)
 
 
-__all__ = ["StudyOutcome", "run_study", "run_study_shard", "write_outputs"]
+__all__ = ["StudyOutcome", "check_shard", "run_study", "run_study_shard", "write_outputs"]

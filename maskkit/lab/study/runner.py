@@ -264,14 +264,16 @@ def write_study_file(study: StudyConfig) -> None:
     write_text(out / "study.json", json.dumps(study.to_dict(), indent=2))
 
 
-def run_jobs(study: StudyConfig, console: Any = None, shard: tuple[int, int] | None = None) -> StudyProgress:
-    """Execute every pending job (with ``shard`` (i, n): only jobs i, i + n, ...); user errors stop
-    the study, other failures are collected."""
+def run_jobs(study: StudyConfig, console: Any = None, shard: tuple[int, int] | None = None,
+             offset: int = 0) -> StudyProgress:
+    """Execute every pending job (with ``shard`` (i, n): only jobs i, i + n, ... of a job list in which
+    this study's jobs start at ``offset``, as a sweep's sub-studies do); user errors stop the study,
+    other failures are collected."""
     validate_study(study)
     for spec in plan_runs(study):  # finished runs too: a study never mixes in runs made otherwise
         check_run_matches(run_dir(study, spec), train_config(study, spec, device="cpu"))
     write_study_file(study)
-    jobs = shard_jobs(plan_jobs(study), shard)
+    jobs = shard_jobs(plan_jobs(study), shard, offset)
     pending = [j for j in jobs if job_pending(study, j)]
     progress = StudyProgress(skipped=len(jobs) - len(pending))
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -289,13 +291,15 @@ def run_jobs(study: StudyConfig, console: Any = None, shard: tuple[int, int] | N
     return progress
 
 
-def shard_jobs(jobs: list[Job], shard: tuple[int, int] | None) -> list[Job]:
+def shard_jobs(jobs: list[Job], shard: tuple[int, int] | None, offset: int = 0) -> list[Job]:
     """Jobs ``i, i + n, i + 2n, ...`` of the study's fixed job order: the share of task ``i`` of ``n``
-    (a SLURM job array), the same in every task, so the shares cover every job exactly once."""
+    (a SLURM job array), the same in every task, so the shares cover every job exactly once. With
+    ``offset`` the order continues a longer list (a sweep's earlier points), so the count of a
+    sweep's tasks need not divide any one point's jobs."""
     if shard is None:
         return jobs
     index, count = shard
-    return jobs[index::count]
+    return jobs[(index - offset) % count::count]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -173,10 +173,34 @@ def run_sweep(study: StudyConfig, console: Any = None, report_only: bool = False
     return outcomes
 
 
+def run_sweep_shard(study: StudyConfig, shard: tuple[int, int], console: Any = None) -> Any:
+    """Task ``i`` of ``n``'s share of every grid point's jobs: the points' job lists laid end to end
+    and dealt out as ``--shard`` deals one study's, so ``n`` need not divide a point's jobs and every
+    task gets an equal share of the sweep. Writes no summary; ``report_only`` builds it afterwards."""
+    from maskkit.lab.study.pipeline import check_shard, run_study_shard
+    from maskkit.lab.study.runner import StudyProgress, plan_jobs
+
+    check_shard(shard)
+    ensure_dir(study.out)
+    write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
+    total, offset = StudyProgress(), 0
+    for point in sweep_points(study):
+        sub = point_study(study, point)
+        if console is not None:
+            console.print(f"[bold]sweep point[/]: {point.label}")
+        progress = run_study_shard(sub, shard, console=console, offset=offset)
+        offset += len(plan_jobs(sub))
+        total.trained += progress.trained
+        total.evaluated += progress.evaluated
+        total.skipped += progress.skipped
+        total.failures += progress.failures
+    return total
+
+
 def sweep_outputs_note(study: StudyConfig) -> str:
     out = Path(study.out)
     return f"sweep: {out / 'sweep.md'}\nresults: {out / 'sweep.csv'} (each point's report under {out / 'sweep'})"
 
 
 __all__ = ["STUDY_AXES", "SweepPoint", "check_sweep", "parse_sweep", "point_study", "run_sweep",
-           "sweep_outputs_note", "sweep_points", "sweep_rows", "write_sweep_outputs"]
+           "run_sweep_shard", "sweep_outputs_note", "sweep_points", "sweep_rows", "write_sweep_outputs"]
