@@ -175,7 +175,7 @@ def run_sweep(study: StudyConfig, console: Any = None, report_only: bool = False
 
 def run_sweep_shard(study: StudyConfig, shard: tuple[int, int], console: Any = None) -> Any:
     """Task ``i`` of ``n``'s share of every grid point's jobs: the points' job lists laid end to end
-    and dealt out as ``--shard`` deals one study's, so ``n`` need not divide a point's jobs and every
+    and dealt out as a sharded study deals its own, so ``n`` need not divide a point's jobs and every
     task gets an equal share of the sweep. Writes no summary; ``report_only`` builds it afterwards."""
     from maskkit.lab.study.pipeline import check_shard, run_study_shard
     from maskkit.lab.study.runner import StudyProgress, plan_jobs
