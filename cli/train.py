@@ -40,12 +40,14 @@ def _help_with_defaults() -> str:
     import inspect
     from dataclasses import fields
 
-    from maskkit.registry import get_modality
+    from maskkit.registry import get_modality, modality_names
     from maskkit.train.config import TrainConfig
     from maskkit.train.schedule import DEFAULT_BASE_LR, PRESET_BASE_LR
 
     per_model = ", ".join([*(f"{name} {lr:g}" for name, lr in PRESET_BASE_LR.items()),
                            f"{'others' if PRESET_BASE_LR else 'every preset'} {DEFAULT_BASE_LR:g}"])
+    by_modality = ", ".join(f"{name} {rate:g}" for name in modality_names()
+                            if (rate := get_modality(name).default_base_lr) is not None)
     cfg = TrainConfig()
     skip = {"modality", "data", "masker_options", "modality_options", "model_options", "lr", "base_lr",
             "mask_ratio", "model", "resume", "betas", "progress", "visualize_samples", "min_lr"}
@@ -59,7 +61,8 @@ def _help_with_defaults() -> str:
             f"{image.default_data}, {image.default_model}, {image.default_mask_ratio}); --image-size and "
             f"--patch-size: {plain.image_size} and {plain.patch_size}, but for {image.default_data} "
             f"{digits.get('image_size')} and {digits.get('patch_size')} (its own size) unless either is given; "
-            f"--lr: base-lr x batch/256, --base-lr by model: {per_model}. "
+            f"--lr: base-lr x batch/256, --base-lr: the modality's where one was measured "
+            f"({by_modality or 'none'}), else by model: {per_model}. "
             + "; ".join(shown) + ".")
 
 

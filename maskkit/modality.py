@@ -129,6 +129,10 @@ class Modality:
     default_mask_ratio: ClassVar[float] = 0.75
     default_data: ClassVar[str] = ""
     default_model: ClassVar[str] = "tiny"
+    #: base lr (for the batch/256 rule) of runs that set none; None = the model preset's
+    #: (``maskkit.train.schedule.PRESET_BASE_LR``, else MAE's 1.5e-4). Set it from a probe-gain sweep
+    #: on the modality's data (``maskkit compare --sweep base_lr=...``), not from the training loss.
+    default_base_lr: ClassVar[float | None] = None
     #: the embedded datasets ("builtin:NAME") with one-line descriptions
     builtin_datasets: ClassVar[dict[str, str]] = {}
 

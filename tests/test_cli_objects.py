@@ -87,5 +87,6 @@ def test_train_help_shows_defaults():
     result = invoke("train", "--help")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for words in ("--epochs 10", "--batch-size 64", "--weight-decay 0.05", "every preset 0.00015"):
+    for words in ("--epochs 10", "--batch-size 64", "--weight-decay 0.05", "every preset 0.00015",
+                  "pointcloud 0.001", "video 0.001"):
         assert words in text, words

@@ -72,7 +72,7 @@ class RunParts:
         out["mask_ratio"] = self.mask_ratio
         out["model"] = self.config.model or self.modality.default_model
         if out.get("base_lr") is None:
-            out["base_lr"] = default_base_lr(out["model"])
+            out["base_lr"] = default_base_lr(out["model"], self.modality.default_base_lr)
         return out
 
 

@@ -27,7 +27,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float | None = None  # absolute lr; None = base_lr * effective_batch / 256
-    base_lr: float | None = None  # None = the model preset's (maskkit.train.schedule.PRESET_BASE_LR)
+    base_lr: float | None = None  # None = the modality's default_base_lr, else the preset's (schedule.py)
     min_lr: float = 0.0
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)

@@ -24,8 +24,11 @@ PRESET_BASE_LR: dict[str, float] = {}
 DEFAULT_BASE_LR = 1.5e-4  # presets not in the table (MAE's value)
 
 
-def default_base_lr(preset: str | None) -> float:
-    """The base lr a run of model preset ``preset`` gets when ``base_lr`` is not set."""
+def default_base_lr(preset: str | None, modality_rate: float | None = None) -> float:
+    """The base lr a run gets when ``base_lr`` is not set: its modality's ``default_base_lr``
+    (``modality_rate``) where the modality measured one, else model preset ``preset``'s."""
+    if modality_rate is not None:
+        return float(modality_rate)
     return PRESET_BASE_LR.get(preset or "", DEFAULT_BASE_LR)
 
 

@@ -117,6 +117,9 @@ class VideoModality(Modality):
     default_mask_ratio = 0.9
     default_data = "builtin:moving-digits"
     default_model = "micro"
+    #: chosen by probe gain over random-init on builtin:moving-digits (docs/recipe-study): at 10 epochs
+    #: 1e-3 gained more than MAE's 1.5e-4 on both probes on each of 4 seeds (k-NN +0.049 against +0.015)
+    default_base_lr = 1e-3
     builtin_datasets = dict(BUILTIN)
 
     config: VideoConfig

@@ -137,8 +137,9 @@ def check_run_matches(directory: Path, expected: TrainConfig) -> None:
             continue
         elif key == "model":
             same = want[key] is None or saved[key] == want[key]
-        elif key == "base_lr" and want[key] is None:  # unset: the model preset's, resolved when it trained
-            same = saved[key] is None or float(saved[key]) == default_base_lr(saved.get("model"))
+        elif key == "base_lr" and want[key] is None:  # unset: the modality's or preset's, resolved in training
+            rate = default_base_lr(saved.get("model"), get_modality(expected.modality).default_base_lr)
+            same = saved[key] is None or float(saved[key]) == rate
         else:
             same = json.dumps(saved[key], sort_keys=True) == json.dumps(want[key], sort_keys=True)
         if not same:
