@@ -154,14 +154,19 @@ def write_sweep_outputs(study: StudyConfig) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
+def write_sweep_file(study: StudyConfig) -> None:
+    """OUT/study.json: the sweep's own settings, what ``--report-only --out OUT`` reads back."""
+    ensure_dir(study.out)
+    write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
+
+
 def run_sweep(study: StudyConfig, console: Any = None, report_only: bool = False) -> list[Any]:
     """Run (or with ``report_only`` re-report) every grid point's study, then the sweep's files."""
     from maskkit.lab.study.pipeline import run_study
 
     outcomes = []
-    if not report_only:  # what `--report-only --out OUT` reads back
-        ensure_dir(study.out)
-        write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
+    if not report_only:
+        write_sweep_file(study)
     for point in sweep_points(study):
         if console is not None:
             console.print(f"[bold]sweep point[/]: {point.label}")
@@ -181,8 +186,7 @@ def run_sweep_shard(study: StudyConfig, shard: tuple[int, int], console: Any = N
     from maskkit.lab.study.runner import StudyProgress, plan_jobs
 
     check_shard(shard)
-    ensure_dir(study.out)
-    write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
+    write_sweep_file(study)
     total, offset = StudyProgress(), 0
     for point in sweep_points(study):
         sub = point_study(study, point)
