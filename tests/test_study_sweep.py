@@ -12,6 +12,12 @@ from maskkit.config_utils import ConfigError
 from maskkit.lab.study import StudyConfig
 from maskkit.lab.study.sweep import parse_sweep, point_study, sweep_points
 
+#: a study of one run per point that trains in seconds
+TINY_STUDY = ["compare", "--modality", "toy", "--model", "nano", "--maskers", "random", "--seeds", "1",
+              "--batch-size", "8", "--max-steps-per-epoch", "2", "--eval-max-samples", "40",
+              "--recon-max-samples", "16", "--curve-every", "0", "--no-analysis", "--no-progress",
+              "--train-opt", "warmup_epochs=0"]
+
 
 def test_sweep_points_are_the_cartesian_product_and_reach_the_right_fields(tmp_path):
     study = StudyConfig(modality="toy", out=str(tmp_path), train_options={"weight_decay": 0.0},
@@ -32,11 +38,7 @@ def test_bad_sweeps_are_one_line_errors(items, word):
 
 def test_cli_sweep_runs_every_point_and_writes_one_summary(tmp_path):
     out = tmp_path / "study"
-    args = ["compare", "--modality", "toy", "--model", "nano", "--maskers", "random", "--seeds", "1",
-            "--batch-size", "8", "--max-steps-per-epoch", "2", "--eval-max-samples", "40",
-            "--recon-max-samples", "16", "--curve-every", "0", "--no-analysis", "--no-progress",
-            "--train-opt", "warmup_epochs=0", "--sweep", "base_lr=1e-4,1e-3", "--sweep", "epochs=1",
-            "--out", str(out)]
+    args = [*TINY_STUDY, "--sweep", "base_lr=1e-4,1e-3", "--sweep", "epochs=1", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     with open(out / "sweep.csv", newline="") as fh:
@@ -70,11 +72,7 @@ def test_shards_of_a_sweep_deal_out_the_points_jobs_laid_end_to_end():
 
 def test_cli_sweep_split_over_shards_then_one_report(tmp_path):
     out = tmp_path / "study"
-    args = ["compare", "--modality", "toy", "--model", "nano", "--maskers", "random", "--seeds", "1",
-            "--batch-size", "8", "--max-steps-per-epoch", "2", "--eval-max-samples", "40",
-            "--recon-max-samples", "16", "--curve-every", "0", "--no-analysis", "--no-progress",
-            "--train-opt", "warmup_epochs=0", "--sweep", "base_lr=1e-4,1e-3", "--epochs", "1",
-            "--out", str(out)]
+    args = [*TINY_STUDY, "--sweep", "base_lr=1e-4,1e-3", "--epochs", "1", "--out", str(out)]
     runner = CliRunner()
     for index in range(3):  # 3 tasks, and no point's job count is a multiple of 3
         result = runner.invoke(app, [*args, "--shard", f"{index}/3"])
