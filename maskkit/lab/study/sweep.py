@@ -155,7 +155,7 @@ def write_sweep_outputs(study: StudyConfig) -> tuple[Path, Path]:
 
 
 def write_sweep_file(study: StudyConfig) -> None:
-    """OUT/study.json: the sweep's own settings, what ``--report-only --out OUT`` reads back."""
+    """OUT/study.json: the sweep's own settings, what a report-only run of OUT reads back."""
     ensure_dir(study.out)
     write_text(Path(study.out) / "study.json", json.dumps(study.to_dict(), indent=2))
 
